@@ -281,7 +281,10 @@ def _panel(svg: _Svg, bars: Sequence[DayBar], series: Sequence[Series], *, top: 
         data = " ".join(f'data-{attr(s.key)}="{bar.values[s.key]}"' for s in series)
         parts = [f'<g class="bar day" data-panel="{attr(panel)}" '
                  f'data-day="{attr(bar.full_label)}" {data}>'
-                 f"<title>{attr(bar.tooltip)}</title>"]
+                 f"<title>{attr(bar.tooltip)}</title>",
+                 # an invisible hit area under the bars: the tooltip works on empty days too
+                 f'<rect class="hit" x="{_num(left + i * band)}" y="{_num(top)}" '
+                 f'width="{_num(band)}" height="{_num(height)}"/>']
         y = bottom
         for s in series:
             value = bar.values[s.key]
@@ -291,9 +294,6 @@ def _panel(svg: _Svg, bars: Sequence[DayBar], series: Sequence[Series], *, top: 
             y -= h
             parts.append(f'<rect x="{_num(x)}" y="{_num(y)}" width="{_num(width)}" '
                          f'height="{_num(h)}" fill="{attr(s.color)}"/>')
-        # an invisible hit area so that the tooltip works on empty days too
-        parts.append(f'<rect class="hit" x="{_num(left + i * band)}" y="{_num(top)}" '
-                     f'width="{_num(band)}" height="{_num(height)}"/>')
         parts.append("</g>")
         svg.add("".join(parts))
     svg.add(f'<line class="baseline" x1="{_num(left)}" x2="{WIDTH - 4}" y1="{_num(bottom)}" '

@@ -145,7 +145,13 @@ class Browser:
         url = path.resolve().as_uri()
         self.send("Page.navigate", {"url": url}, session=session)
         self.wait_event("Page.loadEventFired", session)
-        return Page(self, session, target, url, first_event)
+        page = Page(self, session, target, url, first_event)
+        # a viewport as tall as the page: every element is on screen (hit tests work)
+        height = json.loads(page.evaluate("JSON.stringify(document.documentElement.scrollHeight)"))
+        self.send("Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": int(height), "deviceScaleFactor": 1,
+                   "mobile": False}, session=session)
+        return page
 
     def close(self) -> None:
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,9 @@ def build_job(n_rows: int = 2000, *, seed: int = 1, policy: str = "flags",
     start = OCT_2026_LOCAL + rng.integers(0, 31 * 86400, size=n_units)
     # a few records just outside the period (clock skew, late files)
     if n_units > 200:
-        start[rng.choice(n_units, size=2, replace=False)] -= 3 * 86400
+        late_or_early = rng.choice(n_units, size=3, replace=False)
+        start[late_or_early[:2]] = OCT_2026_LOCAL - 2 * 86400 + 3600   # 2026-09-29
+        start[late_or_early[2]] = OCT_2026_LOCAL + 31 * 86400 + 7200   # 2026-11-01
     excluded = (service == 0) & (rng.random(n_units) < excluded_share / 0.7)
     duration = np.where(service == 0, rng.integers(1, 1800, size=n_units), 0)
     duration = np.where(excluded, 0, duration)
@@ -291,3 +294,62 @@ def _summary(rules: Rules, policy: str, period: str, seed: int, row_status: np.n
             "peak_memory_mib": 212.5,
         },
     }
+
+
+# ---------------------------------------------------------------------------
+# reading a rendered page back (stdlib html.parser)
+
+
+class PageReader(HTMLParser):
+    """Collects every chart's bars (their data-* attributes), every element id's text,
+    and every start tag with its attributes."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.bars: dict[str, list[dict[str, str]]] = {}
+        self.charts: dict[str, dict[str, str]] = {}
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.texts: dict[str, str] = {}
+        self._chart: str | None = None
+        self._open_ids: list[tuple[str, int]] = []
+        self._depth = 0
+        self._text: list[str] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = {k: v or "" for k, v in attrs}
+        self.tags.append((tag, named))
+        if tag == "svg" and "data-chart" in named:
+            self._chart = named["data-chart"]
+            self.charts[self._chart] = named
+            self.bars[self._chart] = []
+        if tag == "g" and self._chart and "bar" in named.get("class", "").split():
+            self.bars[self._chart].append(named)
+        if tag in VOID_TAGS or tag in ("rect", "line", "polygon"):
+            return
+        self._depth += 1
+        if "id" in named:
+            self._open_ids.append((named["id"], self._depth))
+            self.texts[named["id"]] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "svg":
+            self._chart = None
+        if tag in VOID_TAGS or tag in ("rect", "line", "polygon"):
+            return
+        while self._open_ids and self._open_ids[-1][1] >= self._depth:
+            self._open_ids.pop()
+        self._depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        for element_id, _ in self._open_ids:
+            self.texts[element_id] += data
+
+    def values(self, chart: str, column: str | None = None) -> dict[str, int]:
+        """row label -> data-value of a bar_grid chart (one column)."""
+        return {b["data-row"]: int(b["data-value"]) for b in self.bars[chart]
+                if column is None or b.get("data-column") == column}
+
+
+VOID_TAGS = {"meta", "br", "hr", "img", "input", "link", "col", "area", "base", "wbr"}
