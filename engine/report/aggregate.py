@@ -261,8 +261,8 @@ def period_days(period: Any) -> tuple[dt.date, dt.date] | None:
     try:
         if match := _MONTH_RE.match(text):
             year, month = int(match.group(1)), int(match.group(2))
-            last = calendar.monthrange(year, month)[1]
-            return dt.date(year, month, 1), dt.date(year, month, last)
+            days_in_month = calendar.monthrange(year, month)[1]
+            return dt.date(year, month, 1), dt.date(year, month, days_in_month)
         if match := _DAY_RE.match(text):
             day = dt.date.fromisoformat(match.group(1))
             return day, day
@@ -343,8 +343,9 @@ def _considered(statuses: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
     n = statuses.height
     columns = records.select("row", "service", "calling", "called", "start", "charge")
     in_order = n > 0 and bool((statuses["row"] == pl.int_range(1, n + 1, eager=True)).all())
-    if in_order and records.height and records["row"].min() >= 1 \
-            and records["row"].max() <= n:  # type: ignore[operator]
+    lowest, highest = records["row"].min(), records["row"].max()
+    if in_order and isinstance(lowest, int) and isinstance(highest, int) \
+            and lowest >= 1 and highest <= n:
         with_status = columns.with_columns(
             statuses["status"].gather(columns["row"] - 1).alias("status"))
     else:

@@ -13,7 +13,11 @@ from importlib import metadata
 from typing import Any
 
 from engine.report.aggregate import (
-    DIFF_COLUMNS, OUTCOMES, REASON_CODES, STATUSES, ClassAmounts, ReportData,
+    DIFF_COLUMNS,
+    OUTCOMES,
+    STATUSES,
+    ClassAmounts,
+    ReportData,
 )
 from engine.report.svg import Column, DayBar, Series, attr, bar_grid, day_columns
 from engine.rules import SERVICES, Rules
@@ -168,8 +172,8 @@ def _header(summary: Mapping[str, Any], rules: Rules) -> str:
         ("Job", f"<b>{_text(summary.get('job_id'))}</b>"),
         ("This party", f"<b>{_text(party)}</b>"),
         ("Counterparty", _text(counterparty)),
-        ("Period", f"{_text(summary.get('period'))} "
-                   f'<span class="muted">(days in local time, {utc_offset(rules.timezone_offset_s)})</span>'),
+        ("Period", f"{_text(summary.get('period'))} <span class=\"muted\">(days in local "
+                   f"time, {utc_offset(rules.timezone_offset_s)})</span>"),
         ("Rules", f"{attr(rules.name)} <span class=\"muted\">version {attr(rules.version)}</span>"),
         ("Rules SM3 hash", f'<code class="hash">{_text(summary.get("rules_sm3"))}</code>'),
         ("Disclosure policy", attr(DISCLOSURE_NAMES.get(str(disclosure), disclosure))
@@ -366,7 +370,7 @@ def _day_chart(data: ReportData, rules: Rules) -> str:
     chart = day_columns(
         "daily", "Daily volume: calls agreed vs disputed", desc, bars, series, series[1:],
         overview_title="all calls", zoom_title="zoom: disputed and unmatched only (own scale)",
-        fmt=count, empty_text="no considered records")
+        fmt=count, empty_text="no considered records in these days")
     rows = [[attr(d.label) + ("" if d.in_period else ' <span class="muted">outside period</span>')]
             + [f"{count(d.records[o])} <span class=\"muted\">{yuan(d.charge[o])}</span>"
                for o in OUTCOMES] for d in data.days]
@@ -429,11 +433,11 @@ def _disputed_table(data: ReportData, summary: Mapping[str, Any], rules: Rules) 
     policy = summary.get("disclosure")
     shows_diffs = policy == "differences" or any(
         frame[c].null_count() < frame.height for c in DIFF_COLUMNS if frame.height)
-    headers = ["row", "record id", "service", f"start ({utc_offset(rules.timezone_offset_s)})",
-               "duration", "our charge", "reasons"]
-    numeric = [True, False, False, False, True, True, False]
+    headers = ["row", "record id", f"start ({utc_offset(rules.timezone_offset_s)})",
+               "call", "our charge", "reasons"]
+    numeric = [True, False, False, True, True, False]
     if shows_diffs:
-        headers += ["Δ start", "Δ duration", "Δ charge", "Δ rated charge"]
+        headers += ["Δ start", "Δ duration", "Δ charge", "Δ rated"]
         numeric += [True] * 4
     rows = []
     for rec in frame.iter_rows(named=True):
@@ -444,17 +448,26 @@ def _disputed_table(data: ReportData, summary: Mapping[str, Any], rules: Rules) 
         else:
             reason_html = ('<span class="missing">not disclosed</span>'
                            if policy == "aggregate" else '<span class="missing">—</span>')
-        rid = attr(rec["record_id"]) if rec["record_id"] is not None else _text(None)
-        if rec.get("merged_into"):
-            rid += f' <span class="muted">part of {attr(rec["merged_into"])}</span>'
+        record_id = rec["record_id"]
+        rid = (f'<span class="rid{" long" if len(record_id) > 24 else ""}">{attr(record_id)}'
+               "</span>" if record_id is not None else _text(None))
+        merged_into = rec.get("merged_into")
+        if merged_into and merged_into == record_id:
+            rid += '<br><span class="muted">first part of a merged call</span>'
+        elif merged_into:
+            rid += f'<br><span class="muted">part of {attr(merged_into)}</span>'
         service = rec.get("service")
+        if service is None or rec["duration_s"] is None:
+            call = _text(None)
+        else:
+            amount = (f"{count(rec['volume_kb'])} KB" if service == 2
+                      else "" if service == 1 else f"{count(rec['duration_s'])} s")
+            call = f'<span class="muted">{SERVICES[service]}</span> {amount}'
         cells = [
-            count(rec["row"]), f'<span class="rid">{rid}</span>',
-            SERVICES[service] if service is not None and service < len(SERVICES) else _text(None),
+            count(rec["row"]), rid,
             f'<span class="nowrap">{local_time(rec["start"], rules.timezone_offset_s)}</span>'
             if rec["start"] is not None else _text(None),
-            (f"{count(rec['volume_kb'])} KB" if service == 2 else f"{count(rec['duration_s'])} s")
-            if rec["duration_s"] is not None else _text(None),
+            call,
             yuan(rec["charge"]) if rec["charge"] is not None else _text(None),
             reason_html,
         ]
@@ -469,7 +482,7 @@ def _disputed_table(data: ReportData, summary: Mapping[str, Any], rules: Rules) 
     if total == 0:
         body = '<p class="empty">No disputed records.</p>'
     else:
-        body = _table(headers, rows, numeric=numeric, cls="records")
+        body = f'<div class="scroll">{_table(headers, rows, numeric=numeric, cls="records")}</div>'
     shown = frame.height
     lead = (f"The first {count(shown)} of {count(total)} disputed input rows, by row number. "
             "Values are this party's own; differences are ours − theirs"
@@ -540,9 +553,11 @@ td.num,th.num{text-align:right;white-space:nowrap}
 table.totals{background:var(--card);border:1px solid var(--line);border-radius:10px;
 border-collapse:separate;border-spacing:0;overflow:hidden}
 table.totals td:first-child{width:34%}
-table.records td{font-size:13px}
+table.records td{font-size:13px}table.records th,table.records td{padding:5px 6px}
 .rid{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12px;
-overflow-wrap:anywhere;display:inline-block;min-width:min(20ch,100%)}
+white-space:nowrap}
+.rid.long{white-space:normal;overflow-wrap:anywhere}
+.scroll{overflow-x:auto}
 .nowrap{white-space:nowrap}
 .tag{display:inline-block;background:#fbe9e0;color:#8a3200;border-radius:4px;padding:0 6px;
 margin:1px 2px 1px 0;font-size:12px;white-space:nowrap}

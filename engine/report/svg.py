@@ -168,8 +168,8 @@ def bar_grid(chart_id: str, title: str, desc: str, row_labels: Sequence[str],
         svg.add(f'<rect class="stripe" x="0" y="{_num(top + r * _ROW_HEIGHT)}" '
                 f'width="{WIDTH}" height="{_ROW_HEIGHT}"/>')
     for r, label in enumerate(row_labels):
-        y = top + r * _ROW_HEIGHT
-        svg.add(f'<text class="lbl" x="{_num(label_width - 8)}" y="{_num(y + 16)}" '
+        row_top = top + r * _ROW_HEIGHT
+        svg.add(f'<text class="lbl" x="{_num(label_width - 8)}" y="{_num(row_top + 16)}" '
                 f'text-anchor="end">{attr(_fit(label, label_width - 12))}'
                 f"<title>{attr(label)}</title></text>")
 
@@ -332,6 +332,10 @@ def day_columns(chart_id: str, title: str, desc: str, bars: Sequence[DayBar],
            band=band, title=overview_title, panel="overview", fmt=fmt)
     _panel(svg, bars, zoom, top=zoom_top, height=zoom_height, left=left, band=band,
            title=zoom_title, panel="zoom", fmt=fmt)
+    if not any(v for bar in bars for v in bar.values.values()):
+        svg.add(f'<text class="empty" x="{_num(left + (WIDTH - left) / 2)}" '
+                f'y="{_num(overview_top + overview_height / 2)}" text-anchor="middle">'
+                f"{attr(empty_text)}</text>")
     label_y = zoom_top + zoom_height + 14
     every = max(1, math.ceil(len(bars) * 22 / (WIDTH - left)))
     for i, bar in enumerate(bars):

@@ -71,7 +71,8 @@ def _rgb(css: str) -> tuple[int, int, int]:
     return r, g, b
 
 
-def _load(browser: Browser, job: Job, folder: Path) -> tuple[Any, dict[str, Any], np.ndarray, bytes]:
+def _load(browser: Browser, job: Job,
+          folder: Path) -> tuple[Any, dict[str, Any], np.ndarray, bytes]:
     path = write_report(folder, *job.render_args())
     page = browser.open(path)
     try:
@@ -155,6 +156,7 @@ def test_empty_report_renders(browser: Browser, tmp_path: Path) -> None:
         assert all(not b["rects"] for b in chart["bars"]), f"{chart_id}: bars drawn for zeros"
     assert _chart(info, "by-class")["empty"] == ["no considered records"]
     assert _chart(info, "stages")["empty"] == ["no stage timings in summary.json"]
+    assert _chart(info, "daily")["empty"] == ["no considered records in these days"]
     # all seven statuses are listed with their zero
     assert [b["text"] for b in _chart(info, "status")["bars"]] == [["0 · 0 %"]] * 7
     assert pixels.size > 0

@@ -59,7 +59,8 @@ def _numbers(rng: np.random.Generator, prefixes: list[str], n: int) -> np.ndarra
     """n E.164 digit strings of 13 digits starting with one of ``prefixes``."""
     chosen = rng.choice(np.array(prefixes, dtype=object), size=n)
     tails = rng.integers(0, 10**8, size=n)
-    return np.array([p + f"{t:08d}"[: 13 - len(p)] for p, t in zip(chosen, tails)], dtype=object)
+    return np.array([p + f"{t:08d}"[: 13 - len(p)]
+                     for p, t in zip(chosen, tails, strict=True)], dtype=object)
 
 
 def build_job(n_rows: int = 2000, *, seed: int = 1, policy: str = "flags",
@@ -187,7 +188,8 @@ def build_job(n_rows: int = 2000, *, seed: int = 1, policy: str = "flags",
     dup_target = np.maximum(1, rng.integers(1, n_rows + 1, size=n_rows))
     row_reason = np.where(kind_at_row == -1, "wrong_type:duration_s",
                           np.where(kind_at_row == -2,
-                                   np.char.add("duplicate_of:", dup_target.astype(str)).astype(object),
+                                   np.char.add("duplicate_of:",
+                                               dup_target.astype(str)).astype(object),
                                    np.where(ingest_status == "excluded", "zero_duration_voice",
                                             None)))
     rows = pl.DataFrame({
@@ -238,7 +240,8 @@ def _summary(rules: Rules, policy: str, period: str, seed: int, row_status: np.n
     unmatched_remote_charge = unmatched_remote * 41
     agreed_local = int(charge[exact].sum() + charge[tol].sum())
     agreed_remote = int(charge[exact].sum() + remote_charge[tol].sum())
-    agreed = int(charge[exact].sum()) + (int(charge[tol].sum()) + int(remote_charge[tol].sum())) // 2
+    agreed = int(charge[exact].sum()) + (int(charge[tol].sum())
+                                         + int(remote_charge[tol].sum())) // 2
     totals = {
         "local_charge": int(charge[exact | tol | disp | unm].sum()),
         "agreed_charge": agreed,

@@ -41,7 +41,8 @@ def page(job: Job) -> PageReader:
 
 def _considered(job: Job) -> list[dict]:
     """Canonical records with the status of their first row, when paired or unmatched."""
-    status_of_row = dict(zip(job.statuses["row"].to_list(), job.statuses["status"].to_list()))
+    status_of_row = dict(zip(job.statuses["row"].to_list(), job.statuses["status"].to_list(),
+                             strict=True))
     out = []
     for rec in job.records.iter_rows(named=True):
         status = status_of_row[rec["row"]]
