@@ -321,8 +321,28 @@ def _reason_chart(data: ReportData, summary: Mapping[str, Any]) -> str:
     return _section("by-reason", "Disputes by reason", lead, chart + _numbers(table))
 
 
+MAX_CLASS_ROWS = 24
+"""Charts by rate class or operator pair show at most this many rows; the smallest
+(by total charge) are summed into one 'other' row."""
+
+
+def _capped(classes: Sequence[ClassAmounts], names: Sequence[str],
+            limit: int = MAX_CLASS_ROWS) -> tuple[list[ClassAmounts], list[str]]:
+    if len(classes) <= limit:
+        return list(classes), list(names)
+    by_total = sorted(range(len(classes)), key=lambda i: (-sum(classes[i].charge.values()), i))
+    keep = sorted(by_total[: limit - 1])
+    rest = [classes[i] for i in by_total[limit - 1:]]
+    other = ClassAmounts(
+        key=("other",), charge={o: sum(c.charge[o] for c in rest) for o in OUTCOMES},
+        records={o: sum(c.records[o] for c in rest) for o in OUTCOMES})
+    return ([classes[i] for i in keep] + [other],
+            [names[i] for i in keep] + [f"{len(rest)} others"])
+
+
 def _class_chart(section_id: str, title: str, lead: str, classes: Sequence[ClassAmounts],
                  names: Sequence[str], empty: str) -> str:
+    classes, names = _capped(classes, names)
     columns = []
     for outcome in OUTCOMES:
         values = [c.charge[outcome] for c in classes]

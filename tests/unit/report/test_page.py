@@ -4,13 +4,16 @@ self-containment."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 
 import polars as pl
 import pytest
 
 from engine.report import ReportInputError, render_report
-from engine.report.page import percent, yuan
+from engine.report.aggregate import MAX_DAYS, period_days
+from engine.report.page import MAX_CLASS_ROWS, percent, yuan
+from engine.rules import Operator
 from tests.unit.report.report_fixtures import Job, PageReader, build_job, example_rules
 
 HOSTILE = '<script>alert("pwned")</script>&\'"<img src=x onerror=alert(1)>'
@@ -153,3 +156,54 @@ def test_yuan_and_percent_formatting() -> None:
     assert percent(9_999, 10_000) == ">99.9 %"
     assert percent(98, 100) == "98.0 %"
     assert percent(5, 0) == "0 %"
+
+
+def test_many_operator_pairs_are_capped_with_an_other_row() -> None:
+    """30 operators make up to 31^2 payer -> payee pairs: the chart keeps the largest
+    and sums the rest into one row, so the totals still add up."""
+    job = build_job(3000, seed=8)
+    prefixes = [p + d for p in ("86134", "86135", "86130") for d in "0123456789"]
+    operators = tuple(Operator(id=f"OP{i:02d}", name="", prefixes=(p,))
+                      for i, p in enumerate(prefixes))
+    rules = dataclasses.replace(job.rules, operators=operators)
+    page = PageReader(render_report(job.summary, job.statuses, job.records, job.rows, rules))
+    rows = {b["data-row"] for b in page.bars["by-operator"]}
+    assert len(rows) == MAX_CLASS_ROWS
+    assert any(r.endswith(" others") for r in rows)
+    assert sum(int(b["data-value"]) for b in page.bars["by-operator"]) == \
+        job.summary["totals"]["local_charge"]
+
+
+@pytest.mark.parametrize(("period", "expected"), [
+    ("2026-10", (dt.date(2026, 10, 1), dt.date(2026, 10, 31))),
+    ("2028-02", (dt.date(2028, 2, 1), dt.date(2028, 2, 29))),
+    ("2026-10-05", (dt.date(2026, 10, 5), dt.date(2026, 10, 5))),
+    ("2026-10-01/2026-10-15", (dt.date(2026, 10, 1), dt.date(2026, 10, 15))),
+    ("2026-10-01..2026-10-15", (dt.date(2026, 10, 1), dt.date(2026, 10, 15))),
+    ("2026-10-15/2026-10-01", None), ("2026-13", None), ("October", None), (None, None),
+])
+def test_period_days(period: object, expected: object) -> None:
+    assert period_days(period) == expected
+
+
+def test_days_without_a_readable_period_follow_the_data_and_are_capped() -> None:
+    """No period: the days span the data, at most MAX_DAYS of them, older ones summed
+    into 'before' (a stray record from 1970 must not make a 20,000-bar chart)."""
+    job = build_job(1000, seed=9, period="Q4")
+    considered_statuses = ("matched_exact", "matched_tolerance", "disputed", "unmatched")
+    status_of_row = dict(job.statuses.select("row", "status").iter_rows())
+    stray_unit = next(r["unit"] for r in job.records.iter_rows(named=True)
+                      if status_of_row[r["row"]] in considered_statuses)
+    stray = job.records.with_columns(
+        pl.when(pl.col("unit") == stray_unit).then(pl.lit(86_400)).otherwise(pl.col("start"))
+        .alias("start"))
+    page = PageReader(render_report(job.summary, job.statuses, stray, job.rows, job.rules))
+    days = [b["data-day"] for b in page.bars["daily"] if b["data-panel"] == "overview"]
+    assert len(days) == MAX_DAYS + 1
+    assert days[0] == "before" and days[-1] == "2026-11-01"  # the latest record's day
+    assert days[1] == (dt.date(2026, 11, 1) - dt.timedelta(days=MAX_DAYS - 1)).isoformat()
+    total = sum(int(b["data-agreed"]) + int(b["data-disputed"]) + int(b["data-unmatched"])
+                for b in page.bars["daily"] if b["data-panel"] == "overview")
+    considered = sum(1 for r in stray.iter_rows(named=True)
+                     if status_of_row[r["row"]] in considered_statuses)
+    assert total == considered
