@@ -150,6 +150,12 @@ def _numbers(table: str) -> str:
     return f'<details class="numbers"><summary>The numbers</summary>{table}</details>'
 
 
+def _figure(svg: str) -> str:
+    """A chart in a box that scrolls sideways on narrow screens rather than shrinking
+    the chart's text below legibility."""
+    return f'<div class="chartbox">{svg}</div>'
+
+
 def _section(section_id: str, title: str, lead: str, body: str) -> str:
     return (f'<section class="card" id="{section_id}"><h2>{title}</h2>'
             f'<p class="lead">{lead}</p>{body}</section>')
@@ -283,7 +289,7 @@ def _status_chart(data: ReportData) -> str:
                    numeric=[False, True, True])
     return _section("by-status", "Records by status",
                     f"Every one of the {count(total)} input rows of this party's file, by "
-                    "the status it ended with.", chart + _numbers(table))
+                    "the status it ended with.", _figure(chart) + _numbers(table))
 
 
 def _reason_chart(data: ReportData, summary: Mapping[str, Any]) -> str:
@@ -318,7 +324,7 @@ def _reason_chart(data: ReportData, summary: Mapping[str, Any]) -> str:
             "Both parties' charges are disclosed as sums per reason under every policy.")
     if n_disputed == 0:
         lead = "No disputed pairs in this job."
-    return _section("by-reason", "Disputes by reason", lead, chart + _numbers(table))
+    return _section("by-reason", "Disputes by reason", lead, _figure(chart) + _numbers(table))
 
 
 MAX_CLASS_ROWS = 24
@@ -363,7 +369,7 @@ def _class_chart(section_id: str, title: str, lead: str, classes: Sequence[Class
                 + [f"<b>{yuan(sum(totals.values()))}</b>"])
     table = _table(["", *[f"{OUTCOME_NAMES[o]} (records)" for o in OUTCOMES], "total"], rows,
                    numeric=[False, True, True, True, True])
-    return _section(section_id, title, lead, chart + _numbers(table))
+    return _section(section_id, title, lead, _figure(chart) + _numbers(table))
 
 
 def _day_chart(data: ReportData, rules: Rules) -> str:
@@ -399,7 +405,7 @@ def _day_chart(data: ReportData, rules: Rules) -> str:
     lead = (f"Calls (canonical records) per local day{span}, {utc_offset(rules.timezone_offset_s)}"
             ", by the local start time. Shaded: weekends and days outside the period. "
             "The lower panel enlarges the disputed and unmatched calls.")
-    return _section("daily", "Daily volumes", lead, chart + _numbers(table))
+    return _section("daily", "Daily volumes", lead, _figure(chart) + _numbers(table))
 
 
 def _stage_chart(summary: Mapping[str, Any]) -> str:
@@ -445,7 +451,7 @@ def _stage_chart(summary: Mapping[str, Any]) -> str:
                    [[attr(n), lab, count(c)]
                     for n, lab, c in zip(row_names, labels, counts, strict=True)],
                    numeric=[False, True, True])
-    return _section("stages", "Stage timings", lead, chart + _numbers(table))
+    return _section("stages", "Stage timings", lead, _figure(chart) + _numbers(table))
 
 
 def _disputed_table(data: ReportData, summary: Mapping[str, Any], rules: Rules) -> str:
@@ -551,7 +557,8 @@ padding:12px 14px;border-top:4px solid var(--line)}
 .card{background:var(--card);border:1px solid var(--line);border-radius:10px;
 padding:16px 20px;margin:16px 0}
 .lead{margin:0 0 10px;color:var(--muted)}
-svg.chart{display:block;width:100%;height:auto;overflow:visible}
+.chartbox{overflow-x:auto}
+svg.chart{display:block;width:100%;min-width:560px;height:auto;overflow:visible}
 svg.chart text{font-size:12px;fill:var(--ink)}
 svg.chart .coltitle{font-weight:600;fill:var(--muted)}
 svg.chart .val{font-variant-numeric:tabular-nums}

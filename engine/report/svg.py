@@ -43,15 +43,32 @@ def attr(value: object) -> str:
     return escape(str(value), quote=True)
 
 
+def _char_width(char: str) -> float:
+    """Estimated advance at 12 px in a typical sans-serif (generous: no font metrics
+    here, and a label cut at the chart's edge is worse than a little spare room)."""
+    if char.isupper() or char in "→↔¥%@#&—–MW":
+        return 8.4
+    if char.isdigit():
+        return 7.0
+    if char in " .,:;'|!ilI·":
+        return 3.8
+    if ord(char) > 0x2E80:  # CJK: full width
+        return 12.0
+    return CHAR_WIDTH
+
+
 def _text_width(text: str) -> float:
-    return len(text) * CHAR_WIDTH
+    return sum(_char_width(c) for c in text)
 
 
 def _fit(text: str, width: float) -> str:
     """``text`` shortened with an ellipsis to fit ``width`` (the full text stays in
     the tooltip)."""
-    limit = max(3, int(width / CHAR_WIDTH))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if _text_width(text) <= width:
+        return text
+    while text and _text_width(text + "…") > width:
+        text = text[:-1]
+    return text + "…"
 
 
 def _num(x: float) -> str:
