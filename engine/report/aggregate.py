@@ -181,7 +181,24 @@ def _conform(frame: Any, name: str, required: Mapping[str, pl.DataType],
     for column, dtype in (optional or {}).items():
         if column not in frame.columns:
             exprs.append(pl.lit(None, dtype=dtype).alias(column))
-    return frame.select(exprs)
+    try:
+        return frame.select(exprs)
+    except pl.exceptions.InvalidOperationError as exc:  # e.g. service 300 into UInt8
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ReportInputError("value does not fit its column's documented dtype", file=name,
+                               expected="values of the documented dtypes (docs/records.md)",
+                               found=detail) from None
+
+
+def _check_no_nulls(frame: pl.DataFrame, name: str, columns: tuple[str, ...]) -> None:
+    """Canonical frames have no nulls in these columns; a null would silently drop a
+    record from every total, so it is an error naming the row."""
+    counts = frame.select(pl.col(c).null_count() for c in columns).row(0)
+    for column, nulls in zip(columns, counts, strict=True):
+        if nulls:
+            first = frame.filter(pl.col(column).is_null()).row(0, named=True)
+            raise ReportInputError("missing value", file=name, row=first.get("row"),
+                                   column=column, expected="a value", found="null")
 
 
 def _check_statuses(statuses: pl.DataFrame) -> None:
@@ -349,6 +366,11 @@ def _considered(statuses: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
         with_status = columns.with_columns(
             statuses["status"].gather(columns["row"] - 1).alias("status"))
     else:
+        repeated = statuses.filter(pl.col("row").is_duplicated())
+        if repeated.height:
+            raise ReportInputError("row listed twice", file="records.parquet",
+                                   row=repeated["row"][0], column="row",
+                                   expected="one line per input row", found="two or more")
         with_status = columns.join(statuses.select("row", "status"), on="row", how="inner")
     return (
         with_status.filter(pl.col("status").is_in(list(_OUTCOME_OF_STATUS)))
@@ -404,7 +426,10 @@ def aggregate(summary: Mapping[str, Any], statuses: pl.DataFrame, records: pl.Da
     statuses = _conform(statuses, "records.parquet", _STATUS_COLUMNS, _STATUS_OPTIONAL)
     records = _conform(records, "canonical records", _RECORD_COLUMNS)
     rows = _conform(rows, "ingest rows", _ROW_COLUMNS)
+    _check_no_nulls(statuses, "records.parquet", ("row",))
     _check_statuses(statuses)
+    _check_no_nulls(records, "canonical records",
+                    ("unit", "row", "service", "calling", "called", "start", "charge"))
     _check_services(records)
 
     counted = statuses.group_by("status").len()

@@ -207,3 +207,39 @@ def test_days_without_a_readable_period_follow_the_data_and_are_capped() -> None
     considered = sum(1 for r in stray.iter_rows(named=True)
                      if status_of_row[r["row"]] in considered_statuses)
     assert total == considered
+
+
+def test_null_in_a_canonical_column_names_row_and_column() -> None:
+    job = build_job(50)
+    target_row = job.records["row"][3]
+    records = job.records.with_columns(
+        pl.when(pl.col("row") == target_row).then(None).otherwise(pl.col("start"))
+        .alias("start"))
+    with pytest.raises(ReportInputError) as info:
+        render_report(job.summary, job.statuses, records, job.rows, job.rules)
+    assert f"row {target_row}" in str(info.value) and "'start'" in str(info.value)
+
+
+def test_row_listed_twice_is_refused() -> None:
+    job = build_job(50)
+    statuses = pl.concat([job.statuses, job.statuses.slice(10, 1)])
+    with pytest.raises(ReportInputError) as info:
+        render_report(job.summary, statuses, job.records, job.rows, job.rules)
+    assert f"row {job.statuses['row'][10]}" in str(info.value)
+
+
+def test_out_of_range_service_is_refused() -> None:
+    job = build_job(50)
+    records = job.records.with_columns(pl.lit(300, dtype=pl.Int64).alias("service"))
+    with pytest.raises(ReportInputError) as info:
+        render_report(job.summary, job.statuses, records, job.rows, job.rules)
+    assert "canonical records" in str(info.value)
+
+
+def test_statuses_in_any_row_order_give_the_same_page() -> None:
+    """records.parquet in input order takes a positional fast path; shuffled, a join."""
+    job = build_job(1200, seed=10)
+    shuffled = job.statuses.sample(fraction=1.0, shuffle=True, seed=1)
+    assert shuffled["row"].to_list() != job.statuses["row"].to_list()
+    assert render_report(job.summary, shuffled, *job.render_args()[2:]) == \
+        render_report(*job.render_args())
