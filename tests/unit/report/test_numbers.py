@@ -1,0 +1,179 @@
+"""Every number the page shows equals an independent computation on the inputs.
+
+The page's bars carry their numbers in data-* attributes; these tests read them back
+with html.parser and compare them with plain-Python computations over the same
+frames (the rate class of each record from the rules' own per-record lookups, the
+local day from :mod:`datetime`), so that the vectorised polars code is checked
+against an obviously correct one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+from engine.report import render_report, write_report
+from engine.report.page import yuan
+from engine.rules import SERVICES
+from tests.unit.report.report_fixtures import Job, PageReader, build_job
+
+OUTCOME = {"matched_exact": "Agreed", "matched_tolerance": "Agreed", "disputed": "Disputed",
+           "unmatched": "Unmatched"}
+STATUS_LABELS = {
+    "matched_exact": "Matched exactly", "matched_tolerance": "Matched within tolerance",
+    "disputed": "Disputed", "unmatched": "Unmatched", "duplicate": "Duplicate",
+    "invalid": "Invalid", "excluded": "Excluded by rule",
+}
+
+
+@pytest.fixture(scope="module", params=["flags", "differences", "aggregate"])
+def job(request: pytest.FixtureRequest) -> Job:
+    return build_job(3000, seed=7, policy=request.param)
+
+
+@pytest.fixture(scope="module")
+def page(job: Job) -> PageReader:
+    return PageReader(render_report(*job.render_args()))
+
+
+def _considered(job: Job) -> list[dict]:
+    """Canonical records with the status of their first row, when paired or unmatched."""
+    status_of_row = dict(zip(job.statuses["row"].to_list(), job.statuses["status"].to_list(),
+                             strict=True))
+    out = []
+    for rec in job.records.iter_rows(named=True):
+        status = status_of_row[rec["row"]]
+        if status in OUTCOME:
+            out.append({**rec, "outcome": OUTCOME[status]})
+    return out
+
+
+def test_status_bars_count_input_rows(job: Job, page: PageReader) -> None:
+    expected = Counter(job.statuses["status"].to_list())
+    got = page.values("status")
+    assert got == {STATUS_LABELS[s]: expected.get(s, 0) for s in STATUS_LABELS}
+    assert sum(got.values()) == job.statuses.height
+
+
+def test_rate_class_bars_equal_per_record_classification(job: Job, page: PageReader) -> None:
+    rules = job.rules
+    expected: dict[tuple[str, str], int] = defaultdict(int)
+    for rec in _considered(job):
+        label = " · ".join((SERVICES[rec["service"]], rules.call_type_of(rec["called"]),
+                            rules.time_band_of(rec["start"])))
+        expected[(label, rec["outcome"])] += rec["charge"]
+    got = {(b["data-row"], b["data-column"]): int(b["data-value"]) for b in page.bars["by-class"]}
+    assert {k: v for k, v in got.items() if v} == dict(expected)
+    # every class with a record appears, each with all three columns
+    assert {k[0] for k in got} == {k[0] for k in expected}
+    assert len(got) == 3 * len({k[0] for k in expected})
+    # the classes add up to the party's considered charge in summary.json
+    assert sum(got.values()) == job.summary["totals"]["local_charge"]
+
+
+def test_operator_pair_bars_equal_per_record_lookup(job: Job, page: PageReader) -> None:
+    rules = job.rules
+    expected: dict[tuple[str, str], int] = defaultdict(int)
+    for rec in _considered(job):
+        label = f"{rules.operator_of(rec['calling'])} → {rules.operator_of(rec['called'])}"
+        expected[(label, rec["outcome"])] += rec["charge"]
+    got = {(b["data-row"], b["data-column"]): int(b["data-value"])
+           for b in page.bars["by-operator"]}
+    assert {k: v for k, v in got.items() if v} == dict(expected)
+
+
+def test_daily_bars_equal_local_days(job: Job, page: PageReader) -> None:
+    tz = dt.timezone(dt.timedelta(seconds=job.rules.timezone_offset_s))
+    first, last = dt.date(2026, 10, 1), dt.date(2026, 10, 31)
+    expected: dict[str, Counter] = defaultdict(Counter)
+    for rec in _considered(job):
+        day = dt.datetime.fromtimestamp(rec["start"], tz).date()
+        key = "before" if day < first else "after" if day > last else day.isoformat()
+        expected[key][rec["outcome"].lower()] += 1
+    overview = [b for b in page.bars["daily"] if b["data-panel"] == "overview"]
+    days = [b["data-day"] for b in overview]
+    # every day of the period is shown, in order, even days without a record
+    in_period = [d for d in days if d not in ("before", "after")]
+    # records outside the period get their own bars, before and after the period's days
+    outside = [k for k in ("before", "after") if k in expected]
+    assert outside, "the fixture places records outside the period"
+    assert [d for d in days if d in ("before", "after")] == outside
+    assert days[0] == "before" if "before" in outside else days[0] == first.isoformat()
+    assert in_period == [(first + dt.timedelta(days=i)).isoformat() for i in range(31)]
+    got = {b["data-day"]: Counter({k: int(b[f"data-{k}"]) for k in
+                                   ("agreed", "disputed", "unmatched")}) for b in overview}
+    assert {d: +c for d, c in got.items() if +c} == dict(expected)
+    zoom = {b["data-day"]: (int(b["data-disputed"]), int(b["data-unmatched"]))
+            for b in page.bars["daily"] if b["data-panel"] == "zoom"}
+    assert zoom == {d: (c["disputed"], c["unmatched"]) for d, c in got.items()}
+
+
+def test_reason_bars_show_summary_per_reason(job: Job, page: PageReader) -> None:
+    names = {"start_time": "Start time", "duration": "Duration",
+             "charge_rate_mismatch": "Charge: rate mismatch",
+             "charge_rounding": "Charge: rounding", "charge_unexplained": "Charge: unexplained"}
+    reasons = job.summary["reasons"]
+    for code, name in names.items():
+        entry = reasons.get(code, {"pairs": 0, "local_charge": 0, "remote_charge": 0})
+        assert page.values("reasons", "pairs")[name] == entry["pairs"]
+        assert page.values("reasons", "A's charge")[name] == entry["local_charge"]
+        assert page.values("reasons", "B's charge")[name] == entry["remote_charge"]
+
+
+def test_key_figures_and_totals_in_yuan(job: Job, page: PageReader) -> None:
+    totals = job.summary["totals"]
+    assert yuan(totals["agreed_charge"]) in page.texts["figure-agreed"]
+    assert yuan(totals["disputed_local_charge"]) in page.texts["figure-disputed"]
+    assert yuan(totals["disputed_remote_charge"]) in page.texts["figure-disputed"]
+    assert yuan(totals["unmatched_local_charge"]) in page.texts["figure-unmatched"]
+    assert f"{job.statuses.height:,}" in page.texts["figure-rows"]
+    assert "All 13 counts and totals" in page.texts["checks"]
+
+
+def test_stage_bars(job: Job, page: PageReader) -> None:
+    stages = job.summary["stages"]
+    assert page.values("stages", "wall seconds")["MPC on differing pairs"] == round(
+        stages["mpc"]["seconds"] * 1000)
+    assert page.values("stages", "items processed")["Ingest, validate, rate"] == \
+        stages["ingest"]["items"]
+
+
+def test_disputed_table_lists_first_rows(job: Job) -> None:
+    html = render_report(*job.render_args(), max_disputed_rows=7)
+    page = PageReader(html)
+    disputed = job.statuses.filter(job.statuses["status"] == "disputed").sort("row")
+    expected_ids = disputed["record_id"].head(7).to_list()
+    table_text = page.texts["disputed"]
+    positions = [table_text.index(rid) for rid in expected_ids]
+    assert positions == sorted(positions)
+    assert disputed["record_id"][7] not in table_text
+    assert f"The first 7 of {disputed.height:,} disputed input rows" in table_text
+    policy = job.summary["disclosure"]
+    assert ("Δ charge" in table_text) == (policy == "differences")
+    undisclosed = html.count('<span class="missing">not disclosed</span>')
+    assert undisclosed == (7 if policy == "aggregate" else 0)
+
+
+def test_inconsistent_summary_is_flagged(job: Job) -> None:
+    summary = {**job.summary, "counts": {**job.summary["counts"]},
+               "totals": {**job.summary["totals"]}}
+    summary["counts"]["disputed"] += 1
+    summary["totals"]["local_charge"] -= 5
+    page = PageReader(render_report(summary, *job.render_args()[1:]))
+    text = page.texts["checks"]
+    assert "Inconsistent inputs" in text
+    assert "rows disputed" in text and "local charge" in text
+    assert "agreed local charge" not in text  # that one still agrees
+
+
+def test_render_is_deterministic_and_written(job: Job, tmp_path: Path) -> None:
+    first = render_report(*job.render_args())
+    assert render_report(*job.render_args()) == first
+    path = write_report(tmp_path / "out", *job.render_args())
+    assert path == tmp_path / "out" / "report.html"
+    assert path.read_text(encoding="utf-8") == first
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in path.parent.iterdir()] == ["report.html"]  # no temp file left
