@@ -55,13 +55,19 @@ def zeros(n: int) -> np.ndarray:
     return np.zeros(n, dtype=object)
 
 
+RANDOM_BYTES = 12
+"""Random bytes per field element: 89 uniform bits are a uniform value in [0, 2^89);
+reduced mod p = 2^89 - 1 only 2^89 - 1 itself moves (to 0), a statistical distance of
+2^-89 from uniform."""
+
+
 def from_random_bytes(buffer: bytes, count: int, *, nonzero: bool = False) -> np.ndarray:
-    """``count`` field elements from 24 random bytes each (statistical distance from
-    uniform below 2^-100).  ``nonzero`` maps into [1, p)."""
-    if len(buffer) < 24 * count:
+    """``count`` field elements from 12 random bytes each; ``nonzero`` maps into [1, p)."""
+    if len(buffer) < RANDOM_BYTES * count:
         raise ValueError("not enough random bytes")
-    words = np.frombuffer(buffer, dtype="<u8", count=3 * count).reshape(count, 3).astype(object)
-    value = words[:, 0] + (words[:, 1] << 64) + (words[:, 2] << 128)
+    low = np.frombuffer(buffer, dtype="<u8", count=count).astype(object)
+    high = (np.frombuffer(buffer, dtype="<u4", count=count, offset=8 * count) & 0x1FFFFFF).astype(object)
+    value = low + (high << 64)
     if nonzero:
         return value % (P - 1) + 1
     return value % P

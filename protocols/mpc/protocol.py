@@ -72,6 +72,7 @@ large, and no wrap-around.  Chunk sums stay below 2^78 < p/2.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import logging
 import time
@@ -110,7 +111,7 @@ class Net(Protocol):
     pid: int
 
     async def exchange(self, sends: Mapping[int, bytes], receive_from: Sequence[int],
-                       what: str) -> dict[int, bytes]: ...
+                       what: str, tag: int | None = None) -> dict[int, bytes]: ...
 
     def bytes_sent(self) -> int: ...
 
@@ -127,6 +128,26 @@ class Randomness(Protocol):
 
 # ---------------------------------------------------------------------------
 # message rounds
+
+
+class _TaggedNet:
+    """The rounds of one chunk get their own tag range, so that several chunks can be
+    in flight at once and still pair up the same messages on every party."""
+
+    def __init__(self, base: Net, chunk: int) -> None:
+        self.base = base
+        self.pid = base.pid
+        self.first = (chunk + 1) * 1024
+        self.step = 0
+
+    async def exchange(self, sends, receive_from, what, tag=None):
+        self.step += 1
+        if self.step >= 1024:
+            raise RuntimeError("too many rounds in one chunk")
+        return await self.base.exchange(sends, receive_from, what, tag=self.first + self.step)
+
+    def bytes_sent(self) -> int:
+        return self.base.bytes_sent()
 
 
 class _Pending:
@@ -232,10 +253,11 @@ class DiscrepancyParty:
         z = self.rand.pair(peers, label, count).reshape(shape)
         if self.pid == partner:
             return _Pending(value=z)
-        # f(X) = v + a X with f(x_partner) = z
-        slope = (z - values) % F.P * F.inv(partner + 1) % F.P
-        own = (values + slope * (owner + 1)) % F.P
-        rnd.send(receiver, (values + slope * (receiver + 1)) % F.P)
+        # f(X) = v + (z - v) X / x_partner, so that f(0) = v and f(x_partner) = z
+        step = z - values
+        inv_partner = F.inv(partner + 1)
+        own = (values + step * ((owner + 1) * inv_partner % F.P)) % F.P
+        rnd.send(receiver, (values + step * ((receiver + 1) * inv_partner % F.P)) % F.P)
         return _Pending(value=own)
 
     def _common_shares(self, values: np.ndarray | None, count: int, knowers: tuple[int, int]) -> np.ndarray:
@@ -310,14 +332,29 @@ class DiscrepancyParty:
         disputed_parts: list[np.ndarray] = []
         reasons_parts: list[np.ndarray] = []
         diff_parts: dict[str, list[np.ndarray]] = {key: [] for key in DIFFERENCE_KEYS}
-        for chunk, lo in enumerate(range(0, self.n_pairs, self.chunk_size)):
-            hi = min(self.n_pairs, lo + self.chunk_size)
+        window = 2  # chunks in flight: one computes while the other waits for messages
+
+        async def one_chunk(chunk: int, lo: int, hi: int):
+            worker = copy.copy(self)
+            worker.net = _TaggedNet(self.net, chunk)
             if self.params.policy == "aggregate":
-                disputed = await self._chunk_aggregate(chunk, lo, hi, acc)
-                reasons = None
-                diffs = None
-            else:
-                disputed, reasons, diffs = await self._chunk_flags(chunk, lo, hi, acc)
+                return await worker._chunk_aggregate(chunk, lo, hi, acc), None, None
+            return await worker._chunk_flags(chunk, lo, hi, acc)
+
+        in_flight: list[asyncio.Future] = []
+        outputs = []
+        try:
+            for chunk, lo in enumerate(range(0, self.n_pairs, self.chunk_size)):
+                hi = min(self.n_pairs, lo + self.chunk_size)
+                if len(in_flight) >= window:
+                    outputs.append(await in_flight.pop(0))
+                in_flight.append(asyncio.ensure_future(one_chunk(chunk, lo, hi)))
+            while in_flight:
+                outputs.append(await in_flight.pop(0))
+        finally:
+            for task in in_flight:
+                task.cancel()
+        for disputed, reasons, diffs in outputs:
             if self.pid != H:
                 disputed_parts.append(disputed)
                 if reasons is not None:
@@ -684,19 +721,21 @@ class LocalNet:
     def _queue(self, src: int, dst: int, tag: int) -> asyncio.Queue:
         return self.hub.setdefault((src, dst, tag), asyncio.Queue())
 
-    async def exchange(self, sends, receive_from, what):
-        self.tag += 1
+    async def exchange(self, sends, receive_from, what, tag=None):
+        if tag is None:
+            self.tag += 1
+            tag = self.tag
         for peer, payload in sends.items():
             if peer == self.pid:
                 raise ValueError("a party does not send to itself")
             self.sent += len(payload)
             if self.log is not None:
                 self.log.append((self.pid, peer, what, bytes(payload)))
-            self._queue(self.pid, peer, self.tag).put_nowait(bytes(payload))
+            self._queue(self.pid, peer, tag).put_nowait(bytes(payload))
         out = {}
         for peer in receive_from:
             try:
-                out[peer] = await asyncio.wait_for(self._queue(peer, self.pid, self.tag).get(), 30)
+                out[peer] = await asyncio.wait_for(self._queue(peer, self.pid, tag).get(), 30)
             except TimeoutError as exc:
                 raise PeerLostError(f"{what}: no message from {PARTY_NAMES[peer]}") from exc
         return out

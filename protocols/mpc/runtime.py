@@ -41,6 +41,7 @@ Damgard, Ishai, TCC 2005) over ``finfields.GF(2^89 - 1)``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import ssl
@@ -110,13 +111,17 @@ class PseudorandomSource:
         if len(self.keys) != 2:
             raise MpcConfigError(f"party {pid}: expected two pairwise keys, found {sorted(self.keys)}")
         self._prfs = {subset: _thresha.PRF(key, F.P) for subset, key in self.keys.items()}
-        self._prfs64 = {subset: _thresha.PRF(key, 1 << 64) for subset, key in self.keys.items()}
+
+    def _stream(self, peers: tuple[int, int], label: bytes, nbytes: int) -> bytes:
+        subset = tuple(sorted(peers))
+        if subset not in self.keys:
+            raise MpcError(f"party {self.pid} holds no key for the pair {subset}")
+        # the construction of mpyc.thresha.PRF (SHAKE-128 of key || input), read in bulk
+        return hashlib.shake_128(self.keys[subset] + b"|settlechain|" + label).digest(nbytes)
 
     def pair(self, peers: tuple[int, int], label: bytes, count: int) -> np.ndarray:
-        subset = tuple(sorted(peers))
-        if subset not in self._prfs:
-            raise MpcError(f"party {self.pid} holds no key for the pair {subset}")
-        return self._prfs[subset](label, (count,))
+        """``count`` pseudorandom field elements known to the two ``peers`` only."""
+        return F.from_random_bytes(self._stream(peers, label, F.RANDOM_BYTES * count), count)
 
     def random_shares(self, label: bytes, count: int) -> np.ndarray:
         return _thresha.np_pseudorandom_share(GF, 3, self.pid, self._prfs, label, count).value
@@ -125,12 +130,11 @@ class PseudorandomSource:
         return _thresha.np_pseudorandom_share_0(GF, 3, self.pid, self._prfs, label, count).value
 
     def permutation(self, peers: tuple[int, int], label: bytes, count: int) -> np.ndarray:
-        subset = tuple(sorted(peers))
-        keys = np.array(self._prfs64[subset](label, (count,)), dtype=np.uint64)
+        keys = np.frombuffer(self._stream(peers, label + b":perm", 8 * count), dtype="<u8")
         return np.argsort(keys, kind="stable")
 
     def private(self, count: int, *, nonzero: bool = False) -> np.ndarray:
-        return F.from_random_bytes(os.urandom(24 * count), count, nonzero=nonzero)
+        return F.from_random_bytes(os.urandom(F.RANDOM_BYTES * count), count, nonzero=nonzero)
 
 
 def local_sources(keys: Mapping[tuple[int, int], bytes] | None = None) -> list[PseudorandomSource]:
@@ -235,6 +239,7 @@ class MpcSession:
         self.failed: MpcError | None = None
         self.closing = False
         self.exchangers: dict[int, _Exchanger] = {}
+        self.goodbyes: dict[int, object] = {}
         self.tag = 0
 
     # -- bookkeeping ------------------------------------------------------------
@@ -268,10 +273,20 @@ class MpcSession:
             self.rt.parties[exchanger.peer_pid].protocol = None
         if self.closing or self.failed is not None:
             return
+        if self._said_goodbye(exchanger):
+            return  # the peer finished and closed first: expected
         who = self.name_of(exchanger.peer_pid)
         cause = f": {exc}" if exc else ""
         self.fail(PeerLostError(f"party {self.name_of(self.pid)}: the connection to party {who} was lost "
                                 f"before the computation finished{cause}"))
+
+    def _said_goodbye(self, exchanger: _Exchanger) -> bool:
+        item = self.goodbyes.get(exchanger.peer_pid)
+        if isinstance(item, asyncio.Future):
+            return item.done() and not item.cancelled() and item.exception() is None
+        if item is not None:
+            return True
+        return _BYE_TAG in exchanger.buffers and not isinstance(exchanger.buffers[_BYE_TAG], asyncio.Future)
 
     def fail(self, error: MpcError) -> None:
         if self.failed is not None:
@@ -360,10 +375,16 @@ class MpcSession:
             self.fail(error)
             raise error from exc
 
-    async def exchange(self, sends, receive_from, what: str) -> dict[int, bytes]:
+    async def exchange(self, sends, receive_from, what: str, tag: int | None = None) -> dict[int, bytes]:
+        """One message round: ``tag`` (or the next one of a session-wide counter) pairs the
+        messages up; MPyC's exchanger buffers them by this program-counter value."""
         self.raise_if_failed()
-        self.tag += 1
-        pc = _TAG_BASE + self.tag
+        if tag is None:
+            self.tag += 1
+            tag = self.tag
+        if not 0 < tag < (1 << 40):
+            raise MpcError(f"message tag {tag} out of range")
+        pc = _TAG_BASE + tag
         for peer, payload in sends.items():
             protocol = self.rt.parties[peer].protocol
             if protocol is None:
@@ -388,8 +409,10 @@ class MpcSession:
         peers = [p for p in range(3) if p != self.pid]
         for peer in peers:
             self.rt.parties[peer].protocol.send(_BYE_TAG, b"bye")
+        for peer in peers:  # register every wait first: a peer may close as soon as it has all
+            self.goodbyes[peer] = self.rt.parties[peer].protocol.receive(_BYE_TAG)
         for peer in peers:
-            got = await self._await(self.rt.parties[peer].protocol.receive(_BYE_TAG), "closing", peer)
+            got = await self._await(self.goodbyes[peer], "closing", peer)
             if bytes(got) != b"bye":
                 raise MalformedMessageError(f"closing: unexpected message from party {self.name_of(peer)}")
         self.closing = True
@@ -426,8 +449,8 @@ class SessionNet:
         self.session = session
         self.pid = session.pid
 
-    async def exchange(self, sends, receive_from, what):
-        return await self.session.exchange(sends, receive_from, what)
+    async def exchange(self, sends, receive_from, what, tag=None):
+        return await self.session.exchange(sends, receive_from, what, tag)
 
     def bytes_sent(self) -> int:
         return self.session.bytes_sent()
