@@ -166,6 +166,12 @@ def _tls_contexts(parties: MpcParties) -> tuple[ssl.SSLContext, ssl.SSLContext] 
     return server, client
 
 
+def _retrieve(future: asyncio.Future) -> None:
+    """Mark a failed future's exception as seen (the error is raised elsewhere)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _cert_dns_names(transport) -> list[str]:
     cert = transport.get_extra_info("peercert") or {}
     return [value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"]
@@ -297,9 +303,11 @@ class MpcSession:
             for value in exchanger.buffers.values():
                 if isinstance(value, asyncio.Future) and not value.done():
                     value.set_exception(error)
+                    value.add_done_callback(_retrieve)
         own = self.rt.parties[self.pid].protocol
         if isinstance(own, asyncio.Future) and not own.done():
             own.set_exception(error)
+            own.add_done_callback(_retrieve)
 
     def raise_if_failed(self) -> None:
         if self.failed is not None:
