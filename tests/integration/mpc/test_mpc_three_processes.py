@@ -157,7 +157,7 @@ def test_party_killed_mid_computation(tmp_path, victim) -> None:
         assert not outcome["ok"]
         assert outcome["protocol_error"], outcome
         assert outcome["type"] in ("PeerLostError", "PeerTimeoutError"), outcome
-        assert "lost" in outcome["message"] or "no message" in outcome["message"]
+        assert any(text in outcome["message"] for text in ("lost", "no message", "did not connect"))
 
 
 def test_canary_helper_process_receives_no_operator_value(tmp_path) -> None:
