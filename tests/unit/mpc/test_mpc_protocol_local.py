@@ -1,0 +1,130 @@
+"""The three roles in one event loop (in-memory messages) against the plaintext computation."""
+
+import asyncio
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocols.mpc import field as F
+from protocols.mpc.errors import MpcInputError
+from protocols.mpc.params import MAX_ABS_VALUE, POLICIES, PairValues, ToleranceParams
+from protocols.mpc.protocol import run_local
+from protocols.mpc.reference import plaintext_discrepancy
+from protocols.mpc.runtime import local_sources
+
+
+def run(params, a, b, *, chunk_size=None, log=None):
+    return asyncio.run(run_local(params, a, b, local_sources(), chunk_size=chunk_size, log=log))
+
+
+def assert_matches_reference(params, a, b, results) -> None:
+    ra, rb, rh = results
+    assert rh is None
+    expected = plaintext_discrepancy(a, b, params)
+    for result in (ra, rb):
+        assert np.array_equal(result.disputed, expected.disputed)
+        assert result.per_reason == expected.per_reason
+        assert result.tolerance_charge == expected.tolerance_charge
+        assert result.disputed_charge == expected.disputed_charge
+        if params.policy == "aggregate":
+            assert result.reasons is None and result.differences is None
+        else:
+            assert np.array_equal(result.reasons, expected.reasons)
+    if params.policy == "differences":
+        for key, diff in expected.differences.items():
+            assert np.array_equal(ra.differences[key], diff)
+            assert np.array_equal(rb.differences[key], -diff)
+    else:
+        assert ra.differences is None and rb.differences is None
+
+
+def offsets_pairs(base, offsets):
+    """A's values = base, B's = base - offsets (so d = A - B = offsets)."""
+    a = PairValues(*(np.asarray(c, dtype=np.int64) for c in base))
+    b = PairValues(*(np.asarray(c, dtype=np.int64) - np.asarray(o, dtype=np.int64) for c, o in zip(base, offsets)))
+    return a, b
+
+
+pair_strategy = st.tuples(
+    st.integers(-60, 60), st.integers(-6, 6), st.integers(-6, 6), st.integers(-6, 6),
+    st.integers(0, 10**9), st.integers(0, 10**5), st.integers(0, 10**7))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(POLICIES), st.integers(0, 6), st.integers(0, 3), st.integers(0, 3),
+       st.lists(pair_strategy, min_size=1, max_size=40), st.integers(3, 17))
+def test_random_pairs_equal_plaintext(policy, dt, dd, dc, rows, chunk) -> None:
+    params = ToleranceParams(dt, dd, dc, policy)
+    offsets = [[r[i] for r in rows] for i in range(4)]
+    base = [[1_700_000_000 + r[4] for r in rows], [r[5] for r in rows], [r[6] for r in rows], [r[6] for r in rows]]
+    a, b = offsets_pairs(base, offsets)
+    assert_matches_reference(params, a, b, run(params, a, b, chunk_size=chunk))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_boundaries_negative_and_huge_differences(policy) -> None:
+    params = ToleranceParams(5, 2, 3, policy)
+    t, d, c = 5, 2, 3
+    big = MAX_ABS_VALUE
+    # each row: offsets (start, duration, charge, rated) and A's base values
+    cases = [
+        (t, d, c, c), (-t, -d, -c, -c), (t + 1, 0, 0, 0), (-t - 1, 0, 0, 0),
+        (0, d + 1, 0, 0), (0, -d - 1, 0, 0), (0, 0, c + 1, c), (0, 0, -c - 1, -c - 1),
+        (0, 0, c + 1, c + 1), (0, d + 1, -c - 1, c + 1), (0, 0, 0, 0), (-1, -1, -1, -1),
+    ]
+    rows = len(cases)
+    base = [np.full(rows, 1_767_225_600), np.full(rows, 300), np.full(rows, 5_000), np.full(rows, 5_000)]
+    a, b = offsets_pairs(base, list(zip(*cases)))
+    assert_matches_reference(params, a, b, run(params, a, b, chunk_size=5))
+    # differences far beyond any bit length of the values: |d| up to 2^63 - 2
+    huge_a = PairValues(np.array([big, -big, big, 0]), np.array([big, 0, -big, 7]),
+                        np.array([-big, big, 3, 0]), np.array([0, -big, big, big]))
+    huge_b = PairValues(np.array([-big, big, big - 5, 0]), np.array([-big, 1, -big, 7 - (1 << 40)]),
+                        np.array([big, -big, 3, 1 << 61]), np.array([big, big, -big, 0]))
+    assert_matches_reference(params, huge_a, huge_b, run(params, huge_a, huge_b))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_one_pair(policy) -> None:
+    params = ToleranceParams(5, 2, 2, policy)
+    a = PairValues(np.array([100]), np.array([60]), np.array([70]), np.array([50]))
+    b = PairValues(np.array([100]), np.array([60]), np.array([50]), np.array([50]))
+    assert_matches_reference(params, a, b, run(params, a, b))
+
+
+def test_ten_thousand_pairs_flags() -> None:
+    from protocols.mpc.cli import generate_pairs
+    params = ToleranceParams(5, 2, 2, "flags")
+    a, b = generate_pairs(10_000, seed=11)
+    assert_matches_reference(params, a, b, run(params, a, b))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_helper_receives_no_operator_value(policy) -> None:
+    """Canary at the protocol level: nothing H receives contains a planted value in any
+    encoding (int64, field element, decimal), and H gets no result."""
+    params = ToleranceParams(5, 2, 2, policy)
+    canary = [0x5EC7E7C4A9A1, 0x7A11ED5EC7E7, 0x1DEADBEEF01, 0x2BADC0FFEE2]
+    n = 64
+    a = PairValues(*(np.full(n, v) for v in canary))
+    b = PairValues(*(np.full(n, v + 9) for v in canary))
+    log = []
+    ra, rb, rh = run(params, a, b, log=log)
+    assert rh is None
+    assert ra.disputed.all() and rb.disputed.all()
+    to_h = [(what, payload) for _, dst, what, payload in log if dst == 2]
+    if policy != "aggregate":
+        # H receives nothing but the two 32-byte job digests
+        assert [what for what, _ in to_h] == ["job parameters", "job parameters"]
+        assert all(len(payload) == 32 for _, payload in to_h)
+    received = b"".join(payload for _, payload in to_h)
+    for value in canary + [v + 9 for v in canary] + [9, -9]:
+        encodings = [value.to_bytes(8, "little", signed=True), value.to_bytes(8, "big", signed=True),
+                     str(value).encode(), F.encode(np.array([value % F.P], dtype=object))]
+        if abs(value) > 255:
+            for encoding in encodings:
+                assert encoding not in received
+        else:  # a small difference: look for it as a whole field element only
+            assert encodings[3] not in received
