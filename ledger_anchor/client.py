@@ -80,10 +80,12 @@ class LedgerClient(abc.ABC):
         """The largest checkpoint size cosigned by at least finality_threshold members."""
 
     @abc.abstractmethod
-    def governance(self) -> GovernanceState: ...
+    def governance_summary(self) -> list[dict[str, Any]]:
+        """Every proposal with its status, approvals and rejections."""
 
+    @abc.abstractmethod
     def adopted_rules(self) -> list[AdoptedRule]:
-        return self.governance().adopted_rules()
+        """The rule versions adopted by governance (jobs may use only these)."""
 
     def is_rule_adopted(self, rules_sm3: str) -> bool:
         return any(rule.rules_sm3 == rules_sm3 for rule in self.adopted_rules())
@@ -193,6 +195,12 @@ class EmbeddedLedger(LedgerClient):
 
     def governance(self) -> GovernanceState:
         return self.log.governance()
+
+    def governance_summary(self) -> list[dict[str, Any]]:
+        return self.log.governance().summary()
+
+    def adopted_rules(self) -> list[AdoptedRule]:
+        return self.log.governance().adopted_rules()
 
     def add_cosignature(self, cosignature: Cosignature) -> None:
         self.log.add_cosignature(cosignature.member_id, cosignature.size, cosignature.line)
