@@ -26,6 +26,7 @@ The checkpoint is signed per batch: ``append_many`` amortises the log signature.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import threading
@@ -67,6 +68,18 @@ CREATE TABLE IF NOT EXISTS governance (idx INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS forks (id INTEGER PRIMARY KEY, detected_at INTEGER NOT NULL, reason TEXT NOT NULL,
                                   first BLOB NOT NULL, second BLOB NOT NULL);
 """
+
+
+def _locked(method):
+    """Run a method under the log's lock: one connection is shared by all threads of a
+    process (e.g. the gRPC workers), and a read must never see a batch being written."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def node_id(level: int, index: int) -> int:
@@ -139,7 +152,6 @@ class TransparencyLog:
         self._frontier: merkle.Frontier | None = None
         self._governance: GovernanceState | None = None
         self._governance_size = -1
-        self._log_verifier_members = identity.members
         try:
             if create:
                 self._initialise()
@@ -196,10 +208,12 @@ class TransparencyLog:
 
     # -- reading --------------------------------------------------------------
 
+    @_locked
     def size(self) -> int:
         row = self._db.execute("SELECT max(idx) FROM entries").fetchone()
         return 0 if row[0] is None else row[0] + 1
 
+    @_locked
     def read_nodes(self, ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
         """Hashes of perfect subtrees (level 0 = leaf hashes), in at most two queries."""
         result: dict[merkle.NodeId, bytes] = {}
@@ -219,24 +233,29 @@ class TransparencyLog:
             raise StorageError(f"{self.path}: tree node(s) missing: {missing[:4]} (database damaged?)")
         return result
 
+    @_locked
     def entry_data(self, index: int) -> bytes:
         row = self._db.execute("SELECT data FROM entries WHERE idx = ?", (index,)).fetchone()
         if row is None:
             raise StorageError(f"entry {index}: expected 0 <= index < {self.size()}, found no such entry")
         return bytes(row[0])
 
+    @_locked
     def entry(self, index: int) -> dict[str, Any]:
         return SignedEntry.from_leaf_data(self.entry_data(index)).to_json()
 
+    @_locked
     def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
         """(index, leaf data) for start <= index < end."""
         return [(index, bytes(data)) for index, data in
                 self._db.execute("SELECT idx, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
                                  (start, end))]
 
+    @_locked
     def leaf_hash(self, index: int) -> bytes:
         return self.read_nodes([(0, index)])[(0, index)]
 
+    @_locked
     def root(self, size: int) -> bytes:
         return merkle.root_of(HASHER, size, self.read_nodes)
 
@@ -257,6 +276,7 @@ class TransparencyLog:
             self._check_size(size2)
             return merkle.consistency_proof(HASHER, size1, size2, self.read_nodes)
 
+    @_locked
     def checkpoint_sizes(self) -> list[int]:
         return [row[0] for row in self._db.execute("SELECT size FROM checkpoints ORDER BY size")]
 
@@ -277,10 +297,12 @@ class TransparencyLog:
                     note = add_signature_lines(note, lines)
             return note
 
+    @_locked
     def cosigners(self, size: int) -> list[str]:
         return [row[0] for row in self._db.execute(
             "SELECT member FROM cosignatures WHERE size = ? ORDER BY member", (size,))]
 
+    @_locked
     def final_size(self, threshold: int | None = None) -> int | None:
         """The largest checkpoint size with at least ``threshold`` cosignatures."""
         threshold = self.identity.finality_threshold if threshold is None else threshold
@@ -288,12 +310,14 @@ class TransparencyLog:
                                "ORDER BY size DESC LIMIT 1", (threshold,)).fetchone()
         return None if row is None else row[0]
 
+    @_locked
     def last_cosigned(self, member_id: str) -> str | None:
         """The latest checkpoint that ``member_id`` cosigned, as recorded in this ledger."""
         row = self._db.execute("SELECT size FROM cosignatures WHERE member = ? ORDER BY size DESC LIMIT 1",
                                (member_id,)).fetchone()
         return None if row is None else self.checkpoint(row[0])
 
+    @_locked
     def forks(self) -> list[ForkEvidence]:
         return [ForkEvidence(i, t, reason, bytes(a).decode("utf-8", "replace"), bytes(b).decode("utf-8", "replace"))
                 for i, t, reason, a, b in self._db.execute(
@@ -378,7 +402,8 @@ class TransparencyLog:
         if rows_governance:
             self._db.executemany("INSERT INTO governance (idx) VALUES (?)", rows_governance)
         root = frontier.root()
-        assert self._key is not None
+        if self._key is None:  # pragma: no cover - append_many checks first
+            raise StorageError("appends need the log private key")
         note = sign_checkpoint(Checkpoint(self.identity.origin, frontier.size, root), self._key)
         self._db.execute("INSERT INTO checkpoints (size, root, note) VALUES (?, ?, ?)",
                          (frontier.size, root, note.encode("utf-8")))
@@ -404,10 +429,16 @@ class TransparencyLog:
                              (size, member_id, verifier.timestamp(signature), signature.line().encode("utf-8")))
 
     def record_fork(self, reason: str, first: str, second: str) -> int:
-        """Keep two log-signed checkpoints that cannot both be honest, as evidence."""
-        for text in (first, second):
-            verify_checkpoint(text, origin=self.identity.origin, log_key=self.identity.log_key, members={})
+        """Keep two log-signed checkpoints that cannot both be honest, as evidence.
+
+        Accepted only if both carry a valid log signature and they conflict: same size
+        and different roots, or one of them disagrees with this log's own tree (its
+        root differs from ours at its size, or its size is beyond our tree)."""
+        parsed = [verify_checkpoint(text, origin=self.identity.origin, log_key=self.identity.log_key,
+                                    members={}).checkpoint for text in (first, second)]
         with self._lock:
+            if not self._conflict(*parsed):
+                raise NoteError("not fork evidence: both checkpoints are consistent with this log's tree")
             existing = self._db.execute("SELECT id FROM forks WHERE first = ? AND second = ?",
                                         (first.encode("utf-8"), second.encode("utf-8"))).fetchone()
             if existing:
@@ -416,6 +447,12 @@ class TransparencyLog:
                                       (int(time.time()), reason, first.encode("utf-8"), second.encode("utf-8")))
             log.warning("fork evidence recorded: %s", reason)
             return int(cursor.lastrowid or 0)
+
+    def _conflict(self, a: Checkpoint, b: Checkpoint) -> bool:
+        if a.size == b.size:
+            return a.root != b.root
+        size = self.size()
+        return any(c.size > size or self.root(c.size) != c.root for c in (a, b))
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

@@ -162,7 +162,7 @@ class Backend(Protocol):
     def verify(self, public: bytes, message: bytes, signature: bytes, user_id: bytes) -> None: ...
 
 
-def _random_scalar(curve: Curve, upper: int) -> int:
+def _random_scalar(upper: int) -> int:
     """Uniform in [1, upper] from the operating system's CSPRNG."""
     return secrets.randbelow(upper) + 1
 
@@ -204,7 +204,7 @@ class GmsslBackend:
         d = check_private_key(private, self.curve)
         engine = self._engine(f"{d:064x}")
         while True:
-            k = nonce if nonce is not None else _random_scalar(self.curve, self.curve.n - 1)
+            k = nonce if nonce is not None else _random_scalar(self.curve.n - 1)
             signature_hex = engine.sign(bytes(digest), f"{k:064x}")
             if signature_hex is not None:
                 return bytes.fromhex(signature_hex)
@@ -386,7 +386,7 @@ class PrivateKey:
 
     @classmethod
     def generate(cls, backend: Backend | None = None) -> PrivateKey:
-        return cls(_int32(_random_scalar(SM2P256V1, SM2P256V1.n - 2)), backend)
+        return cls(_int32(_random_scalar(SM2P256V1.n - 2)), backend)
 
     def sign(self, message: bytes, *, user_id: bytes = DEFAULT_USER_ID) -> bytes:
         if self._object is not None and bytes(user_id) == DEFAULT_USER_ID:

@@ -4,7 +4,7 @@ Before cosigning checkpoint C, member M's witness
 
 1. verifies the log's signature on C;
 2. compares C with the last checkpoint P that M cosigned (its *state*):
-   same size and a different root is a fork; a smaller size is a rollback; a larger
+   same size and a different root is a fork; a smaller size is stale (refused); a larger
    size needs a consistency proof from P to C, which must verify;
 3. only then signs C (tlog-cosignature v1 message, SM2; see :mod:`ledger_anchor.note`)
    and remembers C as its new state.
@@ -81,8 +81,9 @@ def cosign(*, origin: str, log_key: PublicKey, member_id: str, member_key: Priva
             raise ForkError(f"fork: two checkpoints of size {checkpoint.size} with different roots; "
                             f"member {member_id} refuses to cosign", first=previous.note, second=log_only)
         if checkpoint.size < previous.size:
-            raise ForkError(f"rollback: checkpoint size {checkpoint.size} is smaller than size {previous.size} "
-                            f"already cosigned by member {member_id}", first=previous.note, second=log_only)
+            # Stale (an old checkpoint served as the latest), not by itself proof of a fork.
+            raise NoteError(f"stale checkpoint: size {checkpoint.size} is smaller than size {previous.size} "
+                            f"already cosigned by member {member_id}; refusing to cosign")
         if checkpoint.size > previous.size and previous.size > 0:
             proof = consistency_proof(previous.size, checkpoint.size)
             try:

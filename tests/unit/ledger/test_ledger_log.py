@@ -334,3 +334,27 @@ def test_config_errors_name_file_and_key(consortium: Consortium, tmp_path: Path,
     with pytest.raises(ConfigError, match=match) as info:
         load_config(path)
     assert str(path) in str(info.value)
+
+
+def test_stale_checkpoint_is_refused_without_fork_evidence(consortium: Consortium, ledger, tmp_path: Path) -> None:
+    from ledger_anchor.witness import WitnessState, cosign
+
+    _fill(consortium, ledger, 3)
+    old = ledger.checkpoint()
+    _fill_more = [(e, consortium.sign(e, "A")) for e in (_entry(i) for i in range(3, 6))]
+    ledger.append_many(_fill_more)
+    state = tmp_path / "A.json"
+    ledger.cosign("A", consortium.member_keys["A"], state_path=state)
+    identity = identity_of(consortium.config)
+    with pytest.raises(NoteError, match="stale checkpoint"):
+        cosign(origin=identity.origin, log_key=identity.log_key, member_id="A",
+               member_key=__import__("ledger_anchor").sm2.PrivateKey(consortium.member_keys["A"]),
+               checkpoint_note=old, previous=WitnessState.load(state), consistency_proof=ledger.consistency_proof)
+    assert ledger.forks() == []
+
+
+def test_consistent_checkpoints_are_not_accepted_as_fork_evidence(consortium: Consortium, ledger) -> None:
+    _fill(consortium, ledger, 9)
+    with pytest.raises(NoteError, match="not fork evidence"):
+        ledger.report_fork("made up", ledger.checkpoint(7), ledger.checkpoint(9))
+    assert ledger.forks() == []
