@@ -201,8 +201,12 @@ def _verify(args: argparse.Namespace) -> int:
     from ledger_anchor.config import load_config  # noqa: PLC0415
     from ledger_anchor.verify import verify_ledger  # noqa: PLC0415
 
+    from tqdm import tqdm  # noqa: PLC0415
+
     config = load_config(args.config)
-    report = verify_ledger(args.db or config.ledger.db, identity_of(config, sm2.get_backend(args.sm2_backend)))
+    with tqdm(desc="verifying entries", unit=" entries", disable=not sys.stderr.isatty()) as bar:
+        report = verify_ledger(args.db or config.ledger.db, identity_of(config, sm2.get_backend(args.sm2_backend)),
+                               progress=lambda done: bar.update(done - bar.n))
     print(f"ok: {report.size} entries, {report.checkpoints} checkpoints, {report.cosignatures} cosignatures "
           f"verified; root {report.root.hex()}; final size {report.final_size}; "
           f"adopted rules {', '.join(report.adopted_rules) or 'none'}")
