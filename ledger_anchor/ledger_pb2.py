@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aledger_anchor/ledger.proto\x12\x15settlechain.ledger.v1\".\n\tSignature\x12\x0e\n\x06signer\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"W\n\x0bSignedEntry\x12\x12\n\nentry_json\x18\x01 \x01(\x0c\x12\x34\n\nsignatures\x18\x02 \x03(\x0b\x32 .settlechain.ledger.v1.Signature\"D\n\rAppendRequest\x12\x33\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\".settlechain.ledger.v1.SignedEntry\"E\n\rAppendReceipt\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\tleaf_hash\x18\x02 \x01(\x0c\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\"H\n\x0e\x41ppendResponse\x12\x36\n\x08receipts\x18\x01 \x03(\x0b\x32$.settlechain.ledger.v1.AppendReceipt\"/\n\x11GetEntriesRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\"I\n\x12GetEntriesResponse\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x11\n\tleaf_data\x18\x02 \x03(\x0c\x12\x11\n\ttree_size\x18\x03 \x01(\x04\"6\n\x14GetCheckpointRequest\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x10\n\x08has_size\x18\x02 \x01(\x08\"b\n\x12\x43heckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x12\n\nfinal_size\x18\x03 \x01(\x04\x12\x11\n\thas_final\x18\x04 \x01(\x08\"9\n\x15InclusionProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"B\n\x17\x43onsistencyProofRequest\x12\x12\n\nfirst_size\x18\x01 \x01(\x04\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x04\"\x1f\n\rProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"U\n\x15\x41\x64\x64\x43osignatureRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x16\n\x0esignature_line\x18\x03 \x01(\t\"\x18\n\x16\x41\x64\x64\x43osignatureResponse\"X\n\x11ReportForkRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x18\n\x10\x66irst_checkpoint\x18\x02 \x01(\t\x12\x19\n\x11second_checkpoint\x18\x03 \x01(\t\"\x14\n\x12ReportForkResponse\"\x16\n\x14GetGovernanceRequest\"/\n\x15GetGovernanceResponse\x12\x16\n\x0eproposals_json\x18\x01 \x01(\t2\xc6\x06\n\rLedgerService\x12U\n\x06\x41ppend\x12$.settlechain.ledger.v1.AppendRequest\x1a%.settlechain.ledger.v1.AppendResponse\x12\x61\n\nGetEntries\x12(.settlechain.ledger.v1.GetEntriesRequest\x1a).settlechain.ledger.v1.GetEntriesResponse\x12g\n\rGetCheckpoint\x12+.settlechain.ledger.v1.GetCheckpointRequest\x1a).settlechain.ledger.v1.CheckpointResponse\x12g\n\x11GetInclusionProof\x12,.settlechain.ledger.v1.InclusionProofRequest\x1a$.settlechain.ledger.v1.ProofResponse\x12k\n\x13GetConsistencyProof\x12..settlechain.ledger.v1.ConsistencyProofRequest\x1a$.settlechain.ledger.v1.ProofResponse\x12m\n\x0e\x41\x64\x64\x43osignature\x12,.settlechain.ledger.v1.AddCosignatureRequest\x1a-.settlechain.ledger.v1.AddCosignatureResponse\x12\x61\n\nReportFork\x12(.settlechain.ledger.v1.ReportForkRequest\x1a).settlechain.ledger.v1.ReportForkResponse\x12j\n\rGetGovernance\x12+.settlechain.ledger.v1.GetGovernanceRequest\x1a,.settlechain.ledger.v1.GetGovernanceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aledger_anchor/ledger.proto\x12\x15settlechain.ledger.v1\".\n\tSignature\x12\x0e\n\x06signer\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"W\n\x0bSignedEntry\x12\x12\n\nentry_json\x18\x01 \x01(\x0c\x12\x34\n\nsignatures\x18\x02 \x03(\x0b\x32 .settlechain.ledger.v1.Signature\"D\n\rAppendRequest\x12\x33\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\".settlechain.ledger.v1.SignedEntry\"E\n\rAppendReceipt\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\tleaf_hash\x18\x02 \x01(\x0c\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\"H\n\x0e\x41ppendResponse\x12\x36\n\x08receipts\x18\x01 \x03(\x0b\x32$.settlechain.ledger.v1.AppendReceipt\"/\n\x11GetEntriesRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\"I\n\x12GetEntriesResponse\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x11\n\tleaf_data\x18\x02 \x03(\x0c\x12\x11\n\ttree_size\x18\x03 \x01(\x04\"K\n\x14GetCheckpointRequest\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x10\n\x08has_size\x18\x02 \x01(\x08\x12\x13\n\x0b\x63osigned_by\x18\x03 \x01(\t\"b\n\x12\x43heckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x12\n\nfinal_size\x18\x03 \x01(\x04\x12\x11\n\thas_final\x18\x04 \x01(\x08\"9\n\x15InclusionProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"B\n\x17\x43onsistencyProofRequest\x12\x12\n\nfirst_size\x18\x01 \x01(\x04\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x04\"\x1f\n\rProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\"U\n\x15\x41\x64\x64\x43osignatureRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x16\n\x0esignature_line\x18\x03 \x01(\t\"\x18\n\x16\x41\x64\x64\x43osignatureResponse\"X\n\x11ReportForkRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x18\n\x10\x66irst_checkpoint\x18\x02 \x01(\t\x12\x19\n\x11second_checkpoint\x18\x03 \x01(\t\"\x14\n\x12ReportForkResponse\"\x16\n\x14GetGovernanceRequest\"/\n\x15GetGovernanceResponse\x12\x16\n\x0eproposals_json\x18\x01 \x01(\t2\xc6\x06\n\rLedgerService\x12U\n\x06\x41ppend\x12$.settlechain.ledger.v1.AppendRequest\x1a%.settlechain.ledger.v1.AppendResponse\x12\x61\n\nGetEntries\x12(.settlechain.ledger.v1.GetEntriesRequest\x1a).settlechain.ledger.v1.GetEntriesResponse\x12g\n\rGetCheckpoint\x12+.settlechain.ledger.v1.GetCheckpointRequest\x1a).settlechain.ledger.v1.CheckpointResponse\x12g\n\x11GetInclusionProof\x12,.settlechain.ledger.v1.InclusionProofRequest\x1a$.settlechain.ledger.v1.ProofResponse\x12k\n\x13GetConsistencyProof\x12..settlechain.ledger.v1.ConsistencyProofRequest\x1a$.settlechain.ledger.v1.ProofResponse\x12m\n\x0e\x41\x64\x64\x43osignature\x12,.settlechain.ledger.v1.AddCosignatureRequest\x1a-.settlechain.ledger.v1.AddCosignatureResponse\x12\x61\n\nReportFork\x12(.settlechain.ledger.v1.ReportForkRequest\x1a).settlechain.ledger.v1.ReportForkResponse\x12j\n\rGetGovernance\x12+.settlechain.ledger.v1.GetGovernanceRequest\x1a,.settlechain.ledger.v1.GetGovernanceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,27 +46,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETENTRIESRESPONSE']._serialized_start=454
   _globals['_GETENTRIESRESPONSE']._serialized_end=527
   _globals['_GETCHECKPOINTREQUEST']._serialized_start=529
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=583
-  _globals['_CHECKPOINTRESPONSE']._serialized_start=585
-  _globals['_CHECKPOINTRESPONSE']._serialized_end=683
-  _globals['_INCLUSIONPROOFREQUEST']._serialized_start=685
-  _globals['_INCLUSIONPROOFREQUEST']._serialized_end=742
-  _globals['_CONSISTENCYPROOFREQUEST']._serialized_start=744
-  _globals['_CONSISTENCYPROOFREQUEST']._serialized_end=810
-  _globals['_PROOFRESPONSE']._serialized_start=812
-  _globals['_PROOFRESPONSE']._serialized_end=843
-  _globals['_ADDCOSIGNATUREREQUEST']._serialized_start=845
-  _globals['_ADDCOSIGNATUREREQUEST']._serialized_end=930
-  _globals['_ADDCOSIGNATURERESPONSE']._serialized_start=932
-  _globals['_ADDCOSIGNATURERESPONSE']._serialized_end=956
-  _globals['_REPORTFORKREQUEST']._serialized_start=958
-  _globals['_REPORTFORKREQUEST']._serialized_end=1046
-  _globals['_REPORTFORKRESPONSE']._serialized_start=1048
-  _globals['_REPORTFORKRESPONSE']._serialized_end=1068
-  _globals['_GETGOVERNANCEREQUEST']._serialized_start=1070
-  _globals['_GETGOVERNANCEREQUEST']._serialized_end=1092
-  _globals['_GETGOVERNANCERESPONSE']._serialized_start=1094
-  _globals['_GETGOVERNANCERESPONSE']._serialized_end=1141
-  _globals['_LEDGERSERVICE']._serialized_start=1144
-  _globals['_LEDGERSERVICE']._serialized_end=1982
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=604
+  _globals['_CHECKPOINTRESPONSE']._serialized_start=606
+  _globals['_CHECKPOINTRESPONSE']._serialized_end=704
+  _globals['_INCLUSIONPROOFREQUEST']._serialized_start=706
+  _globals['_INCLUSIONPROOFREQUEST']._serialized_end=763
+  _globals['_CONSISTENCYPROOFREQUEST']._serialized_start=765
+  _globals['_CONSISTENCYPROOFREQUEST']._serialized_end=831
+  _globals['_PROOFRESPONSE']._serialized_start=833
+  _globals['_PROOFRESPONSE']._serialized_end=864
+  _globals['_ADDCOSIGNATUREREQUEST']._serialized_start=866
+  _globals['_ADDCOSIGNATUREREQUEST']._serialized_end=951
+  _globals['_ADDCOSIGNATURERESPONSE']._serialized_start=953
+  _globals['_ADDCOSIGNATURERESPONSE']._serialized_end=977
+  _globals['_REPORTFORKREQUEST']._serialized_start=979
+  _globals['_REPORTFORKREQUEST']._serialized_end=1067
+  _globals['_REPORTFORKRESPONSE']._serialized_start=1069
+  _globals['_REPORTFORKRESPONSE']._serialized_end=1089
+  _globals['_GETGOVERNANCEREQUEST']._serialized_start=1091
+  _globals['_GETGOVERNANCEREQUEST']._serialized_end=1113
+  _globals['_GETGOVERNANCERESPONSE']._serialized_start=1115
+  _globals['_GETGOVERNANCERESPONSE']._serialized_end=1162
+  _globals['_LEDGERSERVICE']._serialized_start=1165
+  _globals['_LEDGERSERVICE']._serialized_end=2003
 # @@protoc_insertion_point(module_scope)

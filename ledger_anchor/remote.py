@@ -137,9 +137,8 @@ class RemoteLedger(LedgerClient):
                                                              second_checkpoint=second))
 
     def last_cosigned(self, member_id: str) -> str | None:
-        # The service does not index cosignatures by member; a remote witness keeps its
-        # own state file (ledger cosign --state), which is the stronger check anyway.
-        return None
+        response = self._rpc("GetCheckpoint", ledger_pb2.GetCheckpointRequest(cosigned_by=member_id))
+        return response.checkpoint or None
 
     def close(self) -> None:
         self._channel.close()

@@ -133,7 +133,10 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
                                              tree_size=self.ledger.size())
 
     def GetCheckpoint(self, request, context):  # noqa: N802
-        note = self._call(context, self.ledger.checkpoint, request.size if request.has_size else None)
+        if request.cosigned_by and not request.has_size:
+            note = self._call(context, self.ledger.last_cosigned, request.cosigned_by) or ""
+        else:
+            note = self._call(context, self.ledger.checkpoint, request.size if request.has_size else None)
         final = self.ledger.final_size()
         return ledger_pb2.CheckpointResponse(checkpoint=note, tree_size=self.ledger.size(),
                                              final_size=final or 0, has_final=final is not None)

@@ -112,3 +112,61 @@ def test_reads_are_open_to_ca_certificates_but_writes_need_a_member(service, tmp
         entry = {"kind": "invoice", "n": 1}
         with pytest.raises(TransportError, match="member"):
             ledger.append(entry, consortium.sign(entry, "A"))
+
+
+def test_malformed_messages_get_clear_errors_and_the_service_keeps_serving(service, tmp_path: Path) -> None:
+    from ledger_anchor import ledger_pb2
+
+    consortium, endpoint = service
+    config = _remote_config(consortium, endpoint, tmp_path)
+    with RemoteLedger(config, member_id="A", timeout_s=10) as ledger:
+        stub = ledger._stub
+        bad_requests = [
+            ("Append", ledger_pb2.AppendRequest(entries=[ledger_pb2.SignedEntry(entry_json=b"\xff{")])),
+            ("Append", ledger_pb2.AppendRequest(entries=[ledger_pb2.SignedEntry(
+                entry_json=b'{"kind":"invoice"}', signatures=[ledger_pb2.Signature(signer="A", signature=b"x" * 64)] * 2)])),
+            ("Append", ledger_pb2.AppendRequest(entries=[ledger_pb2.SignedEntry(
+                entry_json=b'[1,2]', signatures=[ledger_pb2.Signature(signer="A", signature=b"x" * 3)])])),
+            ("GetEntries", ledger_pb2.GetEntriesRequest(start=5, end=2)),
+            ("GetEntries", ledger_pb2.GetEntriesRequest(start=0, end=5000)),
+            ("GetInclusionProof", ledger_pb2.InclusionProofRequest(index=3, tree_size=2)),
+            ("GetConsistencyProof", ledger_pb2.ConsistencyProofRequest(first_size=3, second_size=2)),
+            ("AddCosignature", ledger_pb2.AddCosignatureRequest(member_id="A", tree_size=0, signature_line="junk\n")),
+            ("ReportFork", ledger_pb2.ReportForkRequest(reason="x", first_checkpoint="a", second_checkpoint="b")),
+        ]
+        import grpc
+
+        for name, request in bad_requests:
+            with pytest.raises(grpc.RpcError) as info:
+                getattr(stub, name)(request, timeout=10)
+            assert info.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                                         grpc.StatusCode.FAILED_PRECONDITION), (name, info.value)
+            assert info.value.details(), name
+        entry = {"kind": "invoice", "n": 1}
+        assert ledger.append(entry, consortium.sign(entry, "A")).index == 0
+
+
+def test_a_client_without_a_certificate_is_refused(service) -> None:
+    import grpc
+
+    from ledger_anchor import ledger_pb2, ledger_pb2_grpc
+
+    consortium, endpoint = service
+    credentials = grpc.ssl_channel_credentials(root_certificates=(consortium.root / "ca/ca.crt").read_bytes())
+    with grpc.secure_channel(endpoint, credentials) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            ledger_pb2_grpc.LedgerServiceStub(channel).GetCheckpoint(ledger_pb2.GetCheckpointRequest(), timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_remote_witness_without_state_uses_the_logs_record(service, tmp_path: Path) -> None:
+    consortium, endpoint = service
+    config = _remote_config(consortium, endpoint, tmp_path)
+    with RemoteLedger(config, member_id="C", timeout_s=10) as ledger:
+        assert ledger.last_cosigned("C") is None
+        entry = {"kind": "payment", "n": 1}
+        ledger.append(entry, consortium.sign(entry, "C"))
+        ledger.cosign("C", consortium.member_keys["C"])
+        assert "\n1\n" in ledger.last_cosigned("C")
+        ledger.append(entry, consortium.sign(entry, "C"))
+        assert ledger.cosign("C", consortium.member_keys["C"]).size == 2  # checked consistency 1 -> 2
