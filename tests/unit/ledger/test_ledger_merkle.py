@@ -234,3 +234,32 @@ def test_property_perfect_decomposition_covers_the_range(begin: int, length: int
         covered += 1 << level
     assert covered == begin + length
     assert len(nodes) <= 2 * max(length, 1).bit_length()
+
+
+def test_every_size_up_to_1024_against_the_memoised_rfc_definition() -> None:
+    """Exhaustively, for every tree size 1..1024: the root from stored nodes equals
+    MTH (RFC 9162, memoised over ranges), and inclusion proofs of the first, middle and
+    last leaf and a consistency proof from size//2 verify against it."""
+    import functools
+
+    hasher = merkle.SM3_HASHER
+    leaves = _leaves(1024)
+    nodes = _tree(hasher, leaves)
+
+    @functools.cache
+    def mth(begin: int, end: int) -> bytes:
+        if end - begin == 1:
+            return hasher.hash_leaf(leaves[begin])
+        k = merkle.split_point(end - begin)
+        return hasher.hash_children(mth(begin, begin + k), mth(begin + k, end))
+
+    reader = _reader(nodes)
+    for size in range(1, 1025):
+        root = mth(0, size)
+        assert merkle.root_of(hasher, size, reader) == root
+        for index in {0, size // 2, size - 1}:
+            proof = merkle.inclusion_proof(hasher, index, size, reader)
+            merkle.verify_inclusion(hasher, index, size, hasher.hash_leaf(leaves[index]), proof, root)
+        old = max(size // 2, 1)
+        merkle.verify_consistency(hasher, old, size, merkle.consistency_proof(hasher, old, size, reader),
+                                  mth(0, old), root)
