@@ -27,8 +27,9 @@ from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    description = (__doc__ or "").replace("``", "").replace("::\n", "")
     ledger = subparsers.add_parser("ledger", help="the SM3 Merkle ledger: serve, show, verify, prove, check, cosign",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = ledger.add_subparsers(dest="ledger_command", metavar="SUBCOMMAND")
     ledger.set_defaults(handler=lambda args: (ledger.print_help(), 2)[1])
 

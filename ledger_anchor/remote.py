@@ -98,9 +98,9 @@ class RemoteLedger(LedgerClient):
             stop = min(end, start + 1000)
             response = self._rpc("GetEntries", ledger_pb2.GetEntriesRequest(start=start, end=stop))
             result.extend(SignedEntry.from_leaf_data(bytes(data)).to_json() for data in response.leaf_data)
-            if len(response.leaf_data) < stop - start:
+            if not response.leaf_data:
                 break
-            start = stop
+            start += len(response.leaf_data)
         return result
 
     def checkpoint(self, size: int | None = None) -> str:
