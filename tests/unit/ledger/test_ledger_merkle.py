@@ -186,6 +186,7 @@ def test_consistency_mutation_probes_are_all_rejected(size1: int, size2: int) ->
         ("trailing garbage", (size1, size2, proof + [b"\x01" * 32], root1, root2)),
         ("preceding garbage", (size1, size2, [b"\x01" * 32] + proof, root1, root2)),
         ("removed element", (size1, size2, proof[:-1], root1, root2)),
+        ("inserted element", (size1, size2, proof[:1] + proof[:1] + proof[1:], root1, root2)),
         ("wrong root1", (size1, size2, proof, _flip(root1, 9), root2)),
         ("wrong root2", (size1, size2, proof, root1, _flip(root2, 9))),
     ]
