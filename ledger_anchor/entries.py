@@ -39,6 +39,11 @@ def _canonical(value: Any, what: str) -> bytes:
         raise EntryError(f"{what}: expected JSON values only (RFC 8785), found: {exc}") from None
 
 
+def _assemble(members: list[tuple[str, bytes]]) -> bytes:
+    ordered = sorted(members, key=lambda member: member[0].encode("utf-16-be"))
+    return b"{" + b",".join(part for _, part in ordered) + b"}"
+
+
 def canonical_entry_bytes(entry: Mapping[str, Any]) -> bytes:
     """RFC 8785 JSON of ``entry`` without ``"signatures"``: the bytes every author signs."""
     if not isinstance(entry, Mapping):
@@ -117,11 +122,14 @@ class SignedEntry:
                 raise EntryError(f"signature of {signer!r}: expected 64 bytes r||s, found {found}")
         body = {key: value for key, value in entry.items() if key != SIGNATURES}
         check_entry_body(body)
-        signed = _canonical(body, "entry")
+        sigs = {signer: bytes(signatures[signer]) for signer in sorted(signatures)}
+        # Canonicalise each member once and assemble both objects from the parts
+        # (RFC 8785 §3.2.3: members sorted by the UTF-16 code units of their names).
+        members = [(key, _canonical(key, "entry") + b":" + _canonical(value, "entry")) for key, value in body.items()]
+        signed = _assemble(members)
+        leaf = _assemble(members + [(SIGNATURES, b'"signatures":' + _canonical(signature_list(sigs), "entry"))])
         # Normalise the body through its canonical form so that what is kept is plain JSON.
         body = json.loads(signed)
-        sigs = {signer: bytes(signatures[signer]) for signer in sorted(signatures)}
-        leaf = _canonical({**body, SIGNATURES: signature_list(sigs)}, "entry")
         if len(leaf) > MAX_ENTRY_BYTES:
             raise EntryError(f"entry: expected at most {MAX_ENTRY_BYTES} bytes (hashes, counts and totals, "
                              f"never raw records), found {len(leaf)}")

@@ -48,3 +48,23 @@ def test_gmssl_backend_drives_the_ledger(tmp_path: Path) -> None:
         ledger.cosign("C", sm2.PrivateKey(consortium.member_keys["C"], gmssl))
     report = verify_ledger(consortium.config.ledger.db, identity_of(consortium.config, sm2.get_backend("tongsuopy")))
     assert report.size == 3 and report.cosignatures == 1
+
+
+_any_text = st.text(max_size=8)
+_any_values = st.recursive(st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | _any_text
+                           | st.floats(allow_nan=False, allow_infinity=False),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_any_text, inner, max_size=3),
+                           max_leaves=10)
+
+
+@settings(max_examples=150, deadline=None)
+@given(fields=st.dictionaries(_any_text, _any_values, max_size=6))
+def test_leaf_and_signed_bytes_equal_rfc8785_of_the_whole_object(fields: dict) -> None:
+    """Unicode names (UTF-16 ordering), floats: the member-wise assembly equals the
+    reference library's serialisation of the whole object."""
+    import rfc8785
+
+    entry = {**{k: v for k, v in fields.items() if k != "signatures"}, "kind": "invoice"}
+    signed = SignedEntry.create(entry, {"A": b"\x01" * 64})
+    assert signed.signed_bytes == rfc8785.dumps(entry)
+    assert signed.leaf_data == rfc8785.dumps({**entry, "signatures": [{"signer": "A", "sig": "01" * 64}]})
