@@ -2,4 +2,51 @@
 
 Depends on nothing else of settlechain's: it takes bytes and returns proofs, and
 could be lifted out as its own library.
+
+Modules, in topological order of their imports:
+
+``errors``      the root error :class:`LedgerError` and its subclasses
+``sm3``         SM3 through OpenSSL (hashlib), else ``cryptography``
+``sm2``         SM2 signatures: one interface, backends tongsuopy (fast) and gmssl
+``merkle``      RFC 9162 tree hashing, proofs and verifiers; the hash is a parameter
+``entries``     RFC 8785 canonical entries with a ``kind`` and author signatures
+``note``        C2SP signed notes, checkpoints and cosignatures with SM2
+``config``      the consortium file (the keys the ledger needs)
+``governance``  proposals, votes and adoption
+``log``         the log over SQLite (WAL): appends, proofs, checkpoints, cosignatures
+``witness``     the cosigning step (consistency check, fork evidence)
+``verify``      full verification of a ledger file
+``bundle``      C2SP tlog-proof style offline bundles (``ledger prove`` / ``check``)
+``client``      ``open_ledger``: one API, embedded SQLite or remote gRPC
+``remote``      the gRPC client; ``service`` the gRPC server (mutual TLS)
+``cli``         the ``settlechain ledger ...`` subcommands
+
+The names below are imported lazily so that ``import ledger_anchor.sm3`` stays cheap.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "open_ledger": "ledger_anchor.client",
+    "LedgerClient": "ledger_anchor.client",
+    "EmbeddedLedger": "ledger_anchor.client",
+    "AppendReceipt": "ledger_anchor.log",
+    "Cosignature": "ledger_anchor.note",
+    "canonical_entry_bytes": "ledger_anchor.entries",
+    "LedgerError": "ledger_anchor.errors",
+    "load_config": "ledger_anchor.config",
+    "verify_ledger": "ledger_anchor.verify",
+    "check_bundle": "ledger_anchor.bundle",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ledger_anchor' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

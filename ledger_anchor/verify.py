@@ -1,0 +1,201 @@
+"""Full verification of a ledger file, from the raw rows, trusting nothing stored.
+
+In one pass over the entries, in index order:
+
+* the indices are 0..n-1 without gaps; each stored entry is canonical RFC 8785 JSON
+  with a known ``kind``; every signer is a member and every signature verifies;
+  governance entries replay without error and the governance index matches;
+* the leaf hash is recomputed and compared with the stored one; the tree is rebuilt
+  and every perfect node is compared with the stored node (and no extra node exists);
+* at each checkpoint size, the recomputed root is compared with the checkpoint's, the
+  log signature is checked, and so is every cosignature stored for it;
+* the latest checkpoint covers every entry (nothing half-written), and no fork
+  evidence is on record.
+
+The first failure raises :class:`~ledger_anchor.errors.VerificationError` naming the
+index of the bad entry (for a node: the last leaf under it; for a checkpoint or
+cosignature: the checkpoint's last index, ``size - 1``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ledger_anchor import merkle
+from ledger_anchor.entries import GOVERNANCE_KINDS, SignedEntry
+from ledger_anchor.errors import LedgerError, NoteError, SignatureError, VerificationError
+from ledger_anchor.governance import GovernanceState
+from ledger_anchor.log import HASHER, LogIdentity, connect, node_id
+from ledger_anchor.note import Checkpoint, CosignatureVerifier, Note, verify_checkpoint, witness_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VerificationReport:
+    size: int = 0
+    checkpoints: int = 0
+    cosignatures: int = 0
+    final_size: int | None = None
+    root: bytes = b""
+    adopted_rules: list[str] = field(default_factory=list)
+
+
+def verify_ledger(path: str | Path, identity: LogIdentity, *,
+                  progress: Callable[[int], None] | None = None) -> VerificationReport:
+    db = connect(path, readonly=True)
+    try:
+        return _verify(db, identity, progress)
+    except sqlite3.DatabaseError as exc:
+        raise VerificationError(f"{path}: database unreadable: {exc}", index=None) from None
+    finally:
+        db.close()
+
+
+def _verify(db: sqlite3.Connection, identity: LogIdentity,
+            progress: Callable[[int], None] | None) -> VerificationReport:
+    report = VerificationReport()
+    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    if meta.get("origin") != identity.origin or meta.get("log_public_key") != identity.log_key.hex():
+        raise VerificationError("the database belongs to another log (origin or log key differ from the "
+                                "consortium file)", index=None)
+    checkpoints = [(size, bytes(root), bytes(note)) for size, root, note in
+                   db.execute("SELECT size, root, note FROM checkpoints ORDER BY size")]
+    cosignatures: dict[int, list[tuple[str, bytes]]] = {}
+    for size, member, line in db.execute("SELECT size, member, line FROM cosignatures ORDER BY size, member"):
+        cosignatures.setdefault(size, []).append((member, bytes(line)))
+    governance_rows = {row[0] for row in db.execute("SELECT idx FROM governance")}
+    governance = GovernanceState(tuple(identity.members), identity.proposal_policy)
+    frontier = merkle.Frontier(HASHER)
+    pending_nodes: dict[int, tuple[int, bytes]] = {}  # node id -> (last leaf index, hash)
+    checkpoint_position = 0
+
+    def check_nodes() -> None:
+        if not pending_nodes:
+            return
+        ids = list(pending_nodes)
+        stored: dict[int, bytes] = {}
+        for start in range(0, len(ids), 900):
+            chunk = ids[start:start + 900]
+            for key, value in db.execute(f"SELECT id, hash FROM nodes WHERE id IN ({','.join('?' * len(chunk))})",
+                                         chunk):
+                stored[key] = bytes(value)
+        for key in sorted(pending_nodes, key=lambda k: pending_nodes[k][0]):
+            index, value = pending_nodes[key]
+            if stored.get(key) != value:
+                raise VerificationError("stored tree node above this entry differs from the recomputed one",
+                                        index=index)
+        pending_nodes.clear()
+
+    def check_checkpoints_up_to(size: int) -> None:
+        nonlocal checkpoint_position
+        while checkpoint_position < len(checkpoints) and checkpoints[checkpoint_position][0] == size:
+            check_nodes()
+            _check_checkpoint(identity, checkpoints[checkpoint_position], frontier.root(),
+                              cosignatures.get(size, []), report)
+            checkpoint_position += 1
+        if checkpoint_position < len(checkpoints) and checkpoints[checkpoint_position][0] < size:
+            raise VerificationError("checkpoint out of order", index=checkpoints[checkpoint_position][0] - 1,
+                                    what="checkpoint covering entry")
+
+    check_checkpoints_up_to(0)
+    expected_index = 0
+    for index, leaf_hash, data in db.execute("SELECT idx, leaf_hash, data FROM entries ORDER BY idx"):
+        if index != expected_index:
+            raise VerificationError(f"expected entry {expected_index} next, found entry {index} "
+                                    "(an entry is missing)", index=expected_index)
+        data = bytes(data)
+        try:
+            entry = SignedEntry.from_leaf_data(data)
+        except LedgerError as exc:
+            raise VerificationError(str(exc), index=index) from None
+        for signer, signature in entry.signatures.items():
+            key = identity.members.get(signer)
+            if key is None:
+                raise VerificationError(f"signature by unknown signer {signer!r}", index=index)
+            try:
+                key.verify(entry.signed_bytes, signature)
+            except SignatureError as exc:
+                raise VerificationError(f"signature of {signer!r}: {exc}", index=index) from None
+        if entry.kind in GOVERNANCE_KINDS:
+            if index not in governance_rows:
+                raise VerificationError("governance entry missing from the governance index", index=index)
+            try:
+                governance.apply(index, entry)
+            except LedgerError as exc:
+                raise VerificationError(str(exc), index=index) from None
+        elif index in governance_rows:
+            raise VerificationError("governance index names a non-governance entry", index=index)
+        computed = HASHER.hash_leaf(data)
+        if bytes(leaf_hash) != computed:
+            raise VerificationError(f"stored leaf hash {bytes(leaf_hash).hex()} differs from the recomputed "
+                                    f"{computed.hex()}", index=index)
+        for level, node_index, value in frontier.append(computed):
+            if level > 0:
+                pending_nodes[node_id(level, node_index)] = (index, value)
+        if len(pending_nodes) >= 2000:
+            check_nodes()
+        expected_index += 1
+        check_checkpoints_up_to(expected_index)
+        if progress is not None and expected_index % 1000 == 0:
+            progress(expected_index)
+    check_nodes()
+    size = expected_index
+    if checkpoint_position < len(checkpoints):
+        extra = checkpoints[checkpoint_position][0]
+        raise VerificationError(f"checkpoint at size {extra} but the ledger holds only {size} entries",
+                                index=extra - 1, what="checkpoint covering entry")
+    if not checkpoints or checkpoints[-1][0] != size:
+        raise VerificationError(f"the latest checkpoint does not cover all {size} entries (half-written batch?)",
+                                index=max(size - 1, 0))
+    stored_nodes = db.execute("SELECT count(*) FROM nodes").fetchone()[0]
+    expected_nodes = size - bin(size).count("1")
+    if stored_nodes != expected_nodes:
+        raise VerificationError(f"expected {expected_nodes} stored tree nodes, found {stored_nodes}", index=None)
+    if any(index >= size for index in governance_rows):
+        raise VerificationError("governance index names an entry beyond the end", index=None)
+    forks = db.execute("SELECT count(*) FROM forks").fetchone()[0]
+    if forks:
+        raise VerificationError(f"{forks} fork evidence record(s) on file: the log signed inconsistent "
+                                "checkpoints (see `settlechain ledger show --forks`)", index=None)
+    report.size = size
+    report.root = frontier.root()
+    report.final_size = max((s for s, rows in cosignatures.items() if len(rows) >= identity.finality_threshold),
+                            default=None)
+    report.adopted_rules = [rule.version for rule in governance.adopted_rules()]
+    return report
+
+
+def _check_checkpoint(identity: LogIdentity, row: tuple[int, bytes, bytes], root: bytes,
+                      cosignatures: list[tuple[str, bytes]], report: VerificationReport) -> None:
+    size, stored_root, note_bytes = row
+    where = {"index": size - 1, "what": "checkpoint covering entry"} if size else {"index": 0,
+                                                                                   "what": "checkpoint before entry"}
+    if stored_root != root:
+        raise VerificationError(f"checkpoint at size {size}: stored root differs from the recomputed root", **where)
+    try:
+        note_text = note_bytes.decode("utf-8")
+        verified = verify_checkpoint(note_text, origin=identity.origin, log_key=identity.log_key, members={})
+    except (UnicodeDecodeError, NoteError) as exc:
+        raise VerificationError(f"checkpoint at size {size}: {exc}", **where) from None
+    if verified.checkpoint != Checkpoint(identity.origin, size, root):
+        raise VerificationError(f"checkpoint at size {size}: its note says size {verified.checkpoint.size} "
+                                f"and root {verified.checkpoint.root.hex()}, want root {root.hex()}", **where)
+    report.checkpoints += 1
+    for member, line in cosignatures:
+        key = identity.members.get(member)
+        if key is None:
+            raise VerificationError(f"cosignature of unknown member {member!r} on checkpoint {size}", **where)
+        verifier = CosignatureVerifier(witness_name(identity.origin, member), key, member)
+        try:
+            signature = Note.parse(verified.note.text + "\n" + line.decode("utf-8")).signatures[0]
+            if not verifier.matches(signature):
+                raise NoteError(f"expected key name {verifier.name!r} with member {member!r}'s key ID")
+            verifier.verify(verified.note.text, signature)
+        except (UnicodeDecodeError, NoteError) as exc:
+            raise VerificationError(f"cosignature of {member!r} on checkpoint {size}: {exc}", **where) from None
+        report.cosignatures += 1
