@@ -49,7 +49,11 @@ class Consortium:
     members: tuple[Member, ...]
     ledger_db: Path | None
     ledger_endpoint: str
-    log_key: Path | None
+
+    @property
+    def log_key(self) -> Path:
+        """The log's SM2 key (on the host that signs checkpoints), by convention."""
+        return self.path.parent / "ledger" / "log.key"
 
     def member(self, member_id: str) -> Member:
         for member in self.members:
@@ -86,7 +90,6 @@ def load_consortium(path: str | Path) -> Consortium:
     ca_cert = base / _require(head, "ca_cert", str, source, "consortium")
     ledger = doc.get("ledger", {})
     db = ledger.get("db")
-    log_key = ledger.get("log_key")
     members = []
     raw_members = doc.get("members", [])
     if not isinstance(raw_members, list) or not raw_members:
@@ -126,5 +129,4 @@ def load_consortium(path: str | Path) -> Consortium:
         path=path, name=name, ca_cert=ca_cert, members=tuple(members),
         ledger_db=(base / db) if isinstance(db, str) and db else None,
         ledger_endpoint=str(ledger.get("endpoint", "") or ""),
-        log_key=(base / log_key) if isinstance(log_key, str) and log_key else None,
     )

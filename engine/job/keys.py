@@ -105,7 +105,6 @@ def init_consortium(
             "finality_threshold": finality_threshold or len(members),
             "proposal_policy": "all",
             "db": "ledger/ledger.sqlite",
-            "log_key": "ledger/log.key",
             "endpoint": "",
         },
         "members": member_tables,
