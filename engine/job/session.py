@@ -49,7 +49,6 @@ HEARTBEAT_S = 1.0
 STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("commitments", ("A", "B")),
     ("candidates", ("A", "B", "H")),
-    ("mpc_done", ("A", "B", "H")),
     ("unmatched", ("A", "B")),
     ("statement", ("A", "B")),
     ("anchored", ("A", "B", "H")),

@@ -1,0 +1,104 @@
+"""The ``demo``, ``party`` and ``keys`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    demo = subparsers.add_parser(
+        "demo", help="run a whole private reconciliation on generated data, locally",
+        description=(
+            "Generate two operators' billing exports, create a local three-member "
+            "consortium (CA, TLS certificates, SM2 keys) and an SQLite ledger, adopt the "
+            "rules by vote, run parties A, B and H as separate processes on loopback, "
+            "print the outcome, and verify the ledger.  Everything it makes stays in --out."),
+    )
+    demo.add_argument("--records", type=int, default=20_000,
+                      help="true call events to generate (default: 20000)")
+    demo.add_argument("--seed", type=int, default=1, help="generator seed (default: 1)")
+    demo.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                      help="format of the generated exports (default: csv)")
+    demo.add_argument("--disclosure", choices=["aggregate", "flags", "differences"],
+                      default=None, help="disclosure policy (default: the rules', flags)")
+    demo.add_argument("--out", type=Path, default=Path("settlechain-demo"),
+                      help="folder for everything the demo makes (default: ./settlechain-demo)")
+    demo.add_argument("--force", action="store_true",
+                      help="replace an earlier demo's folder at --out")
+    demo.set_defaults(handler=_demo)
+
+    party = subparsers.add_parser(
+        "party", help="run one party (A, B or H) of a reconciliation job",
+        description=(
+            "Run this member's part of a job.  A hosts the job session; B and H connect "
+            "to it.  Exit codes: 0 done, 2 bad input or configuration, 3 the job was "
+            "stopped (a peer refused, failed or vanished; the reason is printed)."),
+    )
+    party.add_argument("--config", type=Path, required=True, help="consortium file")
+    party.add_argument("--job", type=Path, required=True, help="job file")
+    party.add_argument("--as", dest="member", required=True,
+                       help="this party's consortium member id")
+    party.add_argument("--data", type=Path, default=None,
+                       help="this operator's billing export (A and B; H takes none)")
+    party.add_argument("--out", type=Path, required=True, help="output folder")
+    party.add_argument("--log-file", type=Path, default=None,
+                       help="also log to this file (default: <out>/party.log)")
+    party.set_defaults(handler=_party)
+
+    keys = subparsers.add_parser("keys", help="key material for a consortium")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
+    init = keys_sub.add_parser(
+        "init", help="create a local/test consortium: CA, TLS certificates, SM2 keys",
+        description=(
+            "Create a consortium CA (ECDSA P-256, for mutual TLS), a TLS certificate and an "
+            "SM2 signing key per member, the ledger's log key, and consortium.toml.  For "
+            "demos and tests: in production each member makes its own keys."),
+    )
+    init.add_argument("--out", type=Path, required=True, help="folder to create")
+    init.add_argument("--members", required=True,
+                      help="comma-separated member ids, e.g. CMCC,CUCC,CTCC")
+    init.add_argument("--name", default="local-consortium", help="consortium name")
+    init.add_argument("--host", default="127.0.0.1", help="address the members listen on")
+    init.add_argument("--base-port", type=int, default=7400,
+                      help="member i gets gRPC port base+i and MPC port base+100+i")
+    init.set_defaults(handler=_keys_init)
+
+
+def _party(args: argparse.Namespace) -> int:
+    from engine.job.party import run_party
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_file = args.log_file or args.out / "party.log"
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(min(root.level, logging.INFO))
+    for noisy in ("numba", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    summary = run_party(args.config, args.job, args.member, args.data, args.out)
+    print(f"party {summary['party']}: job {summary['job_id']} done; outputs in {args.out}")
+    return 0
+
+
+def _keys_init(args: argparse.Namespace) -> int:
+    from engine.errors import InputError
+    from engine.job.keys import MemberSpec, init_consortium
+
+    ids = [m.strip() for m in args.members.split(",") if m.strip()]
+    if len(ids) < 2:
+        raise InputError("--members needs at least two ids", found=repr(args.members))
+    specs = [MemberSpec(member_id, member_id, args.base_port + i, args.base_port + 100 + i)
+             for i, member_id in enumerate(ids)]
+    path = init_consortium(args.out, specs, name=args.name, host=args.host)
+    print(f"consortium file: {path}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from engine.job.demo import run_demo
+
+    return run_demo(records=args.records, seed=args.seed, file_format=args.format,
+                    disclosure=args.disclosure, out=args.out, force=args.force)
