@@ -102,11 +102,17 @@ def _read_status(path: Path) -> str:
 
 
 def _warm_up() -> None:
-    """Compile (or load from numba's cache) the PSI kernels once, before the parties
-    start, so that A and B don't both compile them at the same time."""
-    from protocols.psi.kernels import warm_up
+    """Run a tiny PSI in memory so that numba compiles the PSI kernels (or loads them
+    from its cache) once, before the parties start, instead of A and B compiling them
+    at the same time."""
+    import numpy as np
 
-    warm_up()
+    from protocols.psi import ClientRole, ElementSet, ServerRole
+    from protocols.psi.sink import run_in_memory
+
+    rows = np.arange(64, dtype=np.uint64).view(np.uint8).reshape(64, 8)
+    run_in_memory(ClientRole(b"warm-up-session!", ElementSet.from_fixed(rows[:40])),
+                  ServerRole(b"warm-up-session!", ElementSet.from_fixed(rows[20:])))
 
 
 def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | None, out: Path,
@@ -229,11 +235,13 @@ def _print_outcome(out: Path, dataset) -> None:
 
 
 def _verify_ledger(config: Path) -> None:
-    from ledger_anchor import open_ledger, verify_ledger
+    from ledger_anchor import load_config, verify_ledger
+    from ledger_anchor.client import identity_of
 
-    report = verify_ledger(config)
-    with open_ledger(config, readonly=True) as ledger:
-        size, final = ledger.size(), ledger.final_size()
-    _say(f"\nLedger {load_consortium(config).ledger_db}: {size} entries, every hash, "
-         f"signature and cosignature verified ({report}); final (cosigned by all "
-         f"members) up to size {final}")
+    parsed = load_config(config)
+    report = verify_ledger(parsed.ledger.db, identity_of(parsed))
+    _say(f"\nLedger {parsed.ledger.db}: {report.size} entries, {report.checkpoints} "
+         f"checkpoints and {report.cosignatures} cosignatures, every hash and SM2 signature "
+         f"verified; final (cosigned by {parsed.ledger.finality_threshold} of "
+         f"{len(parsed.members)} members) up to size {report.final_size}")
+    _say(f"  check it yourself: settlechain ledger verify --config {config}")

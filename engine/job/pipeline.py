@@ -61,8 +61,10 @@ def _run(run: PartyRun, watch: AbortWatch) -> dict[str, Any]:
     # 2. agree -------------------------------------------------------------------
     server = channel = None
     psi_servicer = None
-    psi_config = PsiConfig(max_elements=rules.circuit_breaker.max_records,
-                           max_size_ratio=None)
+    # The agreement step applied the circuit breaker to the input sizes already; the
+    # PSI's own bounds only guard against a peer announcing something else.
+    psi_config = PsiConfig(peer_timeout_s=job.timeouts.stage_s,
+                           max_elements=min(rules.circuit_breaker.max_records, 1 << 30))
     if role == "A":
         psi_servicer = PsiServicer(psi_config)
         server, host = start_host(run, [psi_servicer.add_to_server])
