@@ -73,7 +73,7 @@ def commit_records(records: pl.DataFrame) -> Commitment:
     fixed = np.zeros(n, dtype=_ROW)
     for name in ("row", "service", "parts", "start", "duration_s", "volume_kb", "charge",
                  "rated_charge"):
-        fixed[name] = records[name].to_numpy()
+        fixed[name] = records[name].fill_null(0).to_numpy()
     fixed["excluded"] = records["excluded"].cast(pl.UInt8).to_numpy()
     fixed["calling"] = pack_numbers(records["calling"])
     fixed["called"] = pack_numbers(records["called"])

@@ -107,6 +107,7 @@ class SessionHost:
         self._step_index = 0
         self._current = _StepState(*self._steps[0], payloads={}) if self._steps else None
         self._results: dict[str, dict[str, bytes]] = {}
+        self._role_next: dict[str, int] = {}
         self.abort_reason: str | None = None
         self.finished = False
         self._abort_listeners: list[Callable[[str], None]] = []
@@ -156,26 +157,38 @@ class SessionHost:
     # -- exchange -------------------------------------------------------------
 
     def post(self, role: str, step: str, payload: bytes, timeout_s: float) -> dict[str, bytes]:
+        """Post ``role``'s payload for ``step``; return everyone's once all have posted.
+
+        A role may post its next step early (it waits until the steps before it are
+        done); any other step — one it has no part in, one it already posted, one it
+        skipped to — aborts the job.
+        """
         deadline = time.monotonic() + timeout_s
         with self._cond:
             if self.abort_reason is not None:
                 raise SessionAborted(self.abort_reason)
-            if step in self._results:
-                self._abort_locked(f"{role} posted step {step!r} again (replay)")
-                raise SessionAborted(self.abort_reason or "")
-            current = self._current
-            if current is None or step != current.name:
-                expected = current.name if current else "nothing (the job is over)"
-                self._abort_locked(
-                    f"{role} posted step {step!r} out of order; expected {expected!r}")
-                raise SessionAborted(self.abort_reason or "")
-            if role not in current.roles or role in current.payloads:
-                self._abort_locked(f"{role} has no (further) part in step {step!r}")
+            expected = self._next_step_of(role)
+            if expected is None or self._steps[expected][0] != step:
+                wanted = repr(self._steps[expected][0]) if expected is not None \
+                    else "nothing (its part is over)"
+                self._abort_locked(f"{role} posted step {step!r} out of order; expected {wanted}")
                 raise SessionAborted(self.abort_reason or "")
             if len(payload) > MAX_PAYLOAD_BYTES:
                 self._abort_locked(f"{role} sent {len(payload)} bytes at step {step!r}; "
                                    f"the limit is {MAX_PAYLOAD_BYTES}")
                 raise SessionAborted(self.abort_reason or "")
+            self._role_next[role] = expected + 1
+            while self._step_index < expected and self.abort_reason is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._abort_locked(f"step {step!r}: the steps before it did not finish "
+                                       f"within {timeout_s:.0f} s")
+                    break
+                self._cond.wait(remaining)
+            if self.abort_reason is not None:
+                raise SessionAborted(self.abort_reason)
+            current = self._current
+            assert current is not None and current.name == step
             current.payloads[role] = payload
             if len(current.payloads) == len(current.roles):
                 self._results[step] = dict(current.payloads)
@@ -196,6 +209,12 @@ class SessionHost:
             if self.abort_reason is not None:
                 raise SessionAborted(self.abort_reason)
             return self._results[step]
+
+    def _next_step_of(self, role: str) -> int | None:
+        for index in range(self._role_next.get(role, 0), len(self._steps)):
+            if role in self._steps[index][1]:
+                return index
+        return None
 
     # -- abort / watch ----------------------------------------------------------
 

@@ -197,3 +197,36 @@ def test_client_disconnect_aborts_the_job(identities):
         assert "party H" in h.aborts["B"]
     finally:
         h.close()
+
+
+def test_a_party_may_post_its_next_step_early(identities):
+    """H's first step is the second of the job: it waits for A and B's first one."""
+    h = Harness(identities)
+    try:
+        a, b, hh = h.local(), h.link("B"), h.link("H")
+        run_parallel(lambda: a.join(hello("A")), lambda: b.join(hello("B")),
+                     lambda: hh.join(hello("H")))
+        early = {}
+        t = threading.Thread(target=lambda: early.setdefault("H", hh.exchange("s2", {"h": 1})))
+        t.start()
+        threading.Event().wait(0.5)
+        assert "H" not in early and h.host.abort_reason is None
+        run_parallel(lambda: a.exchange("s1", {}), lambda: b.exchange("s1", {}))
+        run_parallel(lambda: a.exchange("s2", {}), lambda: b.exchange("s2", {}))
+        t.join(10)
+        assert early["H"]["H"] == {"h": 1}
+    finally:
+        h.close()
+
+
+def test_posting_a_step_twice_aborts(identities):
+    h = Harness(identities)
+    try:
+        a, b, hh = h.local(), h.link("B"), h.link("H")
+        run_parallel(lambda: a.join(hello("A")), lambda: b.join(hello("B")),
+                     lambda: hh.join(hello("H")))
+        run_parallel(lambda: a.exchange("s1", {}), lambda: b.exchange("s1", {}))
+        with pytest.raises(SessionAborted, match="B posted step 's1' out of order"):
+            b.exchange("s1", {})
+    finally:
+        h.close()
