@@ -94,6 +94,9 @@ def _run(run: PartyRun, watch: AbortWatch) -> dict[str, Any]:
         clock.note("done")
         return result
     except SessionAborted as exc:
+        if link.abort_reason is None:
+            # found here (a check on a peer's message failed): stop the others too
+            link.abort(exc.reason)
         clock.note("stopped", exc.reason)
         raise JobError(f"the job was stopped: {exc.reason}") from None
     finally:
@@ -105,6 +108,7 @@ def _run(run: PartyRun, watch: AbortWatch) -> dict[str, Any]:
 
 def _after_agreement(run, watch, link, channel, psi_servicer, ingested, nonce, sizes):
     clock, job, rules, role = run.clock, run.job, run.rules, run.role
+    considered = sizes[role][1]
     matcher = None
     commitments: dict[str, dict] = {}
     if role in ("A", "B"):
@@ -113,7 +117,8 @@ def _after_agreement(run, watch, link, channel, psi_servicer, ingested, nonce, s
             commitment = commit_records(ingested.records)
             entry = {"kind": "dataset_commitment", "job_id": job.id, "party": role,
                      "member": run.member.id, "period": job.period,
-                     "rules_sm3": job.rules_sm3, **commitment.as_json()}
+                     "rules_sm3": job.rules_sm3, **commitment.as_json(),
+                     "considered": considered}
             signature = sign_entry(run, entry)
             both = link.exchange("commitments", {"entry": entry, "sig": signature.hex()})
         other = "B" if role == "A" else "A"
@@ -126,9 +131,9 @@ def _after_agreement(run, watch, link, channel, psi_servicer, ingested, nonce, s
             if peer_entry.get(key) != value:
                 raise SessionAborted(f"{other}'s commitment has {key}={peer_entry.get(key)!r}, "
                                      f"expected {value!r}")
-        if peer_entry.get("records") != sizes[other][1]:
-            raise SessionAborted(f"{other} committed to {peer_entry.get('records')} records "
-                                 f"but announced {sizes[other][1]}")
+        if peer_entry.get("considered") != sizes[other][1]:
+            raise SessionAborted(f"{other} committed to {peer_entry.get('considered')} "
+                                 f"considered records but announced {sizes[other][1]}")
         commitments = {r: {"entry": both[r]["entry"], "sig": both[r]["sig"]} for r in ("A", "B")}
 
         # 4. PSI passes ------------------------------------------------------------
