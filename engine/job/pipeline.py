@@ -83,10 +83,14 @@ def _run(run: PartyRun, watch: AbortWatch) -> dict[str, Any]:
                                       sizes)
         except SessionAborted:
             raise
-        except (ProtocolError, JobError, OSError) as exc:
+        except (ProtocolError, JobError) as exc:
             reason = f"{type(exc).__name__}: {exc}"
             link.abort(reason)
             raise JobError(f"party {role} stopped the job: {reason}") from exc
+        except BaseException as exc:
+            # Whatever went wrong here, the other parties must not wait for us.
+            link.abort(f"party {role} failed: {type(exc).__name__}: {exc}")
+            raise
         result["stages"]["total"] = {"seconds": round(time.perf_counter() - t_total, 6),
                                      "items": input_rows}
         (run.out_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n",
@@ -184,10 +188,10 @@ def _after_agreement(run, watch, link, channel, psi_servicer, ingested, nonce, s
         facts = link.exchange("unmatched", matcher.side_facts().to_json())
         other = "B" if role == "A" else "A"
         outcome = matcher.finish(SideFacts(**facts[other]))
-        statement = statement_document(
+        statement = {"kind": "settlement_statement", **statement_document(
             outcome, job_id=job.id, period=job.period, rules_sm3=job.rules_sm3,
             operators=job.parties,
-            commitments={r: commitments[r]["entry"]["root"] for r in ("A", "B")})
+            commitments={r: commitments[r]["entry"]["root"] for r in ("A", "B")})}
         signing = statement_signing_bytes(statement)
         signature = sm2.sign(run.sm2_key, signing)
         signed = link.exchange("statement", {"sm3": sm3(signing).hex(), "sig": signature.hex()})
