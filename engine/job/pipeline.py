@@ -150,9 +150,11 @@ def _after_agreement(run, watch, link, channel, psi_servicer, ingested, nonce, s
                 session_id = _session_id(nonce, job.id, spec.name)
                 element_set = ElementSet.from_fixed(elements.elements)
                 if role == "A":
-                    psi = psi_servicer.offer(session_id, element_set,
-                                             job.timeouts.stage_s).result()
+                    offered = psi_servicer.offer(session_id, element_set, job.timeouts.stage_s)
+                    link.exchange(f"psi_{spec.name}", {"elements": len(elements)})
+                    psi = offered.result()
                 else:
+                    link.exchange(f"psi_{spec.name}", {"elements": len(elements)})
                     psi = run_psi_client(channel, session_id, element_set, job.timeouts.stage_s)
                 matcher.record_pass(elements, psi.local_indices, psi.pair_ids)
             clock.add(stage, 0.0, len(elements))

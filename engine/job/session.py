@@ -48,6 +48,12 @@ HEARTBEAT_S = 1.0
 # The job's steps, in order, with the roles that take part in each.
 STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("commitments", ("A", "B")),
+    # one per PSI pass: A has offered the pass's session before B connects to it
+    ("psi_S1", ("A", "B")),
+    ("psi_S2a", ("A", "B")),
+    ("psi_S2b", ("A", "B")),
+    ("psi_S3a", ("A", "B")),
+    ("psi_S3b", ("A", "B")),
     ("candidates", ("A", "B", "H")),
     ("unmatched", ("A", "B")),
     ("statement", ("A", "B")),
