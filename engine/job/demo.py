@@ -16,38 +16,18 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import polars as pl
 
 from engine.errors import InputError, JobError
-from engine.job.consortium import load_consortium
-from engine.job.jobfile import Timeouts, write_job
-from engine.job.keys import MemberSpec, init_consortium
+from engine.job.local import ROLES, LocalJob, adopt_rules, create_consortium
 from engine.rules import load_rules
 
 MARKER = ".settlechain-demo"
-ROLES = {"A": "CMCC", "B": "CUCC", "H": "CTCC"}
-NAMES = {"CMCC": "China Mobile (operator A)", "CUCC": "China Unicom (operator B)",
-         "CTCC": "China Telecom (helper H)"}
 STATUS_ORDER = ("matched_exact", "matched_tolerance", "disputed", "unmatched", "duplicate",
                 "invalid", "excluded")
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets, ports = [], []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-        ports.append(s.getsockname()[1])
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _prepare_out(out: Path, force: bool) -> None:
@@ -67,41 +47,7 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _adopt_rules(config: Path, rules_sm3: str, version: str) -> int:
-    """Propose the rules and have every member vote for them; return the ledger size."""
-    from ledger_anchor import canonical_entry_bytes, open_ledger, sm2
-
-    consortium = load_consortium(config)
-    keys = {m.id: sm2.load_private_key(m.sm2_key) for m in consortium.members}
-    proposal = {"kind": "rule_proposal", "proposal_id": f"rules-{rules_sm3[:16]}",
-                "version": version, "rules_sm3": rules_sm3}
-    with open_ledger(config, create=True) as ledger:
-        ledger.append(proposal, {"CMCC": sm2.sign(keys["CMCC"], canonical_entry_bytes(proposal))})
-        for member_id, key in keys.items():
-            vote = {"kind": "rule_vote", "proposal_id": proposal["proposal_id"],
-                    "voter": member_id, "vote": "approve"}
-            ledger.append(vote, {member_id: sm2.sign(key, canonical_entry_bytes(vote))})
-        if not ledger.is_rule_adopted(rules_sm3):
-            raise JobError("the rules were voted for by every member but are not adopted")
-        return ledger.size()
-
-
-def _party_command(config: Path, job: Path, member: str, data: Path | None, out: Path) -> list[str]:
-    command = [sys.executable, "-m", "engine.cli", "party", "--config", str(config), "--job",
-               str(job), "--as", member, "--out", str(out)]
-    if data is not None:
-        command += ["--data", str(data)]
-    return command
-
-
-def _read_status(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8").split("\t", 1)[0]
-    except OSError:
-        return "starting"
-
-
-def _warm_up() -> None:
+def warm_up_psi() -> None:
     """Run a tiny PSI in memory so that numba compiles the PSI kernels (or loads them
     from its cache) once, before the parties start, instead of A and B compiling them
     at the same time."""
@@ -143,50 +89,37 @@ def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | Non
          f" with the true answer (truth.parquet) in {time.perf_counter() - t0:.1f} s")
 
     t0 = time.perf_counter()
-    ports = _free_ports(6)
-    specs = [MemberSpec(member, NAMES[member], ports[i], ports[3 + i])
-             for i, member in enumerate(ROLES.values())]
-    config = init_consortium(out / "consortium", specs, name="demo")
-    size = _adopt_rules(config, rules.sm3_hash(), rules.version)
+    config = create_consortium(out / "consortium")
+    size = adopt_rules(config, rules.sm3_hash(), rules.version)
     _say(f"  2. consortium of {', '.join(ROLES.values())}: CA, TLS certificates, SM2 keys in "
          f"{config.parent}; rules {rules.sm3_hash()[:16]}… adopted by vote "
          f"({size} ledger entries) in {time.perf_counter() - t0:.1f} s")
 
-    job_path = write_job(out / "job.toml", job_id=f"demo-{dataset.config.period}-seed{seed}",
-                         period=dataset.config.period, rules=str(rules_path),
-                         rules_sm3=rules.sm3_hash(), parties=ROLES,
-                         timeouts=Timeouts(connect_s=120, stage_s=600, peer_silence_s=10))
-    _warm_up()
-    commands = {}
-    for role, member in ROLES.items():
-        data = data_dir / f"{role.lower()}.{file_format}" if role != "H" else None
-        commands[role] = _party_command(config, job_path, member, data, out / role)
+    job = LocalJob.prepare(out, {role: data_dir / f"{role.lower()}.{file_format}"
+                                 for role in ("A", "B")}, rules_path,
+                           job_id=f"demo-{dataset.config.period}-seed{seed}",
+                           period=dataset.config.period, config=config)
+    warm_up_psi()
     t0 = time.perf_counter()
-    processes = {}
-    for role, command in commands.items():
-        (out / role).mkdir(exist_ok=True)
-        log = open(out / role / "console.log", "wb")  # noqa: SIM115 - closed below
-        processes[role] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            cwd=out), log)
+    job.start()
     _say(f"  3. parties A ({ROLES['A']}), B ({ROLES['B']}) and H ({ROLES['H']}) started as "
          "three processes over mutual-TLS gRPC and MPyC on loopback")
     seen: dict[str, str] = {}
-    while any(p.poll() is None for p, _ in processes.values()):
-        for role in ROLES:
-            stage = _read_status(out / role / "status")
+
+    def show_progress(local: LocalJob) -> None:
+        for role, party in local.parties.items():
+            stage = party.stage()
             if seen.get(role) != stage:
                 seen[role] = stage
                 _say(f"       {role}: {stage}")
-        time.sleep(0.2)
-    for _, log in processes.values():
-        log.close()
-    failed = {role: p.returncode for role, (p, _) in processes.items() if p.returncode != 0}
+
+    codes = job.wait(3600, on_tick=show_progress)
+    failed = {role: code for role, code in codes.items() if code != 0}
     if failed:
         for role in failed:
-            _say(f"\nparty {role} exited with {failed[role]}; last lines of "
-                 f"{out / role / 'console.log'}:")
-            lines = (out / role / "console.log").read_text(errors="replace").splitlines()
-            for line in lines[-8:]:
+            party = job.parties[role]
+            _say(f"\nparty {role} exited with {failed[role]}; last lines of {party.console}:")
+            for line in party.console_text().splitlines()[-8:]:
                 _say(f"    {line}")
         raise JobError(f"the demo job failed ({', '.join(sorted(failed))}); see the logs above")
     _say(f"     all three finished in {time.perf_counter() - t0:.1f} s")
@@ -196,7 +129,7 @@ def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | Non
     _say(f"\nReports: {out / 'A' / 'report.html'} and {out / 'B' / 'report.html'}")
     _say("Re-run party B by hand (with A and H started the same way):")
     _say("  " + " ".join(shlex.quote(part) for part in
-                         ["settlechain"] + commands["B"][3:]))
+                         ["settlechain"] + job.parties["B"].command[3:]))
     _say(f"Total: {time.perf_counter() - t_start:.1f} s")
     return 0
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import signal
 import sys
 import threading
 import time
@@ -55,6 +56,10 @@ from ledger_anchor.sm3 import sm3
 
 log = logging.getLogger(__name__)
 
+FAULT_ENV = "SETTLECHAIN_FAULT_AT"
+"""Fault injection for the tests: a party whose environment names a stage here
+SIGKILLs itself when it enters that stage, as if it had crashed."""
+
 ABORT_GRACE_S = 5.0
 """After an abort, how long the main thread may take to unwind before the process exits."""
 
@@ -77,6 +82,11 @@ class StageClock:
 
     def note(self, stage: str, detail: str = "") -> None:
         log.info("stage %s %s", stage, detail)
+        if os.environ.get(FAULT_ENV) == stage:
+            # fault injection for the tests (engine.job.local.FAULT_ENV): die like a crash
+            log.warning("fault injection: killing this party at stage %s", stage)
+            logging.shutdown()
+            os.kill(os.getpid(), signal.SIGKILL)
         if self.status_path is not None:
             tmp = self.status_path.with_suffix(".tmp")
             tmp.write_text(f"{stage}\t{detail}\t{time.time():.3f}\n", encoding="utf-8")
