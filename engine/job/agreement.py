@@ -21,8 +21,14 @@ def check_agreement(
     rules_sm3: str,
     members: Mapping[str, str],
     rules: Rules,
+    rules_adopted: bool = True,
 ) -> str | None:
-    """None if the job may go on, else the reason every party will report."""
+    """None if the job may go on, else the reason every party will report.
+
+    ``rules_adopted``: whether the ledger shows the job's rules as adopted by the
+    consortium (a ``rule_proposal`` whose vote policy is met); jobs may only use
+    adopted rules.
+    """
     for role in ("A", "B", "H"):
         hello = hellos[role]
         if hello.job_id != job_id:  # type: ignore[attr-defined]
@@ -39,6 +45,10 @@ def check_agreement(
         detail = ", ".join(f"{role} has {hellos[role].rules_sm3[:16]}…"  # type: ignore[attr-defined]
                            for role in differing)
         return (f"rules differ from the job's (rules_sm3 {rules_sm3[:16]}…): {detail}")
+
+    if not rules_adopted:
+        return (f"the rules {rules_sm3[:16]}… are not adopted on the consortium ledger; "
+                "propose them (rule_proposal) and have the members vote (rule_vote) first")
 
     breaker = rules.circuit_breaker
     sizes = {role: int(hellos[role].input_rows) for role in ("A", "B")}  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import JobError
+from engine.errors import InputError, JobError
 from engine.ingest import ingest
 from engine.job.commitment import commit_records
 from engine.job.party import (
@@ -47,33 +47,35 @@ def _run(run: PartyRun, watch: AbortWatch) -> dict[str, Any]:
     t_total = time.perf_counter()
     job, rules, role = run.job, run.rules, run.role
 
-    # 1. ingest ------------------------------------------------------------------
-    ingested = None
-    if role in ("A", "B"):
-        with clock.timed("ingest"):
-            ingested = ingest(run.data_path, rules,
-                              quarantine_path=run.out_dir / "quarantine.parquet")
-        clock.add("ingest", 0.0, ingested.n_rows)
-        log.info("ingested %s: %s", run.data_path, ingested.counts)
-    input_rows = ingested.n_rows if ingested else 0
-    considered = ingested.counts["considered"] if ingested else 0
-
-    # 2. agree -------------------------------------------------------------------
-    server = channel = None
-    psi_servicer = None
-    # The agreement step applied the circuit breaker to the input sizes already; the
-    # PSI's own bounds only guard against a peer announcing something else.
-    psi_config = PsiConfig(peer_timeout_s=job.timeouts.stage_s,
-                           max_elements=min(rules.circuit_breaker.max_records, 1 << 30))
+    # The session comes first, so that whatever fails later (even reading our own
+    # input) reaches the other parties at once instead of at their timeouts.
+    server = channel = psi_servicer = None
     if role == "A":
-        psi_servicer = PsiServicer(psi_config)
-        server, host = start_host(run, [psi_servicer.add_to_server])
+        # The agreement step applies the circuit breaker to the input sizes; the PSI's
+        # own bounds only guard against a peer announcing something else.
+        psi_servicer = PsiServicer(PsiConfig(
+            peer_timeout_s=job.timeouts.stage_s,
+            max_elements=min(rules.circuit_breaker.max_records, 1 << 30)))
+        server, host = start_host(run, [psi_servicer.add_to_server],
+                                  rules_adopted=_rules_adopted(run))
         host.on_abort(watch)
         link: Any = HostLink(host, "A", job.timeouts.stage_s, job.timeouts.connect_s)
     else:
         link, channel = connect_link(run, watch)
     try:
         try:
+            # 1. ingest ------------------------------------------------------------
+            ingested = None
+            if role in ("A", "B"):
+                with clock.timed("ingest"):
+                    ingested = ingest(run.data_path, rules,
+                                      quarantine_path=run.out_dir / "quarantine.parquet")
+                clock.add("ingest", 0.0, ingested.n_rows)
+                log.info("ingested %s: %s", run.data_path, ingested.counts)
+            input_rows = ingested.n_rows if ingested else 0
+            considered = ingested.counts["considered"] if ingested else 0
+
+            # 2. agree -------------------------------------------------------------
             with clock.timed("agree"):
                 reply = link.join(hello_of(run, input_rows, considered))
             nonce = reply.session_nonce
@@ -87,9 +89,13 @@ def _run(run: PartyRun, watch: AbortWatch) -> dict[str, Any]:
             reason = f"{type(exc).__name__}: {exc}"
             link.abort(reason)
             raise JobError(f"party {role} stopped the job: {reason}") from exc
+        except InputError as exc:
+            # The details (file, row, values) stay on this party; the others learn the kind.
+            link.abort(f"party {role} could not use its input ({type(exc).__name__}; "
+                       "the details are in its own log)")
+            raise
         except BaseException as exc:
-            # Whatever went wrong here, the other parties must not wait for us.
-            link.abort(f"party {role} failed: {type(exc).__name__}: {exc}")
+            link.abort(f"party {role} failed ({type(exc).__name__}; see its log)")
             raise
         result["stages"]["total"] = {"seconds": round(time.perf_counter() - t_total, 6),
                                      "items": input_rows}
@@ -108,6 +114,16 @@ def _run(run: PartyRun, watch: AbortWatch) -> dict[str, Any]:
         if server is not None:
             # Let the last replies reach B and H before the port closes.
             server.stop(grace=3).wait()
+
+
+def _rules_adopted(run: PartyRun) -> bool:
+    """Jobs may only use rules the consortium adopted on the ledger (DESIGN.md, governance)."""
+    try:
+        with open_ledger(run.consortium.path, member_id=run.member.id, readonly=True) as ledger:
+            return bool(ledger.is_rule_adopted(run.job.rules_sm3))
+    except Exception as exc:  # noqa: BLE001 - no ledger yet: nothing is adopted
+        log.warning("cannot read the ledger to check rule adoption: %s", exc)
+        return False
 
 
 def _after_agreement(run, watch, link, channel, psi_servicer, ingested, nonce, sizes):

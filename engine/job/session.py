@@ -432,6 +432,14 @@ class RemoteLink:
         return {role: decode_payload(role, step, data) for role, data in reply.payloads.items()}
 
     def abort(self, reason: str) -> None:
+        """Tell A's session; if A is not up yet, wait a little for it (it may be starting)."""
+        if self.abort_reason is None:
+            self.abort_reason = reason
+        try:
+            grpc.channel_ready_future(self._channel).result(
+                timeout=min(self._connect_timeout_s, 30))
+        except grpc.FutureTimeoutError:
+            return
         try:
             self._stub.Abort(session_pb2.AbortRequest(job_id=self.job_id, role=self.role,
                                                       reason=reason), timeout=5)

@@ -64,3 +64,9 @@ def test_size_bounds(rules):
     assert check(rules, hellos(rules.sm3_hash(), a_rows=10, b_rows=1)) is None
     assert "fewer than 1,000 rows" in check(rules, hellos(rules.sm3_hash(), a_rows=10,
                                                             b_rows=1_000_000))
+
+
+def test_rules_not_adopted_on_the_ledger(rules):
+    reason = check_agreement(hellos(rules.sm3_hash()), job_id="j1", rules_sm3=rules.sm3_hash(),
+                             members=MEMBERS, rules=rules, rules_adopted=False)
+    assert reason is not None and "not adopted on the consortium ledger" in reason
