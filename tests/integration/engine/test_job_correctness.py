@@ -16,7 +16,7 @@ from engine.ingest import ingest
 from engine.reference import reconcile_plain
 from engine.rules import load_rules
 
-from .conftest import describe, generate, run_job
+from tests.integration.engine.jobs import describe, generate, run_job
 
 HIGH_PERTURBATION = dict(missing_share_a=0.05, missing_share_b=0.04, duplicate_share=0.01,
                          skew_share=0.3, skew_beyond_share=0.05, duration_diff_share=0.1,
