@@ -249,6 +249,8 @@ def _anchor_and_cosign(run, link, commitments, statement) -> dict[str, Any]:
     clock, job, role = run.clock, run.job, run.role
     t0 = time.perf_counter()
     clock.note("anchor")
+    link.exchange("anchor_ready", {"statement_sm3": sm3(statement_signing_bytes(statement)).hex()}
+                  if statement is not None else {})
     ledger = open_ledger(run.consortium.path, member_id=run.member.id, create=(role == "A"))
     try:
         payload: dict[str, Any] = {}

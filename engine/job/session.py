@@ -57,6 +57,9 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("candidates", ("A", "B", "H")),
     ("unmatched", ("A", "B")),
     ("statement", ("A", "B")),
+    # everyone is still there: only now does A append, so a job that stops earlier
+    # leaves nothing on the ledger
+    ("anchor_ready", ("A", "B", "H")),
     ("anchored", ("A", "B", "H")),
     ("cosigned", ("A", "B", "H")),
 )
