@@ -56,7 +56,7 @@ def test_party_with_other_rules_is_refused(tmp_path, data):
     job = prepare(tmp_path, data)
     other_rules = tmp_path / "other-rules.toml"
     other_rules.write_text(data.rules.read_text().replace("time_tolerance_s = 5",
-                                                          "time_tolerance_s = 7"))
+                                                          "time_tolerance_s = 4"))
     from engine.rules import load_rules
 
     rewrite_job_for_b(job, tmp_path, rules=str(other_rules),
