@@ -273,22 +273,27 @@ class JobSessionServicer(session_pb2_grpc.JobSessionServicer):
         self._stage_timeout_s = stage_timeout_s
         self._require_identity = require_identity
 
-    def _check_identity(self, role: str, job_id: str, context: grpc.ServicerContext) -> None:
-        if job_id != self._host.job_id:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"this session is for job {self._host.job_id!r}, not {job_id!r}")
+    def _check_identity(self, role: str, job_id: str, context: grpc.ServicerContext, *,
+                        joining: bool = False) -> None:
         expected = self._host.members.get(role)
         if expected is None or role == "A":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"no remote role {role!r} in this job")
         if self._require_identity:
             member = peer_member_id(context)
             if member != expected:
+                # Not the member the job names: refused, without disturbing the job.
                 context.abort(grpc.StatusCode.PERMISSION_DENIED,
                               f"role {role} belongs to member {expected!r}; "
                               f"your certificate names {member!r}")
+        if job_id != self._host.job_id and not joining:
+            # The right member talking about another job: a protocol error that stops it.
+            reason = f"{role} sent a message for job {job_id!r} in job {self._host.job_id!r}"
+            self._host.abort(reason)
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, reason)
 
     def Join(self, request, context):
-        self._check_identity(request.role, request.job_id, context)
+        # A join for another job stops the session with that reason (SessionHost.join).
+        self._check_identity(request.role, request.job_id, context, joining=True)
         return self._host.join(request, self._connect_timeout_s)
 
     def Exchange(self, request, context):
