@@ -49,7 +49,7 @@ def _run(run: PartyRun, watch: AbortWatch) -> dict[str, Any]:
 
     # The session comes first, so that whatever fails later (even reading our own
     # input) reaches the other parties at once instead of at their timeouts.
-    server = channel = psi_servicer = None
+    server = channel = psi_servicer = host = None
     if role == "A":
         # The agreement step applies the circuit breaker to the input sizes; the PSI's
         # own bounds only guard against a peer announcing something else.
@@ -112,6 +112,9 @@ def _run(run: PartyRun, watch: AbortWatch) -> dict[str, Any]:
     finally:
         link.close()
         if server is not None:
+            if host.abort_reason is not None:
+                # Keep listening until B and H have heard why (one may not have joined yet).
+                host.wait_informed(("B", "H"), job.timeouts.connect_s)
             # Let the last replies reach B and H before the port closes.
             server.stop(grace=3).wait()
 

@@ -120,6 +120,7 @@ class SessionHost:
         self.abort_reason: str | None = None
         self.finished = False
         self._abort_listeners: list[Callable[[str], None]] = []
+        self._informed: set[str] = set()
 
     def on_abort(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(reason)`` (from another thread) when the job is aborted."""
@@ -239,6 +240,25 @@ class SessionHost:
         with self._cond:
             self._abort_locked(reason)
 
+    def mark_informed(self, role: str) -> None:
+        """``role`` has been told that the job stopped (or told us so itself)."""
+        with self._cond:
+            self._informed.add(role)
+            self._cond.notify_all()
+
+    def wait_informed(self, roles: tuple[str, ...], timeout_s: float) -> bool:
+        """After an abort, wait (at most ``timeout_s``) until every one of ``roles`` has
+        heard the reason, so that a party that joins late still learns why the job
+        stopped instead of finding nobody listening."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not set(roles) <= self._informed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
     def watcher_gone(self, role: str) -> None:
         """Called when a party's watch stream ends for any reason."""
         with self._cond:
@@ -258,6 +278,8 @@ class SessionHost:
                     self._cond.wait(HEARTBEAT_S)
                     event = None
             if event is not None:
+                if event.kind == "abort":
+                    self.mark_informed(role)
                 yield event
                 return
             yield session_pb2.Event(kind="heartbeat")
@@ -294,7 +316,10 @@ class JobSessionServicer(session_pb2_grpc.JobSessionServicer):
     def Join(self, request, context):
         # A join for another job stops the session with that reason (SessionHost.join).
         self._check_identity(request.role, request.job_id, context, joining=True)
-        return self._host.join(request, self._connect_timeout_s)
+        reply = self._host.join(request, self._connect_timeout_s)
+        if not reply.ok:
+            self._host.mark_informed(request.role)
+        return reply
 
     def Exchange(self, request, context):
         self._check_identity(request.role, request.job_id, context)
@@ -302,12 +327,14 @@ class JobSessionServicer(session_pb2_grpc.JobSessionServicer):
             payloads = self._host.post(request.role, request.step, request.payload,
                                        self._stage_timeout_s)
         except SessionAborted as exc:
+            self._host.mark_informed(request.role)
             return session_pb2.PostReply(ok=False, abort_reason=exc.reason)
         return session_pb2.PostReply(ok=True, payloads=payloads)
 
     def Abort(self, request, context):
         self._check_identity(request.role, request.job_id, context)
         self._host.abort(f"party {request.role} stopped: {request.reason}")
+        self._host.mark_informed(request.role)
         return session_pb2.AbortReply()
 
     def Watch(self, request, context):
