@@ -1,0 +1,281 @@
+"""The true answer: the status each row of A and of B must get.
+
+Computed from the generator's own knowledge of which rows belong to which event,
+not by re-running a matcher over the files.  It follows docs/records.md (local
+processing order: invalid, duplicate, partial merge, exclusions, rating) and
+docs/matching.md (passes, guarantees, tolerance evaluation, reason codes):
+
+- a row that is invalid, a later duplicate copy, or part of an excluded record
+  gets that status and reason;
+- every other row belongs to its event's canonical record on its side; when the
+  event has a considered record on both sides, the pair of them is (isolation is
+  guaranteed by ``views._isolate``):
+
+  * ``matched_exact`` (pass S1) when start, duration and charge are equal;
+  * ``matched_tolerance`` by pass S2 (``tolerant_values``) when duration and
+    charge are equal and the two starts share a window of width V = δ+1 on
+    either grid ⌊s/V⌋, ⌊(s+⌊V/2⌋)/V⌋;
+  * otherwise paired by pass S3 (``key``) when the starts share a window of width
+    W on either grid ⌊s/W⌋, ⌊(s+⌊W/2⌋)/W⌋ (always so when |Δt| ≤ δ, never when
+    |Δt| ≥ W), and then ``matched_tolerance`` or ``disputed`` by the tolerance
+    evaluation, with its reason codes;
+  * else both records are ``unmatched``;
+
+- a considered record whose counterpart is missing, invalid or excluded is
+  ``unmatched``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from data_gen.blocks import spans
+from data_gen.config import GenConfig
+from data_gen.tariff import ScenarioRules
+from data_gen.views import BIT, INVALID_KINDS, PERTURBATIONS, SideEvents, SideRows, Views
+
+STATUSES: tuple[str, ...] = ("matched_exact", "matched_tolerance", "disputed", "unmatched",
+                             "duplicate", "invalid", "excluded")
+MATCHED_EXACT, MATCHED_TOLERANCE, DISPUTED, UNMATCHED, DUPLICATE, INVALID, EXCLUDED = range(7)
+STAGES: tuple[str, ...] = ("", "exact", "tolerant_values", "key")
+NO_STAGE, STAGE_EXACT, STAGE_VALUES, STAGE_KEY = range(4)
+#: Reason codes of a disputed pair, in bit order (docs/matching.md bitmask encoding).
+REASON_CODES: tuple[str, ...] = ("start_time", "duration", "charge_rate_mismatch",
+                                 "charge_rounding", "charge_unexplained")
+
+TRUTH_SCHEMA: dict[str, pl.DataType] = {
+    "side": pl.String(),
+    "row": pl.Int64(),
+    "record_id": pl.String(),
+    "event_id": pl.Int64(),
+    "part_seq": pl.Int64(),
+    "expected_status": pl.String(),
+    "expected_pair_record_id": pl.String(),
+    "expected_reasons": pl.String(),
+    "expected_stage": pl.String(),
+    "expected_merged_into": pl.String(),
+    "expected_invalid_code": pl.String(),
+    "expected_invalid_column": pl.String(),
+    "canonical_charge": pl.Int64(),
+    "expected_rated_charge": pl.Int64(),
+    "diff_start_s": pl.Int64(),
+    "diff_duration_s": pl.Int64(),
+    "diff_charge": pl.Int64(),
+    "diff_rated_charge": pl.Int64(),
+    "perturbations": pl.String(),
+}
+
+
+@dataclass
+class PairOutcome:
+    """Per event: the outcome of its pair (meaningful where ``both``)."""
+
+    both: np.ndarray      # bool: considered on both sides
+    status: np.ndarray    # uint8: status of each side's record if considered (same for both)
+    stage: np.ndarray     # uint8
+    reasons: np.ndarray   # uint8 bitmask (disputed only)
+    d_start: np.ndarray   # int64 A − B
+    d_duration: np.ndarray
+    d_charge: np.ndarray
+    d_rated: np.ndarray
+
+
+def expected_pairs(config: GenConfig, ea: SideEvents, eb: SideEvents) -> PairOutcome:
+    n = ea.present.shape[0]
+    outcome = PairOutcome(
+        both=np.empty(n, dtype=bool), status=np.empty(n, dtype=np.uint8),
+        stage=np.empty(n, dtype=np.uint8), reasons=np.empty(n, dtype=np.uint8),
+        d_start=np.empty(n, dtype=np.int64), d_duration=np.empty(n, dtype=np.int32),
+        d_charge=np.empty(n, dtype=np.int32), d_rated=np.empty(n, dtype=np.int32),
+    )
+    for _, lo, hi in spans(n):
+        _pairs_block(config, ea, eb, outcome, slice(lo, hi))
+    return outcome
+
+
+def _pairs_block(config: GenConfig, ea: SideEvents, eb: SideEvents, out: PairOutcome,
+                 part: slice) -> None:
+    delta = config.time_tolerance_s
+    window = config.time_window_s
+    value_window = delta + 1
+    both = ea.considered[part] & eb.considered[part]
+    sa, sb = ea.start[part], eb.start[part]
+    d_start = np.where(both, sa - sb, 0)
+    d_duration = np.where(both, ea.duration[part].astype(np.int64) - eb.duration[part], 0)
+    d_charge = np.where(both, ea.charge[part].astype(np.int64) - eb.charge[part], 0)
+    d_rated = np.where(both, ea.rated[part].astype(np.int64) - eb.rated[part], 0)
+
+    same_values = (d_duration == 0) & (d_charge == 0)
+    exact = both & (d_start == 0) & same_values
+    half_v = value_window // 2
+    s2 = (both & ~exact & same_values
+          & ((sa // value_window == sb // value_window)
+             | ((sa + half_v) // value_window == (sb + half_v) // value_window)))
+    half_w = window // 2
+    s3 = (both & ~exact & ~s2
+          & ((sa // window == sb // window) | ((sa + half_w) // window == (sb + half_w) // window)))
+
+    ok_t = np.abs(d_start) <= delta
+    ok_d = np.abs(d_duration) <= config.duration_tolerance_s
+    ok_c = np.abs(d_charge) <= config.charge_tolerance
+    ok_r = np.abs(d_rated) <= config.charge_tolerance
+    reasons = (np.where(~ok_t, 1, 0) | np.where(~ok_d, 2, 0)
+               | np.where(~ok_c & ok_r, 4, 0) | np.where(~ok_c & ~ok_r & ok_d, 8, 0)
+               | np.where(~ok_c & ~ok_r & ~ok_d, 16, 0))
+    agree = ok_t & ok_d & ok_c
+
+    status = np.full(both.shape[0], UNMATCHED, dtype=np.uint8)
+    status[exact] = MATCHED_EXACT
+    status[s2 | (s3 & agree)] = MATCHED_TOLERANCE
+    status[s3 & ~agree] = DISPUTED
+    stage = np.full(both.shape[0], NO_STAGE, dtype=np.uint8)
+    stage[exact] = STAGE_EXACT
+    stage[s2] = STAGE_VALUES
+    stage[s3] = STAGE_KEY
+    out.both[part] = both
+    out.status[part] = status
+    out.stage[part] = stage
+    out.reasons[part] = np.where(s3 & ~agree, reasons, 0)
+    out.d_start[part] = d_start
+    out.d_duration[part] = d_duration
+    out.d_charge[part] = d_charge
+    out.d_rated[part] = d_rated
+
+
+@dataclass
+class RowTruth:
+    """Per row of one side, in file order."""
+
+    status: np.ndarray       # uint8 index into STATUSES
+    stage: np.ndarray        # uint8 index into STAGES
+    reasons: np.ndarray      # uint8 bitmask of disputed rows
+    pair_row: np.ndarray     # int64 index of the counterparty's canonical first row, -1
+    merged_into: np.ndarray  # int64 index of the chain's first row for parts, -1
+    unit: np.ndarray         # bool: the row belongs to a considered canonical record
+    exclusion: np.ndarray    # int64 exclusion index of excluded rows, -1
+    flags: np.ndarray        # uint32 perturbation bits
+
+
+def expected_rows(rows: SideRows, local: SideEvents, remote: SideEvents, outcome: PairOutcome,
+                  flags: np.ndarray) -> RowTruth:
+    m = len(rows)
+    truth = RowTruth(
+        status=np.empty(m, dtype=np.uint8), stage=np.empty(m, dtype=np.uint8),
+        reasons=np.empty(m, dtype=np.uint8), pair_row=np.empty(m, dtype=np.int64),
+        merged_into=np.empty(m, dtype=np.int64), unit=np.empty(m, dtype=bool),
+        exclusion=np.empty(m, dtype=np.int8), flags=np.empty(m, dtype=np.uint32),
+    )
+    for _, lo, hi in spans(m):
+        part = slice(lo, hi)
+        ev = rows.event[part]
+        is_copy = rows.copy_of[part] >= 0
+        is_invalid = rows.invalid[part] >= 0
+        normal = ~is_copy & ~is_invalid
+        is_excluded = normal & local.excluded[ev]
+        unit = normal & ~is_excluded
+        status = np.where(is_invalid, INVALID, np.where(is_copy, DUPLICATE,
+                          np.where(is_excluded, EXCLUDED, outcome.status[ev])))
+        truth.status[part] = status
+        truth.stage[part] = np.where(unit, outcome.stage[ev], NO_STAGE)
+        truth.reasons[part] = np.where(unit, outcome.reasons[ev], 0)
+        truth.pair_row[part] = np.where(unit & (status <= DISPUTED), remote.first_row[ev], -1)
+        truth.merged_into[part] = np.where(normal & (local.parts[ev] > 1), local.first_row[ev], -1)
+        truth.unit[part] = unit
+        truth.exclusion[part] = np.where(is_excluded, local.exclusion[ev], -1)
+        truth.flags[part] = flags[ev] | np.where(is_copy, BIT["duplicate_copy"], 0)
+    return truth
+
+
+def truth_frame(rules: ScenarioRules, views: Views, side: str, outcome: PairOutcome,
+                truth: RowTruth, local_ids: pl.Series, remote_ids: pl.Series) -> pl.DataFrame:
+    """The truth.parquet rows of one side (schema :data:`TRUTH_SCHEMA`)."""
+    rows, local = (views.a, views.ea) if side == "A" else (views.b, views.eb)
+    sign = 1 if side == "A" else -1
+    ev = rows.event
+    paired = truth.pair_row >= 0
+
+    def diff(values: np.ndarray) -> pl.Series:
+        return pl.Series(sign * values[ev]).set(pl.Series(~paired), None)  # type: ignore[arg-type]
+
+    n = len(rows)
+    reason_text = {mask: ",".join(code for bit, code in enumerate(REASON_CODES) if mask >> bit & 1)
+                   for mask in range(1, 32)}
+    flag_values = pl.Series(truth.flags).unique().to_list()
+    flag_text = {v: ",".join(name for bit, name in enumerate(PERTURBATIONS) if v >> bit & 1) or None
+                 for v in flag_values}
+    frame = pl.DataFrame({
+        "row": np.arange(1, n + 1, dtype=np.int64),
+        "event_id": ev.astype(np.int64),
+        "part_seq": rows.part_seq.astype(np.int64),
+        "_status": truth.status,
+        "_stage": truth.stage,
+        "_reasons": truth.reasons,
+        "_pair": truth.pair_row,
+        "_merged": truth.merged_into,
+        "_invalid": rows.invalid,
+        "_copy_of": rows.copy_of,
+        "_exclusion": truth.exclusion,
+        "_flags": truth.flags,
+        "_unit": truth.unit,
+        "_charge": local.charge[ev],
+        "_rated": local.rated[ev],
+    }).with_columns(
+        diff_start_s=diff(outcome.d_start),
+        diff_duration_s=diff(outcome.d_duration),
+        diff_charge=diff(outcome.d_charge),
+        diff_rated_charge=diff(outcome.d_rated),
+        record_id=local_ids,
+    )
+    status = pl.col("_status")
+    invalid_code = {i: k.code for i, k in enumerate(INVALID_KINDS)}
+    invalid_column = {i: k.column for i, k in enumerate(INVALID_KINDS) if k.column is not None}
+    invalid_reason = {i: k.reason for i, k in enumerate(INVALID_KINDS)}
+    frame = frame.select(
+        side=pl.lit(side),
+        row=pl.col("row"),
+        record_id=pl.col("record_id"),
+        event_id=pl.col("event_id"),
+        part_seq=pl.col("part_seq"),
+        expected_status=status.replace_strict(dict(enumerate(STATUSES)), return_dtype=pl.String),
+        expected_pair_record_id=pl.when(pl.col("_pair") >= 0).then(
+            pl.lit(remote_ids).gather(pl.col("_pair").clip(0))),
+        expected_reasons=(
+            pl.when(status == DISPUTED).then(
+                pl.col("_reasons").replace_strict(reason_text, default=None,
+                                                  return_dtype=pl.String))
+            .when(status == INVALID).then(
+                pl.col("_invalid").replace_strict(invalid_reason, default=None,
+                                                  return_dtype=pl.String))
+            .when(status == DUPLICATE).then(
+                pl.format("duplicate_of:{}", pl.col("_copy_of") + 1))
+            .when(status == EXCLUDED).then(
+                pl.col("_exclusion").replace_strict(
+                    {i: e.name for i, e in enumerate(rules.exclusions)}, default=None,
+                    return_dtype=pl.String))
+        ),
+        expected_stage=pl.when(pl.col("_stage") > 0).then(
+            pl.col("_stage").replace_strict(dict(enumerate(STAGES)), return_dtype=pl.String)),
+        expected_merged_into=pl.when(pl.col("_merged") >= 0).then(
+            pl.lit(local_ids).gather(pl.col("_merged").clip(0))),
+        expected_invalid_code=pl.when(status == INVALID).then(
+            pl.col("_invalid").replace_strict(invalid_code, default=None, return_dtype=pl.String)),
+        expected_invalid_column=pl.when(status == INVALID).then(
+            pl.col("_invalid").replace_strict(invalid_column, default=None,
+                                              return_dtype=pl.String)),
+        canonical_charge=pl.when(pl.col("_unit")).then(pl.col("_charge")),
+        expected_rated_charge=pl.when(pl.col("_unit")).then(pl.col("_rated")),
+        diff_start_s=pl.col("diff_start_s"),
+        diff_duration_s=pl.col("diff_duration_s"),
+        diff_charge=pl.col("diff_charge"),
+        diff_rated_charge=pl.col("diff_rated_charge"),
+        perturbations=pl.col("_flags").replace_strict(flag_text, return_dtype=pl.String),
+    )
+    return frame.cast(TRUTH_SCHEMA)  # type: ignore[arg-type]
+
+
+def status_counts(truth: RowTruth) -> dict[str, int]:
+    counts = np.bincount(truth.status, minlength=len(STATUSES))
+    return {name: int(c) for name, c in zip(STATUSES, counts)}
