@@ -14,7 +14,12 @@ import numpy as np
 
 from data_gen.blocks import spans, stream
 from data_gen.config import LOCAL_OFFSET_S, GenConfig
-from data_gen.numbers import UniqueSubscribers, draw_prefixes, random_subscribers
+from data_gen.numbers import (
+    UniqueSubscribers,
+    categorical_table,
+    draw_prefixes,
+    random_subscribers,
+)
 from data_gen.tariff import DATA, VOICE
 
 #: Relative call volume per local hour of the day (a typical mobile daily cycle:
@@ -74,11 +79,10 @@ def generate_events(config: GenConfig) -> Events:
         trunk=np.empty(n, dtype=np.uint8), repeat=np.zeros(n, dtype=bool),
         subscribers=UniqueSubscribers(stream(seed, "subscribers")),
     )
-    load = 1.0 / np.arange(1, TRUNK_GROUPS + 1)
-    trunk_cdf = np.cumsum(load / load.sum())
+    trunk_table = categorical_table(1.0 / np.arange(1, TRUNK_GROUPS + 1))
     repeats, sources = [], []
     for block, lo, hi in spans(n):
-        _traffic(config, events, block, lo, hi, trunk_cdf)
+        _traffic(config, events, block, lo, hi, trunk_table)
         rng = stream(seed, "repeats", block)
         repeat = rng.random(hi - lo) < config.repeat_pair_share
         source = rng.integers(0, n, size=hi - lo)
@@ -95,7 +99,7 @@ def generate_events(config: GenConfig) -> Events:
 
 
 def _traffic(config: GenConfig, events: Events, block: int, lo: int, hi: int,
-             trunk_cdf: np.ndarray) -> None:
+             trunk_table: np.ndarray) -> None:
     """Service, duration, volume, numbers and trunk of events lo..hi."""
     m = hi - lo
     rng = stream(config.seed, "service", block)
@@ -131,8 +135,8 @@ def _traffic(config: GenConfig, events: Events, block: int, lo: int, hi: int,
     events.called[lo:hi] = np.where(a_calls, head_b, head_a) + events.subscribers.take(m)
 
     rng = stream(config.seed, "trunk", block)
-    events.trunk[lo:hi] = np.minimum(np.searchsorted(trunk_cdf, rng.random(m), side="right"),
-                                     TRUNK_GROUPS - 1)
+    events.trunk[lo:hi] = trunk_table[rng.integers(0, trunk_table.shape[0], size=m,
+                                                   dtype=np.uint16)]
 
 
 def _weekday_of(local_epoch: int) -> int:

@@ -35,11 +35,21 @@ def _segment_weights(segments: tuple[int, ...]) -> np.ndarray:
     return weights / weights.sum()
 
 
+def categorical_table(weights: np.ndarray, bits: int = 16) -> np.ndarray:
+    """A lookup table of 2^bits entries whose uniform index draws category i with
+    probability weights[i] (quantised to 2^-bits): one gather per draw."""
+    cdf = np.cumsum(np.asarray(weights, dtype=np.float64))
+    cdf /= cdf[-1]
+    points = (np.arange(1 << bits) + 0.5) / (1 << bits)
+    return np.minimum(np.searchsorted(cdf, points, side="right"),
+                      len(cdf) - 1).astype(np.int16)
+
+
 def draw_prefixes(rng: np.random.Generator, operator: str, count: int) -> np.ndarray:
     """``count`` random number heads of ``operator``: 86·10^11 + segment·10^8 (int64)."""
     segments = np.array(OPERATOR_SEGMENTS[operator], dtype=np.int64)
-    cdf = np.cumsum(_segment_weights(OPERATOR_SEGMENTS[operator]))
-    pick = np.minimum(np.searchsorted(cdf, rng.random(count), side="right"), segments.shape[0] - 1)
+    table = categorical_table(_segment_weights(OPERATOR_SEGMENTS[operator]))
+    pick = table[rng.integers(0, table.shape[0], size=count, dtype=np.uint16)]
     return COUNTRY * _NATIONAL + segments[pick] * _SUBSCRIBER
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import functools
 import datetime as dt
 from dataclasses import dataclass
 
@@ -88,6 +89,11 @@ class ScenarioRules:
     call_types: tuple[tuple[str, tuple[str, ...]], ...]
     time_bands: tuple[TimeBand, ...]
     tariffs: tuple[TariffRow, ...]
+
+    @functools.cached_property
+    def tariff_table(self) -> _TariffTable:
+        """The first-match lookup table used by :func:`rate`."""
+        return _build_tariff_table(self)
 
     # -- variants used by one operator's own rating ------------------------------------
 
@@ -276,50 +282,102 @@ def rate(rules: ScenarioRules, service: np.ndarray, classes: NumberClasses, even
 
     Record i is of event ``event[i]`` (its payer, payee and call type come from
     ``classes``); ``service`` uint8 (0 voice, 1 sms, 2 data), ``start`` UTC epoch
-    seconds, ``duration``/``volume`` int64, all per record.
+    seconds, ``duration``/``volume`` integers, all per record.
+
+    "The first row in file order that matches" is decided once per combination of the
+    columns the tariff rows test (service, and payer, payee, call type, time band where
+    some row names one) and of the effective period (the intervals between all
+    effective_from/effective_to instants, within which every row either applies or
+    not), into a small table; each record then costs one lookup.
     """
-    n = service.shape[0]
-    band_of_minute = np.full(1440, -1, dtype=np.int16)
-    for i, band in enumerate(rules.time_bands):
-        band_of_minute[band.minutes()] = i
-    party_codes = {name: i for i, name in enumerate(party_names(rules))}
-    band_codes = {b.name: i for i, b in enumerate(rules.time_bands)}
-    ct_codes = {name: i for i, name in enumerate(call_type_names(rules))}
-    cache: dict[str, np.ndarray] = {}
+    table = _tariff_table(rules)
+    key = service.astype(np.int64)
+    for name, size in table.columns:
+        if name == "time_band":
+            code = table.band_of_second[(start + rules.timezone_offset_s) % 86_400]
+        else:
+            code = getattr(classes, name)[event]
+        key = key * size + code
+    period = np.searchsorted(table.boundaries, start, side="right")
+    tariff = table.first_match[key * table.periods + period]
 
-    def column(name: str) -> np.ndarray:   # gathered only if some tariff row needs it
-        if name not in cache:
-            if name == "time_band":
-                cache[name] = band_of_minute[((start + rules.timezone_offset_s) // 60) % 1440]
-            else:
-                cache[name] = getattr(classes, name)[event]
-        return cache[name]
-
-    tariff = np.full(n, -1, dtype=np.int64)
-    for index in range(len(rules.tariffs) - 1, -1, -1):  # the first matching row wins
-        row = rules.tariffs[index]
-        mask = service == SERVICES.index(row.service)
-        mask &= start >= row.effective_from
-        if row.effective_to is not None:
-            mask &= start < row.effective_to
-        for name, value, codes in (("payer", row.payer, party_codes),
-                                   ("payee", row.payee, party_codes),
-                                   ("call_type", row.call_type, ct_codes),
-                                   ("time_band", row.time_band, band_codes)):
-            if value != WILDCARD:
-                mask &= column(name) == codes[value]
-        tariff[mask] = index
-
-    table = np.array([[r.rate, r.minimum, r.increment] for r in rules.tariffs] + [[0, 0, 1]],
-                     dtype=np.int64)
-    rate_, minimum, increment = (table[tariff, k] for k in range(3))  # -1 → the dummy last row
-    amount = np.where(service == DATA, volume, duration)
-    units = np.maximum(minimum, -(-amount // increment) * increment)
+    # one formula for the three services (docs/rules.md § Rating): an SMS is one unit of
+    # minimum 1 and increment 1, divided by 1; voice by 60 with +30, data by 1024 with +512
+    amount = np.where(service == DATA, volume, np.where(service == SMS, 1, duration))
+    increment = table.increment[tariff]
+    units = np.maximum(table.minimum[tariff], -(-amount // increment) * increment)
     units[amount == 0] = 0
-    charge = np.where(service == VOICE, (units * rate_ + 30) // 60,
-                      np.where(service == SMS, rate_, (units * rate_ + 512) // 1024))
+    charge = (units * table.rate[tariff] + table.half[service]) // table.divisor[service]
     charge[tariff < 0] = 0
     return Rated(charge=charge, tariff=tariff)
+
+
+@dataclass(frozen=True)
+class _TariffTable:
+    columns: tuple[tuple[str, int], ...]   # (column, number of codes) tested by some row
+    boundaries: np.ndarray                 # sorted effective_from/effective_to instants
+    periods: int
+    first_match: np.ndarray                # [key * periods + period] -> tariff index or -1
+    rate: np.ndarray                       # [tariff] (index -1: a dummy row for no tariff)
+    minimum: np.ndarray
+    increment: np.ndarray
+    half: np.ndarray                       # [service] rounding addend
+    divisor: np.ndarray                    # [service]
+    band_of_second: np.ndarray
+
+
+def _tariff_table(rules: ScenarioRules) -> _TariffTable:
+    """The lookup table of :func:`rate` (built once per rules object)."""
+    return rules.tariff_table
+
+
+def _build_tariff_table(rules: ScenarioRules) -> _TariffTable:
+    parties = {name: i for i, name in enumerate(party_names(rules))}
+    call_types = {name: i for i, name in enumerate(call_type_names(rules))}
+    bands = {b.name: i for i, b in enumerate(rules.time_bands)}
+    domains = {"payer": parties, "payee": parties, "call_type": call_types, "time_band": bands}
+    used = [name for name in ("payer", "payee", "call_type", "time_band")
+            if any(getattr(row, name) != WILDCARD for row in rules.tariffs)]
+    columns = tuple((name, len(domains[name])) for name in used)
+    instants = sorted({row.effective_from for row in rules.tariffs}
+                      | {row.effective_to for row in rules.tariffs if row.effective_to is not None})
+    boundaries = np.array(instants, dtype=np.int64)
+    periods = len(instants) + 1
+    # a representative instant of each period: period p covers [boundaries[p-1], boundaries[p])
+    representative = [instants[0] - 1] + instants
+    combos = [()]  # every combination of codes of the used columns, in key order
+    for _, size in columns:
+        combos = [c + (code,) for c in combos for code in range(size)]
+    first_match = np.full(len(SERVICES) * len(combos) * periods, -1, dtype=np.int64)
+    for service_code, service in enumerate(SERVICES):
+        for combo_index, combo in enumerate(combos):
+            values = dict(zip(used, combo))
+            for period, instant in enumerate(representative):
+                for index, row in enumerate(rules.tariffs):
+                    if row.service != service or instant < row.effective_from:
+                        continue
+                    if row.effective_to is not None and instant >= row.effective_to:
+                        continue
+                    if all(getattr(row, name) == WILDCARD
+                           or domains[name][getattr(row, name)] == values[name] for name in used):
+                        key = service_code * len(combos) + combo_index
+                        first_match[key * periods + period] = index
+                        break
+    band_of_minute = np.full(1440, -1, dtype=np.int64)
+    for i, band in enumerate(rules.time_bands):
+        band_of_minute[band.minutes()] = i
+    table = _TariffTable(
+        columns=columns, boundaries=boundaries, periods=periods, first_match=first_match,
+        rate=np.array([r.rate for r in rules.tariffs] + [0], dtype=np.int64),
+        minimum=np.array([1 if r.service == "sms" else r.minimum for r in rules.tariffs] + [0],
+                         dtype=np.int64),
+        increment=np.array([1 if r.service == "sms" else r.increment for r in rules.tariffs] + [1],
+                           dtype=np.int64),
+        half=np.array([30, 0, 512], dtype=np.int64),
+        divisor=np.array([60, 1, 1024], dtype=np.int64),
+        band_of_second=np.repeat(band_of_minute, 60),
+    )
+    return table
 
 
 def excluded(rules: ScenarioRules, service: np.ndarray, duration: np.ndarray,
@@ -352,7 +410,11 @@ def _longest_prefix(numbers: np.ndarray, prefix_sets: list[tuple[str, ...]],
     Ties (one prefix in two sets) go to the earlier set, as in file order."""
     result = np.full(numbers.shape[0], default, dtype=np.int16)
     found = np.zeros(numbers.shape[0], dtype=bool)
-    ndigits = _digit_count(numbers)
+    ndigits: np.ndarray | int
+    if numbers.size and 10 ** 12 <= numbers.min() and numbers.max() < 10 ** 13:
+        ndigits = 13                             # every generated number: 86 + 11 digits
+    else:
+        ndigits = _digit_count(numbers)
     by_length: dict[int, dict[int, int]] = {}
     for code, prefixes in enumerate(prefix_sets):
         for p in prefixes:

@@ -98,47 +98,43 @@ def expected_pairs(config: GenConfig, ea: SideEvents, eb: SideEvents) -> PairOut
 
 def _pairs_block(config: GenConfig, ea: SideEvents, eb: SideEvents, out: PairOutcome,
                  part: slice) -> None:
-    delta = config.time_tolerance_s
-    window = config.time_window_s
-    value_window = delta + 1
     both = ea.considered[part] & eb.considered[part]
-    sa, sb = ea.start[part], eb.start[part]
-    d_start = np.where(both, sa - sb, 0)
-    d_duration = np.where(both, ea.duration[part].astype(np.int64) - eb.duration[part], 0)
-    d_charge = np.where(both, ea.charge[part].astype(np.int64) - eb.charge[part], 0)
-    d_rated = np.where(both, ea.rated[part].astype(np.int64) - eb.rated[part], 0)
+    d_start = np.where(both, ea.start[part] - eb.start[part], 0)
+    d_duration = np.where(both, ea.duration[part] - eb.duration[part].astype(np.int64), 0)
+    d_charge = np.where(both, ea.charge[part] - eb.charge[part].astype(np.int64), 0)
+    d_rated = np.where(both, ea.rated[part] - eb.rated[part].astype(np.int64), 0)
+    exact = both & (d_start == 0) & (d_duration == 0) & (d_charge == 0)
+    status = np.where(exact, MATCHED_EXACT, UNMATCHED).astype(np.uint8)
+    stage = np.where(exact, STAGE_EXACT, NO_STAGE).astype(np.uint8)
+    reasons = np.zeros(status.shape[0], dtype=np.uint8)
 
-    same_values = (d_duration == 0) & (d_charge == 0)
-    exact = both & (d_start == 0) & same_values
-    half_v = value_window // 2
-    s2 = (both & ~exact & same_values
+    # the few pairs that differ: which pass pairs them, and the tolerance evaluation
+    at = np.flatnonzero(both & ~exact)
+    sa, sb = ea.start[part][at], eb.start[part][at]
+    d_t, d_d, d_c, d_r = d_start[at], d_duration[at], d_charge[at], d_rated[at]
+    delta, window = config.time_tolerance_s, config.time_window_s
+    value_window = delta + 1
+    half_v, half_w = value_window // 2, window // 2
+    s2 = ((d_d == 0) & (d_c == 0)
           & ((sa // value_window == sb // value_window)
              | ((sa + half_v) // value_window == (sb + half_v) // value_window)))
-    half_w = window // 2
-    s3 = (both & ~exact & ~s2
-          & ((sa // window == sb // window) | ((sa + half_w) // window == (sb + half_w) // window)))
-
-    ok_t = np.abs(d_start) <= delta
-    ok_d = np.abs(d_duration) <= config.duration_tolerance_s
-    ok_c = np.abs(d_charge) <= config.charge_tolerance
-    ok_r = np.abs(d_rated) <= config.charge_tolerance
-    reasons = (np.where(~ok_t, 1, 0) | np.where(~ok_d, 2, 0)
-               | np.where(~ok_c & ok_r, 4, 0) | np.where(~ok_c & ~ok_r & ok_d, 8, 0)
-               | np.where(~ok_c & ~ok_r & ~ok_d, 16, 0))
+    s3 = ~s2 & ((sa // window == sb // window) | ((sa + half_w) // window == (sb + half_w) // window))
+    ok_t = np.abs(d_t) <= delta
+    ok_d = np.abs(d_d) <= config.duration_tolerance_s
+    ok_c = np.abs(d_c) <= config.charge_tolerance
+    ok_r = np.abs(d_r) <= config.charge_tolerance
     agree = ok_t & ok_d & ok_c
-
-    status = np.full(both.shape[0], UNMATCHED, dtype=np.uint8)
-    status[exact] = MATCHED_EXACT
-    status[s2 | (s3 & agree)] = MATCHED_TOLERANCE
-    status[s3 & ~agree] = DISPUTED
-    stage = np.full(both.shape[0], NO_STAGE, dtype=np.uint8)
-    stage[exact] = STAGE_EXACT
-    stage[s2] = STAGE_VALUES
-    stage[s3] = STAGE_KEY
+    codes = (np.where(~ok_t, 1, 0) | np.where(~ok_d, 2, 0)
+             | np.where(~ok_c & ok_r, 4, 0) | np.where(~ok_c & ~ok_r & ok_d, 8, 0)
+             | np.where(~ok_c & ~ok_r & ~ok_d, 16, 0))
+    status[at] = np.where(s2 | (s3 & agree), MATCHED_TOLERANCE,
+                          np.where(s3, DISPUTED, UNMATCHED))
+    stage[at] = np.where(s2, STAGE_VALUES, np.where(s3, STAGE_KEY, NO_STAGE))
+    reasons[at] = np.where(s3 & ~agree, codes, 0)
     out.both[part] = both
     out.status[part] = status
     out.stage[part] = stage
-    out.reasons[part] = np.where(s3 & ~agree, reasons, 0)
+    out.reasons[part] = reasons
     out.d_start[part] = d_start
     out.d_duration[part] = d_duration
     out.d_charge[part] = d_charge

@@ -267,7 +267,8 @@ class _SideBuilder:
         d = source.shape[0]
         pos = np.arange(m, dtype=np.int64)
         if d:
-            pos += np.searchsorted(after, pos, side="left")
+            # each row moves down by the number of copies placed before it
+            pos[1:] += np.cumsum(np.bincount(after, minlength=m)[:-1])
             pos_copy = after + 1 + np.arange(d, dtype=np.int64)
             take = np.empty(m + d, dtype=np.int64)   # block row i shows pre-order row take[i]
             take[pos] = np.arange(m, dtype=np.int64)
@@ -374,7 +375,10 @@ def _plan_invalid(config: GenConfig, kinds: tuple[InvalidKind, ...], n: int,
 
 def _flag(flags: np.ndarray, where: np.ndarray, name: str) -> None:
     """Set bit ``name`` on the events selected by a boolean mask or an index array."""
-    flags[where] |= BIT[name]
+    if where.dtype == bool:
+        np.bitwise_or(flags, BIT[name], out=flags, where=where)
+    else:
+        flags[where] |= BIT[name]
 
 
 def _draw(config: GenConfig, events: Events, block: int, lo: int, hi: int) -> _Draws:
@@ -394,38 +398,49 @@ def _draw(config: GenConfig, events: Events, block: int, lo: int, hi: int) -> _D
     _flag(flags, missing_a, "missing_a")
     _flag(flags, missing_b, "missing_b")
 
-    # start-time skew: B's clock reads A's minus skew
+    # start-time skew: B's clock reads A's minus skew (magnitudes drawn for skewed events only)
     rng = stream(seed, "skew", block)
     u = rng.random(m)
     beyond = u < config.skew_beyond_share
     skewed = ~beyond & (u < config.skew_beyond_share + config.skew_share)
-    tail = skewed & (rng.random(m) < config.skew_tail_share)
-    magnitude = np.where(tail, rng.integers(3, config.skew_tail_max_s + 1, m),
-                         rng.integers(1, 3, m))
-    magnitude = np.where(beyond, rng.integers(config.time_tolerance_s + 1,
-                                              config.skew_beyond_max_s + 1, m), magnitude)
-    sign = np.where(rng.random(m) < 0.5, -1, 1)
-    skew = np.where(beyond | skewed, sign * magnitude, 0).astype(np.int64)
+    skew = np.zeros(m, dtype=np.int64)
+    at = np.flatnonzero(skewed)
+    in_tail = rng.random(at.shape[0]) < config.skew_tail_share
+    skew[at] = np.where(in_tail, rng.integers(3, config.skew_tail_max_s + 1, at.shape[0]),
+                        rng.integers(1, 3, at.shape[0]))
+    tail = np.zeros(m, dtype=bool)
+    tail[at[in_tail]] = True
+    at = np.flatnonzero(beyond)
+    skew[at] = rng.integers(config.time_tolerance_s + 1, config.skew_beyond_max_s + 1, at.shape[0])
+    at = np.flatnonzero(skew)
+    skew[at] *= np.where(rng.random(at.shape[0]) < 0.5, -1, 1)
     _flag(flags, skewed, "skew")
     _flag(flags, tail, "skew_tail")
     _flag(flags, beyond, "skew_beyond")
 
     # partial records on B
-    split = ((service == VOICE) & (duration > config.partial_interval_s)
-             & (stream(seed, "split", block).random(m) < config.split_share))
+    split = (service == VOICE) & (duration > config.partial_interval_s)
+    at = np.flatnonzero(split)
+    split[at] = stream(seed, "split", block).random(at.shape[0]) < config.split_share
     _flag(flags, split, "split_b")
 
-    # duration differences on one side
+    # duration differences on one side (drawn for the affected events only)
     rng = stream(seed, "duration_diff", block)
     eligible = (service != SMS) & (duration > 0)
     u = rng.random(m)
     d_beyond = eligible & (u < config.duration_beyond_share)
     d_small = eligible & ~d_beyond & (u < config.duration_beyond_share + config.duration_diff_share)
     low = config.duration_tolerance_s + 1
-    magnitude = np.where(d_beyond, rng.integers(low, max(60, low) + 1, m), rng.integers(1, 3, m))
-    diff = np.where(d_beyond | d_small, np.where(rng.random(m) < 0.5, -1, 1) * magnitude, 0)
-    diff = np.where(duration + diff < 1, np.abs(diff), diff)
-    on_b = (rng.random(m) < 0.5) & ~split    # a split call's parts keep B's true duration
+    diff = np.zeros(m, dtype=np.int64)
+    at = np.flatnonzero(d_small)
+    diff[at] = rng.integers(1, 3, at.shape[0])
+    at = np.flatnonzero(d_beyond)
+    diff[at] = rng.integers(low, max(60, low) + 1, at.shape[0])
+    at = np.flatnonzero(diff)
+    diff[at] *= np.where(rng.random(at.shape[0]) < 0.5, -1, 1)
+    diff[at] = np.where(duration[at] + diff[at] < 1, np.abs(diff[at]), diff[at])
+    on_b = np.zeros(m, dtype=bool)
+    on_b[at] = (rng.random(at.shape[0]) < 0.5) & ~split[at]  # split calls keep B's duration
     _flag(flags, d_small & ~on_b, "duration_diff_a")
     _flag(flags, d_small & on_b, "duration_diff_b")
     _flag(flags, d_beyond & ~on_b, "duration_beyond_a")
@@ -437,12 +452,17 @@ def _draw(config: GenConfig, events: Events, block: int, lo: int, hi: int) -> _D
     utc_b = rng.random(m) < config.utc_offset_error_share
     _flag(flags, utc_a, "utc_offset_error_a")
     _flag(flags, utc_b, "utc_offset_error_b")
-    quirk_b = ((service == VOICE)
-               & (stream(seed, "increment_quirk", block).random(m) < config.increment_quirk_share))
+    quirk_b = service == VOICE
+    at = np.flatnonzero(quirk_b)
+    quirk_b[at] = stream(seed, "increment_quirk", block).random(at.shape[0]) < \
+        config.increment_quirk_share
     _flag(flags, quirk_b, "increment_quirk_b")
+    dur_a, dur_b = duration.copy(), duration
+    dur_a[~on_b] += diff[~on_b]
+    dur_b[on_b] += diff[on_b]
     return _Draws(missing_a=missing_a, missing_b=missing_b, skew=skew, split=split,
-                  dur_a=duration + np.where(on_b, 0, diff), dur_b=duration + np.where(on_b, diff, 0),
-                  utc_a=utc_a, utc_b=utc_b, quirk_b=quirk_b, flags=flags)
+                  dur_a=dur_a, dur_b=dur_b, utc_a=utc_a, utc_b=utc_b, quirk_b=quirk_b,
+                  flags=flags)
 
 
 def _rows_a(setting: _Setting, events: Events, lo: int,
