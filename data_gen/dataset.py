@@ -46,7 +46,8 @@ from data_gen.truth import (
     status_counts,
     truth_frame,
 )
-from data_gen.views import INVALID_KINDS, SideRows, Views, build_views
+from data_gen import record_ids
+from data_gen.views import KIND_INDEX, SideRows, Views, build_views
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,6 @@ COLUMNS: tuple[str, ...] = ("record_id", "service", "calling", "called", "start_
                             "duration_s", "volume_kb", "trunk_group", "part_seq", "charge")
 PARQUET_TIME_ZONE = "Asia/Shanghai"
 GENERATOR_VERSION = "1"
-#: Multiplier and offset of the record_id sequence: row r gets (r·M + O) mod 10^10, a
-#: bijection of 0..10^10-1 (M is coprime to 10), so ids are unique per side and do not
-#: read as row numbers.  r·M stays below 2^63 for every allowed size.
-_ID_MULTIPLIER, _ID_OFFSET = 2_654_435_761, 104_729
 
 
 @dataclass
@@ -92,79 +89,94 @@ class Dataset:
                                                   self.views.flags)
         return self._row_truth[side]
 
+    def id_prefix(self, side: str) -> str:
+        return record_ids.prefix(self.operator(side), self.config.period)
+
     def record_ids(self, side: str) -> pl.Series:
         """The record_id of every row of one side's file."""
-        rows = self.rows(side)
-        prefix = f"{self.operator(side)}{self.config.period.replace('-', '')}"
-        seq = (np.arange(1, len(rows) + 1, dtype=np.int64) * _ID_MULTIPLIER + _ID_OFFSET) % 10**10
-        ids = pl.select((pl.lit(prefix) + pl.lit(pl.Series(seq)).cast(pl.String).str.zfill(10))
-                        .alias("record_id")).to_series()
-        if rows.id_from:
-            targets = sorted(rows.id_from)
-            ids = ids.scatter(targets, ids.gather([rows.id_from[t] for t in targets]))
-        return ids
+        return self.side_lazy(side)[0].select("record_id").collect().to_series()
 
-    def side_frame(self, side: str, record_ids: pl.Series | None = None
-                   ) -> tuple[pl.DataFrame, dict[int, bytes]]:
-        """One side's file as a typed frame in the canonical schema, plus the raw CSV lines
-        of the rows only a CSV file can carry (kinds such as ``undecodable_bytes``), by row
-        index.  The frame holds those rows with valid values; the writer replaces them."""
+    def side_lazy(self, side: str) -> tuple[pl.LazyFrame, dict[int, str]]:
+        """One side's file in the canonical schema, as a lazy frame over compact numeric
+        columns (strings are made while it is written), plus the rows whose text only a
+        CSV file can carry with raw bytes (``undecodable_bytes``): row index -> kind."""
         rows = self.rows(side)
         ev = rows.event
         events = self.events
-        ids = self.record_ids(side) if record_ids is None else record_ids
-        plus = "+" if side == "B" else ""
+        csv = self.file_format == "csv"
         own, peer = ((self.config.operator_a, self.config.operator_b) if side == "A"
                      else (self.config.operator_b, self.config.operator_a))
-        trunk_names = pl.Series([f"{own}-{peer}-TG{k + 1:02d}" for k in range(256)])
-        service = pl.Series(list(SERVICES)).gather(events.service[ev])
-        calling = pl.Series(events.calling[ev]).cast(pl.String)
-        called = pl.Series(events.called[ev]).cast(pl.String)
-        if plus:
-            calling = pl.select(pl.lit(plus) + pl.lit(calling)).to_series()
-            called = pl.select(pl.lit(plus) + pl.lit(called)).to_series()
-        trunk = trunk_names.gather(events.trunk[ev])
-        if self.file_format == "csv":
-            start_time = _iso_local(rows.clock, rows.utc_error, self.config.wrong_utc_offset)
-        else:
-            start_time = (pl.Series(rows.start * 1_000_000).cast(pl.Datetime("us", "UTC"))
-                          .dt.convert_time_zone(PARQUET_TIME_ZONE))
-        columns = {
-            "record_id": ids, "service": service, "calling": calling, "called": called,
-            "start_time": start_time, "duration_s": pl.Series(rows.duration),
-            "volume_kb": pl.Series(rows.volume), "trunk_group": trunk,
-            "part_seq": pl.Series(rows.part_seq), "charge": pl.Series(rows.charge),
-        }
-        raw: dict[int, bytes] = {}
-        for index in np.flatnonzero(rows.invalid >= 0).tolist():
-            kind = INVALID_KINDS[rows.invalid[index]]
-            if kind.code == "missing_value":
-                columns["calling"] = columns["calling"].scatter(index, None)
-            elif kind.code == "malformed_number":
-                text = columns["called"][index]
-                columns["called"] = columns["called"].scatter(index, text[:-8] + "AB" + text[-6:])
-            elif kind.code == "unknown_service":
-                columns["service"] = columns["service"].scatter(index, "video")
-            elif kind.code == "oversize_field":
-                text = columns["trunk_group"][index]
-                columns["trunk_group"] = columns["trunk_group"].scatter(
-                    index, (text + "-" + "X" * 40)[:40])
-        frame = pl.DataFrame({name: columns[name] for name in COLUMNS})
-        frame = frame.with_columns(pl.col(c).cast(pl.Int64) for c in
-                                   ("duration_s", "volume_kb", "part_seq", "charge"))
-        for index in np.flatnonzero(rows.invalid >= 0).tolist():
-            kind = INVALID_KINDS[rows.invalid[index]]
-            if kind.csv_only:
-                raw[index] = _corrupt_csv_line(frame.row(index, named=True), kind.code)
-        return frame, raw
+        id_row = np.arange(1, len(rows) + 1, dtype=np.int64)
+        for index, source in rows.id_from.items():
+            id_row[index] = source + 1
+        frame = pl.DataFrame({
+            "_id_row": id_row, "_service": events.service[ev], "_calling": events.calling[ev],
+            "_called": events.called[ev], "_start": rows.clock if csv else rows.start,
+            "_utc": rows.utc_error, "_duration": rows.duration, "_volume": rows.volume,
+            "_trunk": events.trunk[ev], "_part_seq": rows.part_seq, "_charge": rows.charge,
+            "_invalid": rows.invalid,
+        })
+        kind = pl.col("_invalid")
 
-    def truth(self, record_ids: dict[str, pl.Series] | None = None) -> pl.DataFrame:
-        ids = record_ids or {s: self.record_ids(s) for s in ("A", "B")}
+        def when_kind(code: str, value: pl.Expr, otherwise: pl.Expr) -> pl.Expr:
+            return pl.when(kind == KIND_INDEX[code]).then(value).otherwise(otherwise)
+
+        plus = "+" if side == "B" else ""
+        calling = pl.lit(plus) + pl.col("_calling").cast(pl.String)
+        called = pl.lit(plus) + pl.col("_called").cast(pl.String)
+        # code -> text lookups that the streaming engine runs batch by batch
+        trunk = pl.lit(pl.Series([f"{own}-{peer}-TG{k + 1:02d}" for k in range(256)])).gather(
+            pl.col("_trunk"))
+        service = pl.lit(pl.Series(list(SERVICES))).gather(pl.col("_service"))
+        duration: pl.Expr = pl.col("_duration").cast(pl.Int64)
+        if csv:
+            # local wall-clock time with its offset; rows with a wrong offset keep the text
+            # of their local time and carry wrong_utc_offset
+            start = (pl.from_epoch(pl.col("_start") + LOCAL_OFFSET_S, "s")
+                     .dt.strftime("%Y-%m-%dT%H:%M:%S")
+                     + pl.lit(pl.Series(["+08:00", self.config.wrong_utc_offset])).gather(
+                         pl.col("_utc").cast(pl.UInt8)))
+            start = when_kind("malformed_timestamp",
+                              start.str.head(5) + "13" + start.str.slice(7), start)
+            start = when_kind("missing_utc_offset", start.str.head(19), start)
+            text = duration.cast(pl.String)
+            duration = when_kind("wrong_type", text + ".5", text)
+        else:
+            start = (pl.from_epoch(pl.col("_start"), "s").dt.replace_time_zone("UTC")
+                     .dt.convert_time_zone(PARQUET_TIME_ZONE))
+        lazy = frame.lazy().select(
+            record_id=record_ids.id_expr(self.id_prefix(side), pl.col("_id_row")),
+            service=when_kind("unknown_service", pl.lit("video"), service),
+            calling=when_kind("missing_value", pl.lit(None, dtype=pl.String), calling),
+            called=when_kind("malformed_number",
+                             called.str.head(-8) + "AB" + called.str.tail(6), called),
+            start_time=start,
+            duration_s=duration,
+            volume_kb=pl.col("_volume").cast(pl.Int64),
+            trunk_group=when_kind("oversize_field", (trunk + "-" + "X" * 40).str.head(40), trunk),
+            part_seq=pl.col("_part_seq").cast(pl.Int64),
+            charge=pl.col("_charge").cast(pl.Int64),
+        )
+        raw = {int(i): "undecodable_bytes"
+               for i in np.flatnonzero(rows.invalid == KIND_INDEX["undecodable_bytes"])}
+        return lazy, raw
+
+    def side_frame(self, side: str) -> pl.DataFrame:
+        """One side's file as a DataFrame (in memory; rows that only raw CSV bytes can
+        express hold their valid-UTF-8 counterpart here, see :meth:`side_lazy`)."""
+        return self.side_lazy(side)[0].collect()
+
+    def truth_lazy(self) -> pl.LazyFrame:
+        prefixes = {s: self.id_prefix(s) for s in ("A", "B")}
         return pl.concat([
             truth_frame(self.rules, self.views, side, self.outcome, self.row_truth(side),
-                        ids[side], ids["B" if side == "A" else "A"])
+                        prefixes[side], prefixes["B" if side == "A" else "A"])
             for side in ("A", "B")
         ])
+
+    def truth(self) -> pl.DataFrame:
+        """truth.parquet as a DataFrame (in memory)."""
+        return self.truth_lazy().collect()
 
     # -- the summary ------------------------------------------------------------------
 
@@ -235,7 +247,7 @@ def generate(config: GenConfig, file_format: str = "csv") -> Dataset:
 
 
 def write_dataset(dataset: Dataset, out_dir: str | Path) -> dict[str, float]:
-    """Write every file of the dataset into ``out_dir`` (created if needed).
+    """Write every file of the dataset into ``out_dir`` (created if needed), streaming.
 
     Returns the seconds spent per file.  Raises :class:`DataGenError` if the folder
     cannot be written.
@@ -247,23 +259,21 @@ def write_dataset(dataset: Dataset, out_dir: str | Path) -> dict[str, float]:
         raise DataGenError(f"{out}: cannot create the output folder: {exc.strerror}") from None
     seconds: dict[str, float] = {}
     fmt = dataset.file_format
-    ids = {}
     try:
         for side in ("A", "B"):
             t0 = time.perf_counter()
-            ids[side] = dataset.record_ids(side)
-            frame, raw = dataset.side_frame(side, ids[side])
+            lazy, raw = dataset.side_lazy(side)
             path = out / f"{side.lower()}.{fmt}"
             if fmt == "csv":
-                _write_csv(frame, raw, path)
+                _sink_csv(lazy, raw, path)
             else:
-                frame.write_parquet(path, compression="zstd", compression_level=1)
-            del frame, raw
-            seconds[f"{side.lower()}.{fmt}"] = time.perf_counter() - t0
+                lazy.sink_parquet(path, compression="zstd", compression_level=1)
+            del lazy
+            seconds[path.name] = time.perf_counter() - t0
         t0 = time.perf_counter()
         (out / "rules.toml").write_text(dataset.rules_toml(), encoding="utf-8")
-        dataset.truth(ids).write_parquet(out / "truth.parquet", compression="zstd",
-                                         compression_level=1)
+        dataset.truth_lazy().sink_parquet(out / "truth.parquet", compression="zstd",
+                                          compression_level=1)
         seconds["truth.parquet"] = time.perf_counter() - t0
         (out / "manifest.json").write_text(json.dumps(dataset.manifest(), indent=2,
                                                       sort_keys=True) + "\n", encoding="utf-8")
@@ -273,58 +283,27 @@ def write_dataset(dataset: Dataset, out_dir: str | Path) -> dict[str, float]:
     return seconds
 
 
-# ---------------------------------------------------------------------------
-# text of the CSV files
-
-
-def _iso_local(clock: np.ndarray, wrong: np.ndarray, wrong_offset: str) -> pl.Series:
-    """``YYYY-MM-DDTHH:MM:SS+08:00`` of each instant in local time; rows flagged ``wrong``
-    carry ``wrong_offset`` instead of +08:00 (their wall-clock text is unchanged)."""
-    local = clock + LOCAL_OFFSET_S
-    day = local // 86_400
-    first_day = int(day.min()) if day.size else 0
-    last_day = int(day.max()) if day.size else 0
-    day_text = pl.Series([
-        time.strftime("%Y-%m-%dT", time.gmtime(d * 86_400))
-        for d in range(first_day, last_day + 1)
-    ])
-    clock_text = pl.Series([f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
-                            for s in range(86_400)])
-    offsets = pl.Series(["+08:00", wrong_offset])
-    frame = pl.DataFrame({"d": day - first_day, "s": local - day * 86_400,
-                          "o": wrong.astype(np.uint8)})
-    return frame.select(pl.concat_str([
-        pl.lit(day_text).gather(pl.col("d")), pl.lit(clock_text).gather(pl.col("s")),
-        pl.lit(offsets).gather(pl.col("o")),
-    ]).alias("start_time")).to_series()
-
-
-def _corrupt_csv_line(values: dict[str, Any], code: str) -> bytes:
-    text = {k: "" if v is None else str(v) for k, v in values.items()}
-    if code == "wrong_type":
-        text["duration_s"] = f"{values['duration_s']}.5"
-    elif code == "malformed_timestamp":
-        text["start_time"] = text["start_time"][:5] + "13" + text["start_time"][7:]
-    elif code == "missing_utc_offset":
-        text["start_time"] = text["start_time"][:19]
-    parts = [text[c].encode("utf-8") for c in COLUMNS]
-    if code == "undecodable_bytes":
-        trunk = parts[COLUMNS.index("trunk_group")]
-        parts[COLUMNS.index("trunk_group")] = trunk[:4] + b"\xff\xfe" + trunk[4:]
-    return b",".join(parts) + b"\n"
-
-
-def _write_csv(frame: pl.DataFrame, raw: dict[int, bytes], path: Path) -> None:
+def _sink_csv(lazy: pl.LazyFrame, raw: dict[int, str], path: Path) -> None:
+    """Stream the frame to CSV; the rows in ``raw`` are written as raw bytes instead."""
     with open(path, "wb") as fh:
         fh.write((",".join(COLUMNS) + "\n").encode())
         position = 0
         for index in sorted(raw):
             if index > position:
-                frame.slice(position, index - position).write_csv(fh, include_header=False)
-            fh.write(raw[index])
+                lazy.slice(position, index - position).sink_csv(fh, include_header=False)
+            values = lazy.slice(index, 1).collect().row(0, named=True)
+            fh.write(_raw_csv_line(values, raw[index]))
             position = index + 1
-        if position < frame.height:
-            frame.slice(position).write_csv(fh, include_header=False)
+        lazy.slice(position).sink_csv(fh, include_header=False)
+
+
+def _raw_csv_line(values: dict[str, Any], code: str) -> bytes:
+    """The CSV line of a row whose text is not valid UTF-8 (``undecodable_bytes``)."""
+    encoded = [("" if values[c] is None else str(values[c])).encode("utf-8") for c in COLUMNS]
+    if code == "undecodable_bytes":
+        trunk = encoded[COLUMNS.index("trunk_group")]
+        encoded[COLUMNS.index("trunk_group")] = trunk[:4] + b"\xff\xfe" + trunk[4:]
+    return b",".join(encoded) + b"\n"
 
 
 __all__ = ["COLUMNS", "FORMATS", "Dataset", "generate", "write_dataset"]

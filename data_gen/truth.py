@@ -34,6 +34,7 @@ import polars as pl
 
 from data_gen.blocks import spans
 from data_gen.config import GenConfig
+from data_gen.record_ids import id_expr
 from data_gen.tariff import ScenarioRules
 from data_gen.views import BIT, INVALID_KINDS, PERTURBATIONS, SideEvents, SideRows, Views
 
@@ -186,26 +187,28 @@ def expected_rows(rows: SideRows, local: SideEvents, remote: SideEvents, outcome
 
 
 def truth_frame(rules: ScenarioRules, views: Views, side: str, outcome: PairOutcome,
-                truth: RowTruth, local_ids: pl.Series, remote_ids: pl.Series) -> pl.DataFrame:
-    """The truth.parquet rows of one side (schema :data:`TRUTH_SCHEMA`)."""
+                truth: RowTruth, local_prefix: str, remote_prefix: str) -> pl.LazyFrame:
+    """The truth.parquet rows of one side (schema :data:`TRUTH_SCHEMA`), as a lazy frame
+    over compact numeric columns: its strings are made while it is written."""
     rows, local = (views.a, views.ea) if side == "A" else (views.b, views.eb)
     sign = 1 if side == "A" else -1
     ev = rows.event
-    paired = truth.pair_row >= 0
-
-    def diff(values: np.ndarray) -> pl.Series:
-        return pl.Series(sign * values[ev]).set(pl.Series(~paired), None)  # type: ignore[arg-type]
-
     n = len(rows)
-    reason_text = {mask: ",".join(code for bit, code in enumerate(REASON_CODES) if mask >> bit & 1)
-                   for mask in range(1, 32)}
-    flag_values = pl.Series(truth.flags).unique().to_list()
-    flag_text = {v: ",".join(name for bit, name in enumerate(PERTURBATIONS) if v >> bit & 1) or None
-                 for v in flag_values}
+    id_row = np.arange(1, n + 1, dtype=np.int64)
+    for index, source in rows.id_from.items():
+        id_row[index] = source + 1
+    reason_text = [",".join(code for bit, code in enumerate(REASON_CODES) if mask >> bit & 1)
+                   or None for mask in range(32)]
+    # perturbation masks: a dense index over the few distinct masks, then a text lookup
+    masks = np.sort(pl.Series(truth.flags).unique().to_numpy())
+    mask_index = np.searchsorted(masks, truth.flags).astype(np.uint32)
+    mask_text = [",".join(name for bit, name in enumerate(PERTURBATIONS) if int(v) >> bit & 1)
+                 or None for v in masks.tolist()]
     frame = pl.DataFrame({
         "row": np.arange(1, n + 1, dtype=np.int64),
-        "event_id": ev.astype(np.int64),
-        "part_seq": rows.part_seq.astype(np.int64),
+        "event_id": ev,
+        "part_seq": rows.part_seq,
+        "_id_row": id_row,
         "_status": truth.status,
         "_stage": truth.stage,
         "_reasons": truth.reasons,
@@ -214,62 +217,54 @@ def truth_frame(rules: ScenarioRules, views: Views, side: str, outcome: PairOutc
         "_invalid": rows.invalid,
         "_copy_of": rows.copy_of,
         "_exclusion": truth.exclusion,
-        "_flags": truth.flags,
+        "_flags": mask_index,
         "_unit": truth.unit,
         "_charge": local.charge[ev],
         "_rated": local.rated[ev],
-    }).with_columns(
-        diff_start_s=diff(outcome.d_start),
-        diff_duration_s=diff(outcome.d_duration),
-        diff_charge=diff(outcome.d_charge),
-        diff_rated_charge=diff(outcome.d_rated),
-        record_id=local_ids,
-    )
+        "_d_start": sign * outcome.d_start[ev],
+        "_d_duration": sign * outcome.d_duration[ev],
+        "_d_charge": sign * outcome.d_charge[ev],
+        "_d_rated": sign * outcome.d_rated[ev],
+    })
     status = pl.col("_status")
-    invalid_code = {i: k.code for i, k in enumerate(INVALID_KINDS)}
-    invalid_column = {i: k.column for i, k in enumerate(INVALID_KINDS) if k.column is not None}
-    invalid_reason = {i: k.reason for i, k in enumerate(INVALID_KINDS)}
-    frame = frame.select(
+    paired = pl.col("_pair") >= 0
+    # "invalid" texts are looked up at kind + 1 (index 0: a valid row)
+    invalid_code = [None] + [k.code for k in INVALID_KINDS]
+    invalid_column = [None] + [k.column for k in INVALID_KINDS]
+    invalid_reason = [None] + [k.reason for k in INVALID_KINDS]
+    exclusion_names = [None] + [e.name for e in rules.exclusions]
+
+    def text(values: list[str | None], index: pl.Expr) -> pl.Expr:
+        """values[index]: a lookup that the streaming engine runs batch by batch."""
+        return pl.lit(pl.Series(values, dtype=pl.String)).gather(index)
+
+    return frame.lazy().select(
         side=pl.lit(side),
         row=pl.col("row"),
-        record_id=pl.col("record_id"),
+        record_id=id_expr(local_prefix, pl.col("_id_row")),
         event_id=pl.col("event_id"),
         part_seq=pl.col("part_seq"),
-        expected_status=status.replace_strict(dict(enumerate(STATUSES)), return_dtype=pl.String),
-        expected_pair_record_id=pl.when(pl.col("_pair") >= 0).then(
-            pl.lit(remote_ids).gather(pl.col("_pair").clip(0))),
+        expected_status=text(list(STATUSES), pl.col("_status")),
+        expected_pair_record_id=pl.when(paired).then(id_expr(remote_prefix, pl.col("_pair") + 1)),
         expected_reasons=(
-            pl.when(status == DISPUTED).then(
-                pl.col("_reasons").replace_strict(reason_text, default=None,
-                                                  return_dtype=pl.String))
-            .when(status == INVALID).then(
-                pl.col("_invalid").replace_strict(invalid_reason, default=None,
-                                                  return_dtype=pl.String))
-            .when(status == DUPLICATE).then(
-                pl.format("duplicate_of:{}", pl.col("_copy_of") + 1))
-            .when(status == EXCLUDED).then(
-                pl.col("_exclusion").replace_strict(
-                    {i: e.name for i, e in enumerate(rules.exclusions)}, default=None,
-                    return_dtype=pl.String))
+            pl.when(status == DISPUTED).then(text(reason_text, pl.col("_reasons")))
+            .when(status == INVALID).then(text(invalid_reason, pl.col("_invalid") + 1))
+            .when(status == DUPLICATE).then(pl.format("duplicate_of:{}", pl.col("_copy_of") + 1))
+            .when(status == EXCLUDED).then(text(exclusion_names, pl.col("_exclusion") + 1))
         ),
-        expected_stage=pl.when(pl.col("_stage") > 0).then(
-            pl.col("_stage").replace_strict(dict(enumerate(STAGES)), return_dtype=pl.String)),
+        expected_stage=text([None, *STAGES[1:]], pl.col("_stage")),
         expected_merged_into=pl.when(pl.col("_merged") >= 0).then(
-            pl.lit(local_ids).gather(pl.col("_merged").clip(0))),
-        expected_invalid_code=pl.when(status == INVALID).then(
-            pl.col("_invalid").replace_strict(invalid_code, default=None, return_dtype=pl.String)),
-        expected_invalid_column=pl.when(status == INVALID).then(
-            pl.col("_invalid").replace_strict(invalid_column, default=None,
-                                              return_dtype=pl.String)),
+            id_expr(local_prefix, pl.col("_merged") + 1)),
+        expected_invalid_code=text(invalid_code, pl.col("_invalid") + 1),
+        expected_invalid_column=text(invalid_column, pl.col("_invalid") + 1),
         canonical_charge=pl.when(pl.col("_unit")).then(pl.col("_charge")),
         expected_rated_charge=pl.when(pl.col("_unit")).then(pl.col("_rated")),
-        diff_start_s=pl.col("diff_start_s"),
-        diff_duration_s=pl.col("diff_duration_s"),
-        diff_charge=pl.col("diff_charge"),
-        diff_rated_charge=pl.col("diff_rated_charge"),
-        perturbations=pl.col("_flags").replace_strict(flag_text, return_dtype=pl.String),
-    )
-    return frame.cast(TRUTH_SCHEMA)  # type: ignore[arg-type]
+        diff_start_s=pl.when(paired).then(pl.col("_d_start")),
+        diff_duration_s=pl.when(paired).then(pl.col("_d_duration")),
+        diff_charge=pl.when(paired).then(pl.col("_d_charge")),
+        diff_rated_charge=pl.when(paired).then(pl.col("_d_rated")),
+        perturbations=text(mask_text, pl.col("_flags")),
+    ).cast(TRUTH_SCHEMA)  # type: ignore[arg-type]
 
 
 def status_counts(truth: RowTruth) -> dict[str, int]:
