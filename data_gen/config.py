@@ -119,7 +119,7 @@ class GenConfig:
             elif f.type in ("float", float):
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     _bad(f.name, "a number", value)
-                if f.name.endswith("_share") and not 0.0 <= value <= 1.0:
+                if "_share" in f.name and not 0.0 <= value <= 1.0:
                     _bad(f.name, "a share in [0, 1]", value)
             elif not isinstance(value, str):
                 _bad(f.name, "a string", value)
