@@ -20,10 +20,10 @@ import numpy as np
 BLOCK = 1 << 20
 
 
-def spans(n: int, block: int = BLOCK) -> Iterator[tuple[int, int, int]]:
-    """(block index, start, stop) covering 0..n."""
-    for index, lo in enumerate(range(0, n, block)):
-        yield index, lo, min(n, lo + block)
+def spans(n: int) -> Iterator[tuple[int, int, int]]:
+    """(block index, start, stop) covering 0..n in blocks of :data:`BLOCK`."""
+    for index, lo in enumerate(range(0, n, BLOCK)):
+        yield index, lo, min(n, lo + BLOCK)
 
 
 def stream(seed: int, name: str, block: int = 0) -> np.random.Generator:

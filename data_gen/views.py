@@ -45,7 +45,8 @@ import polars as pl
 
 from data_gen.config import LOCAL_OFFSET_S, GenConfig
 from data_gen.errors import DataGenError
-from data_gen.blocks import BLOCK, spans, stream
+from data_gen import blocks
+from data_gen.blocks import spans, stream
 from data_gen.events import Events
 from data_gen.numbers import with_subscribers
 from data_gen.tariff import SMS, VOICE, NumberClasses, ScenarioRules, classify, excluded, rate
@@ -365,7 +366,7 @@ def _plan_invalid(config: GenConfig, kinds: tuple[InvalidKind, ...], n: int,
     plan: dict[int, list[InvalidKind]] = {}
     for kind in kinds:
         for event in rng.integers(0, n, size=config.invalid_per_kind).tolist():
-            plan.setdefault(event // BLOCK, []).append(kind)
+            plan.setdefault(event // blocks.BLOCK, []).append(kind)
     return plan
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import HIGH, Scenario
+from datagen_scenarios import HIGH, Scenario
 from data_gen.config import GenConfig
 from data_gen.dataset import COLUMNS, generate, write_dataset
 from data_gen.truth import STATUSES, TRUTH_SCHEMA
