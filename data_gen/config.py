@@ -59,9 +59,11 @@ class GenConfig:
     sms_share: float = _knob(0.25, "share of events that are SMS; data is the rest")
     long_call_share: float = _knob(0.01, "share of answered voice calls drawn from the long-call "
                                          "tail (log-normal, median 25 min)")
-    zero_duration_share: float = _knob(0.02, "share of voice events that are unanswered attempts "
-                                             "with duration 0 on both sides (excluded by the rules)")
-    repeat_pair_share: float = _knob(0.05, "share of events that reuse the numbers of another event "
+    zero_duration_share: float = _knob(0.02, "share of voice events that are unanswered "
+                                             "attempts with duration 0 on both sides (excluded "
+                                             "by the rules)")
+    repeat_pair_share: float = _knob(0.05, "share of events that reuse the numbers of another "
+                                           "event "
                                            "(repeat calls between the same two subscribers)")
 
     # -- agreed rules (written to rules.toml) ----------------------------------------
@@ -89,15 +91,18 @@ class GenConfig:
                                               "by ±1-2 s on one side")
     duration_beyond_share: float = _knob(0.001, "share of voice/data events whose duration differs "
                                                 "beyond the tolerance (δd+1 .. 60 s) on one side")
-    increment_quirk_share: float = _knob(0.005, "share of B's voice records that B bills in its own "
+    increment_quirk_share: float = _knob(0.005, "share of B's voice records that B bills in its "
+                                                "own "
                                                 "increment (increment_quirk_s) instead of 60/60")
     increment_quirk_s: int = _knob(6, "B's quirky voice billing: minimum = increment = this many s")
     stale_rate_hours: int = _knob(12, "A keeps the old voice peak rate for this many hours after "
                                       "the new rate takes effect")
     split_share: float = _knob(1.0, "share of B's voice calls longer than partial_interval_s that "
                                     "B writes as partial records (part_seq 1..k)")
-    partial_interval_s: int = _knob(1800, "B's switch cuts a partial record every this many seconds")
-    utc_offset_error_share: float = _knob(0.001, "share of each side's events written in local time "
+    partial_interval_s: int = _knob(1800, "B's switch cuts a partial record every this many "
+                                          "seconds")
+    utc_offset_error_share: float = _knob(0.001, "share of each side's events written in local "
+                                                 "time "
                                                  "with the wrong UTC offset (wrong_utc_offset)")
     wrong_utc_offset: str = _knob("+00:00", "the offset such rows carry, although their clock "
                                             "reads +08:00 local time")
@@ -173,7 +178,8 @@ class GenConfig:
 
     def _year_month(self) -> tuple[int, int]:
         match = _PERIOD_RE.match(self.period)
-        if not match or not 1 <= int(match.group(2)) <= 12 or not 1971 <= int(match.group(1)) <= 2200:
+        if (not match or not 1 <= int(match.group(2)) <= 12
+                or not 1971 <= int(match.group(1)) <= 2200):
             _bad("period", "YYYY-MM with a month 01..12 and a year 1971..2200", self.period)
         return int(match.group(1)), int(match.group(2))  # type: ignore[union-attr]
 

@@ -168,7 +168,8 @@ class ScenarioRules:
                     f"called_prefixes = [{', '.join(_q(p) for p in prefixes)}]", ""]
         for band in self.time_bands:
             out += ["[[time_bands]]", f"name = {_q(band.name)}",
-                    f"from = {_q(_clock(band.start_minute))}", f"to = {_q(_clock(band.end_minute))}",
+                    f"from = {_q(_clock(band.start_minute))}",
+                    f"to = {_q(_clock(band.end_minute))}",
                     ""]
         out += ["# First matching row wins (file order).  Rates: fen per 60 s (voice), per",
                 "# message (sms), per 1024 KB (data); minimum/increment: s (voice) or KB (data).",
@@ -182,10 +183,12 @@ class ScenarioRules:
                 out.append(f"call_type = {_q(row.call_type)}")
             if row.time_band != WILDCARD:
                 out.append(f"time_band = {_q(row.time_band)}")
-            out.append(f"effective_from = {_toml_datetime(row.effective_from, self.timezone_offset_s)}")
+            offset = self.timezone_offset_s
+            out.append(f"effective_from = {_toml_datetime(row.effective_from, offset)}")
             if row.effective_to is not None:
-                out.append(f"effective_to = {_toml_datetime(row.effective_to, self.timezone_offset_s)}")
-            out += [f"rate = {row.rate}", f"minimum = {row.minimum}", f"increment = {row.increment}",
+                out.append(f"effective_to = {_toml_datetime(row.effective_to, offset)}")
+            out += [f"rate = {row.rate}", f"minimum = {row.minimum}",
+                    f"increment = {row.increment}",
                     ""]
         return "\n".join(out)
 
@@ -351,7 +354,7 @@ def _build_tariff_table(rules: ScenarioRules) -> _TariffTable:
     first_match = np.full(len(SERVICES) * len(combos) * periods, -1, dtype=np.int64)
     for service_code, service in enumerate(SERVICES):
         for combo_index, combo in enumerate(combos):
-            values = dict(zip(used, combo))
+            values = dict(zip(used, combo, strict=True))
             for period, instant in enumerate(representative):
                 for index, row in enumerate(rules.tariffs):
                     if row.service != service or instant < row.effective_from:

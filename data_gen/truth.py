@@ -119,7 +119,8 @@ def _pairs_block(config: GenConfig, ea: SideEvents, eb: SideEvents, out: PairOut
     s2 = ((d_d == 0) & (d_c == 0)
           & ((sa // value_window == sb // value_window)
              | ((sa + half_v) // value_window == (sb + half_v) // value_window)))
-    s3 = ~s2 & ((sa // window == sb // window) | ((sa + half_w) // window == (sb + half_w) // window))
+    s3 = ~s2 & ((sa // window == sb // window)
+                | ((sa + half_w) // window == (sb + half_w) // window))
     ok_t = np.abs(d_t) <= delta
     ok_d = np.abs(d_d) <= config.duration_tolerance_s
     ok_c = np.abs(d_c) <= config.charge_tolerance
@@ -269,4 +270,4 @@ def truth_frame(rules: ScenarioRules, views: Views, side: str, outcome: PairOutc
 
 def status_counts(truth: RowTruth) -> dict[str, int]:
     counts = np.bincount(truth.status, minlength=len(STATUSES))
-    return {name: int(c) for name, c in zip(STATUSES, counts)}
+    return {name: int(c) for name, c in zip(STATUSES, counts, strict=True)}

@@ -20,8 +20,11 @@ The perturbations (every one a knob of :class:`~data_gen.config.GenConfig`):
   here where it is numeric, and to its text when the file is written;
 - zero-duration attempts come from the true events (excluded by the rules).
 
-All of it is vectorised; the only Python loops run over invalid kinds (a dozen
-rows) and over the rounds of the isolation fix (normally one or two).
+All of it is vectorised and runs block by block (``blocks.py``): each block's rows
+are written into arrays allocated once, with its invalid rows placed (blocks are
+drawn for them in advance, weighted by size) and its duplicate copies inserted
+after their originals.  The only Python loops run over blocks, invalid rows (a
+dozen) and the rounds of the isolation fix (normally one).
 
 **Isolation.**  Two different events with the same (service, calling, called)
 could be paired with each other by the tolerant passes, which would make the

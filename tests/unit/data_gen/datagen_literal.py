@@ -83,7 +83,7 @@ def _read_csv(path: Path) -> list[Row]:
         assert len(fields) == len(COLUMNS), (number, raw)
         texts: dict[str, str | None] = {}
         undecodable = None
-        for name, value in zip(COLUMNS, fields):
+        for name, value in zip(COLUMNS, fields, strict=True):
             try:
                 texts[name] = next(csv.reader(io.StringIO(value.decode("utf-8"))), [""])[0]
             except UnicodeDecodeError:
@@ -174,7 +174,7 @@ def _epoch(match: re.Match[str]) -> int:
     year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
     offset = match.group(8)
     if offset == "Z":
-        tz = dt.timezone.utc
+        tz = dt.UTC
     else:
         sign = -1 if offset[0] == "-" else 1
         tz = dt.timezone(sign * dt.timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))

@@ -94,7 +94,8 @@ def test_vectorised_rating_equals_per_record_rating(
     config = GenConfig(rate_change_day=11)
     ours = build_rules(config)
     if variant == "stale":
-        ours = ours.with_rate_change_at(config.rate_change_epoch() + 7200, config.rate_change_epoch())
+        change = config.rate_change_epoch()
+        ours = ours.with_rate_change_at(change + 7200, change)
     elif variant == "increment":
         ours = ours.with_voice_increment(6)
     engine_rules = parse_rules(ours.to_toml())
