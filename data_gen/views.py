@@ -289,10 +289,15 @@ class _SideBuilder:
         if d:
             copy_of[pos_copy] = o + pos[source]
             block_invalid[pos_copy] = -1
-        # duplicate_record_id rows reuse the record_id of the row just before them
-        for i in np.flatnonzero(block_invalid == KIND_INDEX["duplicate_record_id"]).tolist():
-            self.id_from[o + i] = self.id_from.get(o + i - 1, o + i - 1)
         self.size += total
+        # duplicate_record_id rows reuse the record_id of the nearest earlier valid row (so
+        # that "appeared in an earlier row" holds however an ingest tracks earlier ids)
+        invalid_rows = self.rows["invalid"]
+        for i in np.flatnonzero(block_invalid == KIND_INDEX["duplicate_record_id"]).tolist():
+            earlier = o + i - 1
+            while invalid_rows[earlier] >= 0:
+                earlier -= 1
+            self.id_from[o + i] = earlier
 
         # the canonical records of the block's events
         out = self.canonical
@@ -344,7 +349,8 @@ class _SideBuilder:
             if kind.sms_only:
                 pool &= service == SMS
             if kind.code == "duplicate_record_id" and self.size == 0:
-                pool[:1] = False                 # it needs an earlier row to copy the id of
+                # it needs an earlier valid row to copy the id of
+                pool[:np.argmax(invalid < 0) + 1] = False
             candidates = np.flatnonzero(pool)
             if candidates.size == 0:
                 log.warning("side %s: no row left to make %s in block %d", self.side,

@@ -148,3 +148,16 @@ def test_truth_across_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fm
     rows_a = dataset.views.a
     assert len(set((np.flatnonzero(rows_a.copy_of >= 0) // 700).tolist())) > 2
     assert sum(dataset.views.invalid_placed["A"].values()) == 5 * len(kinds_for(fmt))
+
+
+def test_reused_record_ids_belong_to_earlier_valid_rows(scenario: Callable[..., Scenario]) -> None:
+    _, folder = scenario("csv", records=1500, seed=8, **{**HIGH, "invalid_per_kind": 40})
+    truth = pl.read_parquet(folder / "truth.parquet")
+    for side in ("A", "B"):
+        rows = truth.filter(pl.col("side") == side)
+        reusing = rows.filter(pl.col("expected_invalid_code") == "duplicate_record_id")
+        assert reusing.height == 40
+        owners = reusing.join(rows.filter(pl.col("expected_status") != "invalid"),
+                              on="record_id", suffix="_owner")
+        assert owners.height == reusing.height
+        assert (owners["row_owner"] < owners["row"]).all()
