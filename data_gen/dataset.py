@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from data_gen import record_ids
 from data_gen.config import LOCAL_OFFSET_S, GenConfig
 from data_gen.errors import DataGenError
 from data_gen.events import Events, generate_events
@@ -46,7 +47,6 @@ from data_gen.truth import (
     status_counts,
     truth_frame,
 )
-from data_gen import record_ids
 from data_gen.views import KIND_INDEX, SideRows, Views, build_views
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
-import functools
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 import numpy as np

@@ -46,10 +46,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from data_gen.config import LOCAL_OFFSET_S, GenConfig
-from data_gen.errors import DataGenError
 from data_gen import blocks
 from data_gen.blocks import spans, stream
+from data_gen.config import LOCAL_OFFSET_S, GenConfig
+from data_gen.errors import DataGenError
 from data_gen.events import Events
 from data_gen.numbers import with_subscribers
 from data_gen.tariff import SMS, VOICE, NumberClasses, ScenarioRules, classify, excluded, rate

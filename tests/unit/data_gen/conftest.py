@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from datagen_scenarios import Scenario
 
 from data_gen.config import GenConfig
 from data_gen.dataset import generate, write_dataset
-from datagen_scenarios import Scenario
 
 
 @pytest.fixture(scope="session")

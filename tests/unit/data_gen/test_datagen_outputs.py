@@ -11,12 +11,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
+from datagen_literal import read_rows
 from datagen_scenarios import HIGH, Scenario
+
 from data_gen.config import GenConfig
 from data_gen.dataset import COLUMNS, generate, write_dataset
 from data_gen.truth import STATUSES, TRUTH_SCHEMA
-from datagen_literal import read_rows
 
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\+08:00|\+00:00)$")
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from datagen_literal import rate_one
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_gen.config import GenConfig
 from data_gen.tariff import SERVICES, NumberClasses, ScenarioRules, build_rules, classify, rate
-from datagen_literal import rate_one
 from engine.rules import Rules, load_rules, parse_rules
 
 

@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from datagen_literal import reconcile
+from datagen_scenarios import HIGH, NONE, OTHER, Scenario
 
 from data_gen import blocks
 from data_gen.config import GenConfig
 from data_gen.dataset import generate, write_dataset
 from data_gen.views import kinds_for
-from datagen_literal import reconcile
-from datagen_scenarios import HIGH, NONE, OTHER, Scenario
 
 COMPARED = ["expected_status", "expected_pair_record_id", "expected_reasons", "expected_stage",
             "expected_merged_into"]
