@@ -410,9 +410,9 @@ class PartyMatcher:
                 expected=f"0..{n - 1}" if needs_unit[i] else "null",
                 found=str(unit_col[i]))
         excluded_flag = records.get_column("excluded").fill_null(False).to_numpy()
-        mismatch = has_unit & (excluded_flag[np.where(has_unit, row_unit, 0)] != excluded_row)
+        mismatch = excluded_flag[row_unit[has_unit]] != excluded_row[has_unit]
         if mismatch.any():
-            i = int(np.flatnonzero(mismatch)[0])
+            i = int(np.flatnonzero(has_unit)[np.flatnonzero(mismatch)[0]])
             raise MatchingError(
                 f"{what_rows}: the row's status disagrees with its record's excluded flag",
                 row=int(rows["row"][i]), column="status",
