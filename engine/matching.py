@@ -723,13 +723,18 @@ class PartyMatcher:
                    for code in REASON_CODES}
 
         frame = self._records_frame(status, ev)
-        row_status = frame.get_column("status").value_counts()
-        by_status = dict(zip(row_status["status"].to_list(), row_status["count"].to_list()))
+        # row counts: a considered record's status counts once per row of it
+        parts = self._parts[self._considered_units]
+        by_status = {name: int(parts[status == code].sum())
+                     for code, name in enumerate(STATUSES[:_UNMATCHED + 1])}
+        row_status = self._rows.get_column("status")
+        for name in ("invalid", "excluded", "duplicate"):
+            by_status[name] = int((row_status == name).sum())
         counts = {"records": self.rows_count}
         for name in ("invalid", "excluded", "duplicate", "matched_exact", "matched_tolerance",
                      "disputed"):
-            counts[name] = int(by_status.get(name, 0))
-        counts["unmatched_local"] = int(by_status.get("unmatched", 0))
+            counts[name] = by_status[name]
+        counts["unmatched_local"] = by_status["unmatched"]
         counts["unmatched_remote"] = remote.unmatched_rows
 
         review = self._review(pairs, total_pairs, local, remote)
@@ -758,6 +763,8 @@ class PartyMatcher:
         if not paired.any():
             return
         halves = self._pair_ids[paired].view("<u8")
+        if pl.Series(halves[:, 0]).n_unique() == len(halves):
+            return  # the usual case, decided on the first 8 bytes alone
         dup = pl.DataFrame({"hi": halves[:, 0], "lo": halves[:, 1]}).is_duplicated()
         if dup.any():
             raise MatchingError("pair ids are not unique", expected="one id per pair",

@@ -104,8 +104,8 @@ def plaintext_intersection(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np
     def as_frame(elements: np.ndarray, index: str) -> pl.DataFrame:
         padded = np.zeros((len(elements), 8 * words), dtype=np.uint8)
         padded[:, :width] = elements
-        as_u64 = padded.view("<u8")
-        columns = {f"w{i}": as_u64[:, i] for i in range(words)}
+        by_word = np.ascontiguousarray(padded.view("<u8").T)  # one contiguous row per word
+        columns = {f"w{i}": by_word[i] for i in range(words)}
         columns[index] = np.arange(len(elements), dtype=np.int64)
         return pl.DataFrame(columns)
 
