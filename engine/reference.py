@@ -94,31 +94,60 @@ def reference_pair_ids(key: bytes, tag: int, count: int) -> np.ndarray:
 
 def plaintext_intersection(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(ia, ib)`` of equal rows of two ``(n, w)`` uint8 element arrays, in A's
-    order.  Raises :class:`MatchingError` when a side's elements are not distinct."""
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+    order.  Raises :class:`MatchingError` when a side's elements are not distinct.
+
+    A hash join on a 64-bit mix of each element's bytes, then every joined pair is
+    compared on all its bytes, so a hash collision can cost time but never a wrong
+    or a missed pair (equal elements always have equal mixes).
+    """
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.dtype != np.uint8 \
+            or b.dtype != np.uint8:
         raise MatchingError("element arrays must be (n, w) uint8 of one width",
-                            expected=f"width {a.shape[-1]}", found=f"{a.shape} and {b.shape}")
-    width = a.shape[1]
+                            expected=f"uint8 (n, {a.shape[-1]})",
+                            found=f"{a.dtype} {a.shape} and {b.dtype} {b.shape}")
+    words_a, words_b = _as_words(a), _as_words(b)
+    mix_a, mix_b = _mix(words_a), _mix(words_b)
+    for words, mix, party in ((words_a, mix_a, "A"), (words_b, mix_b, "B")):
+        _check_distinct(words, mix, party)
+    joined = (pl.DataFrame({"h": mix_a, "ia": np.arange(len(mix_a), dtype=np.int64)})
+              .join(pl.DataFrame({"h": mix_b, "ib": np.arange(len(mix_b), dtype=np.int64)}),
+                    on="h", how="inner")
+              .sort("ia"))
+    ia = joined.get_column("ia").to_numpy()
+    ib = joined.get_column("ib").to_numpy()
+    equal = (words_a[:, ia] == words_b[:, ib]).all(axis=0)
+    return ia[equal].astype(np.int64), ib[equal].astype(np.int64)
+
+
+def _as_words(elements: np.ndarray) -> np.ndarray:
+    """``(words, n)`` little-endian u64 words of each element, zero-padded."""
+    width = elements.shape[1]
     words = -(-width // 8)
+    padded = np.zeros((len(elements), 8 * words), dtype=np.uint8)
+    padded[:, :width] = elements
+    return np.ascontiguousarray(padded.view("<u8").T)
 
-    def as_frame(elements: np.ndarray, index: str) -> pl.DataFrame:
-        padded = np.zeros((len(elements), 8 * words), dtype=np.uint8)
-        padded[:, :width] = elements
-        by_word = np.ascontiguousarray(padded.view("<u8").T)  # one contiguous row per word
-        columns = {f"w{i}": by_word[i] for i in range(words)}
-        columns[index] = np.arange(len(elements), dtype=np.int64)
-        return pl.DataFrame(columns)
 
-    keys = [f"w{i}" for i in range(words)]
-    try:
-        joined = as_frame(a, "ia").join(as_frame(b, "ib"), on=keys, how="inner", validate="1:1")
-    except pl.exceptions.ComputeError as exc:
-        raise MatchingError("pass elements are not distinct on one side",
+def _mix(words: np.ndarray) -> np.ndarray:
+    """A 64-bit mix of each column of ``words`` (a join key, not a cryptographic hash)."""
+    mixed = np.zeros(words.shape[1], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for word in words:
+            mixed ^= word
+            mixed *= np.uint64(0x9E3779B97F4A7C15)
+            mixed ^= mixed >> np.uint64(29)
+    return mixed
+
+
+def _check_distinct(words: np.ndarray, mix: np.ndarray, party: str) -> None:
+    if pl.Series(mix).n_unique() == len(mix):
+        return
+    frame = pl.DataFrame({f"w{i}": w for i, w in enumerate(words)})
+    repeated = frame.is_duplicated()
+    if repeated.any():
+        raise MatchingError(f"pass elements of party {party} are not distinct",
                             expected="distinct elements (the rank makes them so)",
-                            found=str(exc).splitlines()[0]) from None
-    joined = joined.sort("ia")
-    return (joined.get_column("ia").to_numpy().astype(np.int64),
-            joined.get_column("ib").to_numpy().astype(np.int64))
+                            found=f"element {int(repeated.arg_true()[0])} repeated")
 
 
 def default_period(records: list[pl.DataFrame], rules: Rules) -> str:

@@ -235,3 +235,19 @@ def test_plaintext_intersection_refuses_repeated_elements() -> None:
 def test_reference_pair_ids_are_distinct() -> None:
     ids = np.concatenate([reference_pair_ids(bytes(16), tag, 1000) for tag in (1, 2)])
     assert len({bytes(r) for r in ids}) == 2000
+
+
+def test_plaintext_intersection_survives_mix_collisions(monkeypatch) -> None:
+    import engine.reference as reference
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 4, (40, 5), dtype=np.uint8)
+    a = np.unique(a, axis=0)
+    b = np.concatenate([a[::3], rng.integers(4, 8, (5, 5), dtype=np.uint8)])[::-1].copy()
+    expected = sorted((i, j) for i in range(len(a)) for j in range(len(b))
+                      if a[i].tobytes() == b[j].tobytes())
+    monkeypatch.setattr(reference, "_mix", lambda words: np.zeros(words.shape[1], np.uint64))
+    ia, ib = plaintext_intersection(a, b)
+    assert list(zip(ia.tolist(), ib.tolist())) == expected and len(expected) == len(a[::3])
+    with pytest.raises(MatchingError, match="party B are not distinct"):
+        plaintext_intersection(a, np.concatenate([b, b[:1]]))
