@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
-from engine.errors import InputError, SettlechainError
+from engine.errors import InputError
 from engine.rules import Rules
 
 logger = logging.getLogger(__name__)
@@ -961,5 +961,5 @@ __all__ = [
     "CandidateValues", "DISCLOSURE_POLICIES", "EvaluationResult", "MatchOutcome",
     "MatchingError", "PASSES", "PartyMatcher", "PassElements", "PassSpec", "REASON_BITS",
     "REASON_CODES", "Review", "STATUSES", "SideFacts", "VALUE_NAMES", "check_input_sizes",
-    "element_dtype", "encode_elements", "number_codes", "pair_ids_hex", "SettlechainError",
+    "element_dtype", "encode_elements", "number_codes", "pair_ids_hex",
 ]

@@ -139,3 +139,20 @@ def test_wrong_records_frame_is_refused(written, tmp_path) -> None:
         write_party_outputs(tmp_path / "x", frame.drop("stage"), result.a.summary,
                             result.a.statement)
     assert not (tmp_path / "x").exists()
+
+
+def test_default_period() -> None:
+    import polars as pl
+
+    from engine.reference import default_period
+
+    rules = make_rules(5, 12, 2, 2)  # local time +08:00
+    a, b = fixed_sides()
+    frames = [a.build().records, b.build().records]
+    assert default_period(frames, rules) == "1970-01"
+    # 2026-09-30T16:00:00Z is 2026-10-01 00:00 at +08:00
+    october = frames[0].with_columns(pl.lit(1_790_784_000, pl.Int64).alias("start"))
+    assert default_period([october], rules) == "2026-10"
+    spanning = pl.concat([frames[0], october])
+    assert default_period([spanning], rules) == "1970-01/2026-10"
+    assert default_period([frames[0].clear()], rules) == "none"

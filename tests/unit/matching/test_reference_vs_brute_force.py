@@ -75,13 +75,13 @@ def compare(side_a: Side, side_b: Side, rules: Any) -> None:
         statement_signing_bytes(result.b.statement)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_reference_equals_brute_force(scenario: tuple[Side, Side, Any]) -> None:
     compare(*scenario)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios(bursty=True))
 def test_reference_equals_brute_force_in_bursts(scenario: tuple[Side, Side, Any]) -> None:
     compare(*scenario)
