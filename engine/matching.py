@@ -171,9 +171,12 @@ class PassElements:
     elements: np.ndarray
     """``(k, spec.width)`` uint8, distinct rows (the rank makes them so)."""
     records: np.ndarray
-    """int64 ``(k,)``: the local record (index into the considered records) of each element."""
+    """int64 ``(k,)``: the matcher's record index (its position in the sorted considered
+    records) of each element; for information and tests."""
     ranks: np.ndarray
     """uint32 ``(k,)``: the rank written into each element."""
+    units: np.ndarray
+    """int64 ``(k,)``: the ``unit`` (records frame) of each element."""
 
     def __len__(self) -> int:
         return len(self.records)
@@ -341,8 +344,9 @@ class PartyMatcher:
     """One party's matching state over its canonical ``rows`` and ``records`` frames.
 
     The steps must be taken in order (module docstring); a step out of order raises
-    :class:`MatchingError`.  "Local record" ``i`` below is the i-th considered record
-    (records that rows with status ``ok`` point at), in ``unit`` order.
+    :class:`MatchingError`.  The considered records are those that rows with status
+    ``ok`` point at; internally they are indexed by their position in one sort
+    (:meth:`_sort_considered`).
     """
 
     def __init__(self, party: str, rows: pl.DataFrame, records: pl.DataFrame,
@@ -465,8 +469,6 @@ class PartyMatcher:
         self._row_unit = row_unit
         self._row_ok = ok
         self._considered_units = considered_units.astype(np.int64)
-        self._local_of_unit = np.full(n, -1, dtype=np.int64)
-        self._local_of_unit[considered_units] = np.arange(len(considered_units))
         self._service = service.astype(np.uint8)
         self._calling = number_codes(considered.get_column("calling"))
         self._called = number_codes(considered.get_column("called"))
@@ -478,27 +480,34 @@ class PartyMatcher:
         self.local_charge = int(self._charge.sum())
 
     def _sort_considered(self) -> None:
-        """One sort of the considered records by (line, start, duration, charge, unit).
+        """Sort the considered records once by (line, start, duration, charge, unit) and
+        keep every per-record array in that order.
 
-        In that order the groups of S1, S3a and S3b are contiguous runs already
-        ordered for the rank (⌊start/W⌋ is monotone in start); S2 re-sorts stably.
+        The matcher's record index ("position") is the place in this order.  The groups
+        of S1, S3a and S3b are contiguous runs of it, already ordered for the rank
+        (⌊start/W⌋ is monotone in start); S2 re-sorts its (smaller) input stably.  A
+        pass's unpaired records are an increasing subset of positions, so gathering
+        their fields walks memory forward (this matters at 10^7 records).
         """
         frame = pl.DataFrame({
             "service": self._service, "calling": self._calling, "called": self._called,
             "start": self._start, "duration": self._duration, "charge": self._charge,
-            "local": np.arange(self.considered, dtype=np.int64),
+            "unit": self._considered_units,
         })
-        self._order = frame.select(pl.arg_sort_by(list(frame.columns))).to_series() \
+        order = frame.select(pl.arg_sort_by(list(frame.columns))).to_series() \
             .to_numpy().astype(np.int64)
-        ordered = [a[self._order] for a in (self._service, self._calling, self._called)]
+        self._unit_of = self._considered_units[order]
+        """unit of each position"""
+        for name in ("_service", "_calling", "_called", "_start", "_duration", "_charge",
+                     "_rated"):
+            setattr(self, name, getattr(self, name)[order])
+        self._record_parts = self._parts[self._unit_of]
         change = np.zeros(self.considered, dtype=bool)
         if self.considered:
             change[0] = True
-            for a in ordered:
+            for a in (self._service, self._calling, self._called):
                 change[1:] |= a[1:] != a[:-1]
-        line_in_order = np.cumsum(change) - 1
-        self._line = np.empty(self.considered, dtype=np.int64)
-        self._line[self._order] = line_in_order
+        self._line = np.cumsum(change) - 1
 
     # -- passes -------------------------------------------------------------
 
@@ -514,7 +523,7 @@ class PartyMatcher:
             raise MatchingError("pass built twice without recording its result",
                                 expected=f"record_pass for {self._pending.spec.name}",
                                 found=f"build_pass({spec.name})")
-        seq = self._order[self._stage[self._order] == 0]
+        seq = np.flatnonzero(self._stage == 0)
         start, duration, charge = self._start[seq], self._duration[seq], self._charge[seq]
         line = self._line[seq]
         tol = self.rules.tolerances
@@ -538,7 +547,8 @@ class PartyMatcher:
         ranks = _ranks(group).astype(np.uint32)
         elements = encode_elements(spec.tag, self._service[seq], self._calling[seq],
                                    self._called[seq], fields, ranks)
-        self._pending = PassElements(spec=spec, elements=elements, records=seq, ranks=ranks)
+        self._pending = PassElements(spec=spec, elements=elements, records=seq, ranks=ranks,
+                                     units=self._unit_of[seq])
         return self._pending
 
     def record_pass(self, elements: PassElements, element_indices: np.ndarray,
@@ -639,7 +649,7 @@ class PartyMatcher:
     # -- results ------------------------------------------------------------
 
     def _unit_status(self) -> np.ndarray:
-        """Status code per local record (0..3 of STATUSES)."""
+        """Status code per record position (0..3 of STATUSES)."""
         if self.next_pass is not None:
             raise MatchingError("results are known after the last pass",
                                 expected="passes S1..S3b recorded",
@@ -661,7 +671,7 @@ class PartyMatcher:
         """What this party sends its counterparty at the end (:class:`SideFacts`)."""
         status = self._unit_status()
         unmatched = status == _UNMATCHED
-        parts = self._parts[self._considered_units]
+        parts = self._record_parts
         return SideFacts(party=self.party, rows=self.rows_count, considered=self.considered,
                          unmatched_records=int(unmatched.sum()),
                          unmatched_rows=int(parts[unmatched].sum()),
@@ -724,7 +734,7 @@ class PartyMatcher:
 
         frame = self._records_frame(status, ev)
         # row counts: a considered record's status counts once per row of it
-        parts = self._parts[self._considered_units]
+        parts = self._record_parts
         by_status = {name: int(parts[status == code].sum())
                      for code, name in enumerate(STATUSES[:_UNMATCHED + 1])}
         row_status = self._rows.get_column("status")
@@ -773,9 +783,7 @@ class PartyMatcher:
     def _records_frame(self, status: np.ndarray, ev: _Evaluation) -> pl.DataFrame:
         """The ``records.parquet`` frame: one row per input row, in input order."""
         n_units = self._records.height
-        considered = self._considered_units
-        is_considered = np.zeros(n_units, dtype=bool)
-        is_considered[considered] = True
+        considered = self._unit_of  # unit of each position
 
         # per unit (index = unit): what its ok rows show
         unit_status = np.zeros(n_units, dtype=np.int64)

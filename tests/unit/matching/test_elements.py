@@ -47,13 +47,13 @@ def _voice(start: int, duration: int = 61, charge: int = 7, calling: str = "8613
 
 
 def _all_pass_elements(side: Side, rules) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each pass's (elements, local records) with no pairs recorded in between."""
+    """Each pass's (elements, units) with no pairs recorded in between."""
     frames = side.build()
     matcher = PartyMatcher("A", frames.rows, frames.records, rules)
     out = {}
     for spec in PASSES:
         pe = matcher.build_pass(spec)
-        out[spec.name] = (pe.elements, pe.records)
+        out[spec.name] = (pe.elements, pe.units)
         matcher.record_pass(pe, np.zeros(0, np.int64), np.zeros((0, 16), np.uint8))
     return out
 
@@ -121,7 +121,7 @@ def test_ranks_follow_start_duration_charge_unit() -> None:
     elements, records = _all_pass_elements(side, rules)["S3a"]
     rank_of_record = {int(r): struct.unpack_from("<I", e.tobytes(), 26)[0]
                       for e, r in zip(elements, records)}
-    # local record i = the i-th record here (row order = list order): starts 5, 3, 5, 5
+    # unit i = the i-th record here (row order = list order): starts 5, 3, 5, 5
     assert rank_of_record == {1: 0, 2: 1, 3: 2, 0: 3}
     # S1: records 2 and 3 are equal in every element field: ranks 0 and 1 by unit
     elements, records = _all_pass_elements(side, rules)["S1"]
