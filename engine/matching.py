@@ -382,6 +382,11 @@ class PartyMatcher:
         what_rows = f"party {self.party} canonical rows"
         what_records = f"party {self.party} canonical records"
         n = records.height
+        for frame, what in ((rows, what_rows), (records, what_records)):
+            if frame.get_column("row").null_count():
+                i = int(frame.get_column("row").is_null().arg_true()[0])
+                raise MatchingError(f"{what}: missing row number", column="row",
+                                    expected="a row number", found=f"null at position {i}")
         units = records.get_column("unit").to_numpy()
         if records.get_column("unit").null_count() or not np.array_equal(
                 units, np.arange(n, dtype=np.int64)):
@@ -466,8 +471,6 @@ class PartyMatcher:
 
         self.rows_count = rows.height
         self.considered = len(considered_units)
-        self._row_unit = row_unit
-        self._row_ok = ok
         self._considered_units = considered_units.astype(np.int64)
         self._service = service.astype(np.uint8)
         self._calling = number_codes(considered.get_column("calling"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from matching_oracle import make_rules
-from scenario_fixed import fixed_sides
+from matching_fixed import fixed_sides
 
 from engine.reference import reconcile_plain
 

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 import rfc8785
 from matching_oracle import make_rules
-from scenario_fixed import fixed_sides
+from matching_fixed import fixed_sides
 
 from engine.outputs import (
     RECORDS_OUTPUT_SCHEMA,

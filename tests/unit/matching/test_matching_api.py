@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 from matching_oracle import make_rules
-from scenario_fixed import fixed_sides
+from matching_fixed import fixed_sides
 
 from engine.errors import JobError
 from engine.matching import (
@@ -196,6 +196,8 @@ def _frames():
      "duration_s", "negative"),
     (lambda f: (f.rows, f.records.with_columns(pl.lit(3, pl.UInt8).alias("service"))),
      "service", "unknown service"),
+    (lambda f: (f.rows.with_columns(pl.lit(None, pl.Int64).alias("row")), f.records), "row",
+     "missing row number"),
 ])
 def test_bad_frames_are_refused(change, column, message) -> None:
     rows, records = change(_frames())
