@@ -120,7 +120,7 @@ def ingest(path: str | Path, rules: Rules, *, quarantine_path: str | Path | None
     entries = validation_entries(raw, validated)
     if late_entries.height:
         entries = pl.concat([entries, late_entries]).sort("row")
-    quarantine = build_quarantine(raw, rows, entries)
+    quarantine = build_quarantine(raw, entries)
     if quarantine_path is not None:
         write_quarantine(quarantine, quarantine_path)
     clock.tick("quarantine")
@@ -182,7 +182,14 @@ class _LocalProcessing:
         keys = list(_DUPLICATE_KEYS)
         valid = self.validated.filter(pl.col("failed").is_null()).drop(
             "failed", "undecodable_column")
-        first = valid.select(pl.struct(keys).is_first_distinct()).to_series()
+        # A 64-bit hash of the fields finds the few rows that may repeat an earlier one;
+        # the exact comparison then runs on those rows only.
+        maybe = valid.select(keys).hash_rows().is_duplicated()
+        if not maybe.any():
+            return valid
+        exact_first = valid.filter(maybe).select(pl.struct(keys).is_first_distinct()).to_series()
+        first = pl.Series("first", np.ones(valid.height, dtype=bool)).scatter(
+            np.flatnonzero(maybe.to_numpy()), exact_first)
         if first.all():
             return valid
         later = valid.filter(~first)

@@ -31,10 +31,12 @@ _EXPECTED: dict[str, str] = {
 }
 
 
-def raw_text(raw: RawInput) -> pl.DataFrame:
-    """The input columns as text, as read (for messages and the quarantine file)."""
-    return raw.frame.select(
-        pl.col(name).cast(pl.String) if raw.frame.schema[name] != pl.String else pl.col(name)
+def raw_text(raw: RawInput, rows: pl.Series | None = None) -> pl.DataFrame:
+    """The input columns as text, as read (for messages and the quarantine file), of all
+    rows or of the given 1-based ``rows``."""
+    frame = raw.frame if rows is None else raw.frame[rows.to_numpy() - 1]
+    return frame.select(
+        pl.col(name).cast(pl.String) if frame.schema[name] != pl.String else pl.col(name)
         for name in S.INPUT_COLUMNS
     )
 
@@ -104,14 +106,13 @@ def _message(code: str, column: str | None, raw: RawInput, n_fields: int) -> pl.
 def validation_entries(raw: RawInput, validated: pl.DataFrame) -> pl.DataFrame:
     """Quarantine entries of the rows that failed validation (columns: row, code, column,
     reason, message), in row order."""
-    text = raw_text(raw)
     failed = validated.select("row", "record_id", "failed", "undecodable_column") \
-        .with_columns(text.select(pl.all().name.prefix("_raw_"))) \
         .filter(pl.col("failed").is_not_null())
+    failed = failed.with_columns(
+        raw_text(raw, failed.get_column("row")).select(pl.all().name.prefix("_raw_")))
     if raw.field_count is not None:
-        failed = failed.join(
-            pl.DataFrame({"row": pl.int_range(1, raw.n_rows + 1, eager=True),
-                          "_field_count": raw.field_count}), on="row", how="left")
+        counts = raw.field_count.gather(failed.get_column("row").to_numpy() - 1)
+        failed = failed.with_columns(counts.alias("_field_count"))
     else:
         failed = failed.with_columns(pl.lit(None, pl.Int64).alias("_field_count"))
     if failed.height == 0:
@@ -129,10 +130,9 @@ def validation_entries(raw: RawInput, validated: pl.DataFrame) -> pl.DataFrame:
     value = pl.lit(None, pl.String)
     for name in undecodable_cols:
         frame_name = display_to_frame[name]
-        values = raw.frame.select(
-            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("row"),
-            pl.col(frame_name).cast(pl.String).alias(f"_u_{name}"))
-        failed = failed.join(values, on="row", how="left")
+        values = raw.frame.get_column(frame_name).gather(
+            failed.get_column("row").to_numpy() - 1).cast(pl.String)
+        failed = failed.with_columns(values.alias(f"_u_{name}"))
         value = pl.when(pl.col("undecodable_column") == name) \
             .then(pl.col(f"_u_{name}")).otherwise(value)
     failed = failed.with_columns(
@@ -158,10 +158,11 @@ def validation_entries(raw: RawInput, validated: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(parts).sort("row")
 
 
-def build_quarantine(raw: RawInput, rows: pl.DataFrame, entries: pl.DataFrame) -> pl.DataFrame:
+def build_quarantine(raw: RawInput, entries: pl.DataFrame) -> pl.DataFrame:
     """The quarantine frame: entries joined with the row's record_id and input text."""
-    text = raw_text(raw).with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("row"))
-    out = entries.join(text, on="row", how="left").sort("row")
+    entries = entries.sort("row")
+    text = raw_text(raw, entries.get_column("row"))
+    out = pl.concat([entries, text], how="horizontal")
     return out.select(
         pl.col(name).cast(dtype) for name, dtype in S.QUARANTINE_SCHEMA.items()
     )

@@ -115,6 +115,8 @@ def _string_column(name: str, dtype: pl.DataType) -> _StringColumn:
 
 @dataclass(frozen=True)
 class _IntegerColumn:
+    parts: list[pl.Expr]
+    """Helper columns to add first; the expressions below refer to them by name."""
     missing: pl.Expr
     wrong_type: pl.Expr
     negative: pl.Expr
@@ -125,29 +127,32 @@ class _IntegerColumn:
 
 def _integer_column(name: str, dtype: pl.DataType) -> _IntegerColumn:
     col = pl.col(name)
+    parsed_name, is_int_name = f"_{name}_parsed", f"_{name}_is_int"
+    parsed, is_int = pl.col(parsed_name), pl.col(is_int_name)
     if dtype == pl.String or isinstance(dtype, (pl.Categorical, pl.Enum)):
         text = col.cast(pl.String)
+        parts = [text.str.contains(INTEGER_PATTERN).fill_null(False).alias(is_int_name),
+                 text.cast(pl.Int64, strict=False).alias(parsed_name)]
         missing = text.is_null() | (text == "")
-        is_int = text.str.contains(INTEGER_PATTERN).fill_null(False)
-        parsed = text.cast(pl.Int64, strict=False)
         minus = text.str.starts_with("-")
         negative = is_int & ((parsed < 0) | (parsed.is_null() & minus))
         oversize = is_int & ((parsed > S.MAX_INTEGER) | (parsed.is_null() & ~minus))
         wrong_type = ~missing & ~is_int
     elif _is_integer_dtype(dtype) or (isinstance(dtype, pl.Decimal) and dtype.scale == 0):
+        # null where beyond Int64 (a large UInt64)
+        parts = [col.cast(pl.Int64, strict=False).alias(parsed_name)]
         missing = col.is_null()
-        parsed = col.cast(pl.Int64, strict=False)  # null where beyond Int64 (large UInt64)
         negative = parsed < 0
         oversize = (parsed > S.MAX_INTEGER) | (col.is_not_null() & parsed.is_null())
         wrong_type = pl.lit(False)
     else:  # float, boolean, date, …: never an integer column
+        parts = [pl.lit(None, pl.Int64).alias(parsed_name)]
         missing = col.is_null()
         wrong_type = col.is_not_null()
-        parsed = pl.lit(None, pl.Int64)
         negative = oversize = pl.lit(False)
     fail = missing | wrong_type | negative | oversize
     return _IntegerColumn(
-        missing=missing, wrong_type=wrong_type, negative=negative.fill_null(False),
+        parts=parts, missing=missing, wrong_type=wrong_type, negative=negative.fill_null(False),
         oversize=oversize.fill_null(False),
         value=pl.when(~fail.fill_null(True)).then(parsed),
     )
@@ -155,6 +160,8 @@ def _integer_column(name: str, dtype: pl.DataType) -> _IntegerColumn:
 
 @dataclass(frozen=True)
 class _TimeColumn:
+    parts: list[pl.Expr]
+    """Helper columns to add first (see :class:`ParsedTimestamps`)."""
     missing: pl.Expr
     malformed: pl.Expr
     missing_offset: pl.Expr
@@ -166,24 +173,28 @@ def _time_column(name: str, dtype: pl.DataType, default_offset_s: int | None) ->
     if dtype == pl.String or isinstance(dtype, (pl.Categorical, pl.Enum)):
         text = col.cast(pl.String)
         parsed = parse_iso_timestamps(text, default_offset_s)
-        return _TimeColumn(missing=text.is_null() | (text == ""), malformed=parsed.malformed,
-                           missing_offset=parsed.missing_offset, epoch_s=parsed.epoch_s)
+        return _TimeColumn(parts=parsed.parts, missing=text.is_null() | (text == ""),
+                           malformed=parsed.malformed, missing_offset=parsed.missing_offset,
+                           epoch_s=parsed.epoch_s)
     if isinstance(dtype, pl.Datetime):
         seconds = col.dt.epoch("s")
         in_range = (seconds >= MIN_EPOCH_S) & (seconds <= MAX_EPOCH_S)
         if dtype.time_zone is not None:
-            return _TimeColumn(missing=col.is_null(), malformed=col.is_not_null() & ~in_range,
+            return _TimeColumn(parts=[], missing=col.is_null(),
+                               malformed=col.is_not_null() & ~in_range,
                                missing_offset=pl.lit(False),
                                epoch_s=pl.when(in_range).then(seconds))
         # naive: a wall-clock time without an offset
         if default_offset_s is None:
-            return _TimeColumn(missing=col.is_null(), malformed=col.is_not_null() & ~in_range,
+            return _TimeColumn(parts=[], missing=col.is_null(),
+                               malformed=col.is_not_null() & ~in_range,
                                missing_offset=col.is_not_null() & in_range,
                                epoch_s=pl.lit(None, pl.Int64))
-        return _TimeColumn(missing=col.is_null(), malformed=col.is_not_null() & ~in_range,
+        return _TimeColumn(parts=[], missing=col.is_null(),
+                           malformed=col.is_not_null() & ~in_range,
                            missing_offset=pl.lit(False),
                            epoch_s=pl.when(in_range).then(seconds - default_offset_s))
-    return _TimeColumn(missing=col.is_null(), malformed=col.is_not_null(),
+    return _TimeColumn(parts=[], missing=col.is_null(), malformed=col.is_not_null(),
                        missing_offset=pl.lit(False), epoch_s=pl.lit(None, pl.Int64))
 
 
@@ -201,97 +212,92 @@ def validate(raw: RawInput, rules: Rules) -> Validation:
     trunk_group = _string_column("trunk_group", dtypes["trunk_group"])
     start = _time_column("start_time", dtypes["start_time"], rules.default_utc_offset_s)
     integers = {name: _integer_column(name, dtypes[name]) for name in S.INTEGER_COLUMNS}
+    n = frame.height
 
-    # Phase 1: typed values and the flags that need them.
-    service_code = service.text.replace_strict(
-        S.SERVICE_CODE, default=None, return_dtype=pl.UInt8)
+    # Phase 1: parse each column once (regular expressions, casts, strptime).
     undecodable = (raw.undecodable if raw.undecodable is not None
-                   else pl.Series("undecodable", [None] * frame.height, dtype=pl.String))
+                   else pl.Series("undecodable", [None] * n, dtype=pl.String))
     extra_fields = (raw.field_count.is_not_null() if raw.field_count is not None
-                    else pl.Series("extra", [False] * frame.height, dtype=pl.Boolean))
-    work = frame.select(
-        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("row"),
-        record_id.text.alias("record_id"),
-        service_code.alias("service"),
-        calling.text.str.strip_prefix("+").alias("calling"),
-        called.text.str.strip_prefix("+").alias("called"),
-        start.epoch_s.alias("start"),
-        *(integers[n].value.alias(n) for n in S.INTEGER_COLUMNS),
-        trunk_group.text.alias("trunk_group"),
-        pl.lit(undecodable).alias("undecodable_column"),
-        pl.lit(extra_fields).alias("_extra_fields"),
-        # flags
-        record_id.missing.alias("_id_missing"),
-        record_id.wrong_type.alias("_id_wrong_type"),
-        (record_id.text.str.len_chars() > S.MAX_RECORD_ID_CHARS).fill_null(False)
-        .alias("_id_oversize"),
-        (record_id.text.is_not_null() & (record_id.text != "")
-         & ~record_id.text.is_first_distinct()).alias("_id_repeat"),
-        service.missing.alias("_svc_missing"),
-        service.wrong_type.alias("_svc_wrong_type"),
-        service_code.is_null().alias("_svc_unknown"),
-        calling.missing.alias("_calling_missing"),
-        calling.wrong_type.alias("_calling_wrong_type"),
-        (~calling.text.str.contains(E164_PATTERN)).fill_null(True).alias("_calling_malformed"),
-        called.missing.alias("_called_missing"),
-        called.wrong_type.alias("_called_wrong_type"),
-        (~called.text.str.contains(E164_PATTERN)).fill_null(True).alias("_called_malformed"),
-        start.missing.alias("_start_missing"),
-        start.malformed.fill_null(True).alias("_start_malformed"),
-        start.missing_offset.fill_null(False).alias("_start_no_offset"),
-        *(flag.fill_null(False).alias(f"_{n}_{what}")
-          for n in S.INTEGER_COLUMNS
-          for what, flag in (("missing", integers[n].missing),
-                             ("wrong_type", integers[n].wrong_type),
-                             ("negative", integers[n].negative),
-                             ("oversize", integers[n].oversize))),
-        trunk_group.missing.alias("_tg_missing"),
-        trunk_group.wrong_type.alias("_tg_wrong_type"),
-        (trunk_group.text.str.len_chars() > S.MAX_TRUNK_GROUP_CHARS).fill_null(False)
-        .alias("_tg_oversize"),
+                    else pl.Series("extra", [False] * n, dtype=pl.Boolean))
+    work = frame.with_columns(
+        *start.parts,
+        *(part for name in S.INTEGER_COLUMNS for part in integers[name].parts),
+        record_id.text.alias("_record_id"),
+        service.text.replace_strict(S.SERVICE_CODE, default=None, return_dtype=pl.UInt8)
+        .alias("_service"),
+        calling.text.str.contains(E164_PATTERN).fill_null(False).alias("_calling_ok"),
+        called.text.str.contains(E164_PATTERN).fill_null(False).alias("_called_ok"),
+        calling.text.str.strip_prefix("+").alias("_calling"),
+        called.text.str.strip_prefix("+").alias("_called"),
+        trunk_group.text.alias("_trunk_group"),
+        undecodable.alias("_undecodable"),
+        extra_fields.alias("_extra_fields"),
     )
 
-    # Phase 2: the ordered checks.
+    # Phase 2: normalised values and one flag per check.
     c = pl.col
     flag_of: dict[tuple[str, str | None], pl.Expr] = {
         (S.WRONG_FIELD_COUNT, None): c("_extra_fields"),
-        (S.UNDECODABLE_BYTES, None): c("undecodable_column").is_not_null(),
-        (S.MISSING_VALUE, "record_id"): c("_id_missing"),
-        (S.WRONG_TYPE, "record_id"): c("_id_wrong_type"),
-        (S.OVERSIZE_FIELD, "record_id"): c("_id_oversize"),
-        (S.DUPLICATE_RECORD_ID, "record_id"): c("_id_repeat"),
-        (S.MISSING_VALUE, "service"): c("_svc_missing"),
-        (S.WRONG_TYPE, "service"): c("_svc_wrong_type"),
-        (S.UNKNOWN_SERVICE, "service"): c("_svc_unknown"),
-        (S.MISSING_VALUE, "calling"): c("_calling_missing"),
-        (S.WRONG_TYPE, "calling"): c("_calling_wrong_type"),
-        (S.MALFORMED_NUMBER, "calling"): c("_calling_malformed"),
-        (S.MISSING_VALUE, "called"): c("_called_missing"),
-        (S.WRONG_TYPE, "called"): c("_called_wrong_type"),
-        (S.MALFORMED_NUMBER, "called"): c("_called_malformed"),
-        (S.MISSING_VALUE, "start_time"): c("_start_missing"),
-        (S.MALFORMED_TIMESTAMP, "start_time"): c("_start_malformed"),
-        (S.MISSING_UTC_OFFSET, "start_time"): c("_start_no_offset"),
-        (S.MISSING_VALUE, "trunk_group"): c("_tg_missing"),
-        (S.WRONG_TYPE, "trunk_group"): c("_tg_wrong_type"),
-        (S.OVERSIZE_FIELD, "trunk_group"): c("_tg_oversize"),
+        (S.UNDECODABLE_BYTES, None): c("_undecodable").is_not_null(),
+        (S.MISSING_VALUE, "record_id"): record_id.missing,
+        (S.WRONG_TYPE, "record_id"): record_id.wrong_type,
+        (S.OVERSIZE_FIELD, "record_id"): c("_record_id").str.len_chars() > S.MAX_RECORD_ID_CHARS,
+        (S.DUPLICATE_RECORD_ID, "record_id"):
+            ~record_id.missing & ~c("_record_id").is_first_distinct(),
+        (S.MISSING_VALUE, "service"): service.missing,
+        (S.WRONG_TYPE, "service"): service.wrong_type,
+        (S.UNKNOWN_SERVICE, "service"): c("_service").is_null(),
+        (S.MISSING_VALUE, "calling"): calling.missing,
+        (S.WRONG_TYPE, "calling"): calling.wrong_type,
+        (S.MALFORMED_NUMBER, "calling"): ~c("_calling_ok"),
+        (S.MISSING_VALUE, "called"): called.missing,
+        (S.WRONG_TYPE, "called"): called.wrong_type,
+        (S.MALFORMED_NUMBER, "called"): ~c("_called_ok"),
+        (S.MISSING_VALUE, "start_time"): start.missing,
+        (S.MALFORMED_TIMESTAMP, "start_time"): start.malformed,
+        (S.MISSING_UTC_OFFSET, "start_time"): start.missing_offset,
+        (S.MISSING_VALUE, "trunk_group"): trunk_group.missing,
+        (S.WRONG_TYPE, "trunk_group"): trunk_group.wrong_type,
+        (S.OVERSIZE_FIELD, "trunk_group"):
+            c("_trunk_group").str.len_chars() > S.MAX_TRUNK_GROUP_CHARS,
         (S.INCONSISTENT_SERVICE, "duration_s"):
-            ((c("service") == S.SMS) & (c("duration_s") != 0)).fill_null(False),
+            (c("_service") == S.SMS) & (integers["duration_s"].value != 0),
         (S.INCONSISTENT_SERVICE, "volume_kb"):
-            ((c("service") != S.DATA) & (c("volume_kb") != 0)).fill_null(False),
+            (c("_service") != S.DATA) & (integers["volume_kb"].value != 0),
     }
-    for n in S.INTEGER_COLUMNS:
-        flag_of[(S.MISSING_VALUE, n)] = c(f"_{n}_missing")
-        flag_of[(S.WRONG_TYPE, n)] = c(f"_{n}_wrong_type")
-        flag_of[(S.NEGATIVE_VALUE, n)] = c(f"_{n}_negative")
-        flag_of[(S.OVERSIZE_FIELD, n)] = c(f"_{n}_oversize")
-    failed = pl.coalesce([
-        pl.when(flag_of[(check.code, check.column)]).then(pl.lit(index, pl.UInt8))
-        for index, check in enumerate(CHECKS)
-    ])
-    out = work.select(
-        "row", "record_id", "service", "calling", "called", "start",
-        *S.INTEGER_COLUMNS, "trunk_group", "undecodable_column",
-        failed.alias("failed"),
+    for name in S.INTEGER_COLUMNS:
+        flag_of[(S.MISSING_VALUE, name)] = integers[name].missing
+        flag_of[(S.WRONG_TYPE, name)] = integers[name].wrong_type
+        flag_of[(S.NEGATIVE_VALUE, name)] = integers[name].negative
+        flag_of[(S.OVERSIZE_FIELD, name)] = integers[name].oversize
+    flags = [flag_of[(check.code, check.column)].fill_null(False).alias(f"_check_{index}")
+             for index, check in enumerate(CHECKS)]
+    work = work.select(
+        pl.int_range(1, n + 1, dtype=pl.Int64).alias("row"),
+        c("_record_id").alias("record_id"),
+        c("_service").alias("service"),
+        c("_calling").alias("calling"),
+        c("_called").alias("called"),
+        start.epoch_s.alias("start"),
+        *(integers[name].value.alias(name) for name in S.INTEGER_COLUMNS),
+        c("_trunk_group").alias("trunk_group"),
+        c("_undecodable").alias("undecodable_column"),
+        *flags,
     )
-    return Validation(frame=out)
+
+    # Phase 3: the first failed check, computed only for the rows that failed one.
+    flag_names = [f"_check_{index}" for index in range(len(CHECKS))]
+    work = work.with_columns(pl.any_horizontal(flag_names).alias("_any"))
+    failed_rows = work.filter("_any")
+    first = failed_rows.select(
+        "row",
+        pl.coalesce([pl.when(c(name)).then(pl.lit(index, pl.UInt8))
+                     for index, name in enumerate(flag_names)]).alias("failed"),
+    )
+    out = work.drop(*flag_names, "_any")
+    if first.height:
+        failed = pl.Series("failed", [None] * n, dtype=pl.UInt8).scatter(
+            first.get_column("row").to_numpy() - 1, first.get_column("failed"))
+    else:
+        failed = pl.Series("failed", [None] * n, dtype=pl.UInt8)
+    return Validation(frame=out.with_columns(failed))
