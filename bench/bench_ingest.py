@@ -62,19 +62,20 @@ def make_export(n: int, seed: int) -> pl.DataFrame:
     duration = np.where(service == "data", rng.integers(1, 3600, size=n), duration)
     volume = np.where(service == "data", rng.lognormal(7.0, 1.5, size=n).astype(np.int64), 0)
     part_seq = np.zeros(n, dtype=np.int64)
+    trunk_group = np.char.add("TG", rng.integers(0, 40, size=n).astype(str))
     # ~1 % of voice calls split in two parts: row i is part 1, row i+1 part 2
     split = np.flatnonzero((service[:-1] == "voice") & (rng.random(n - 1) < 0.01))
     split = split[np.diff(np.concatenate([[-2], split])) > 1]  # no overlapping pairs
     second = split + 1
     service[second] = "voice"
     calling[second], called[second] = calling[split], called[split]
+    trunk_group[second] = trunk_group[split]
     part_seq[split], part_seq[second] = 1, 2
     start[second] = start[split] + duration[split] + 1
     volume[second] = 0
     charge = np.select([service == "voice", service == "sms"],
                        [-(-duration // 60) * 6, np.ones(n, dtype=np.int64)],
                        default=(volume * 3 + 512) // 1024)
-    trunk_group = np.char.add("TG", rng.integers(0, 40, size=n).astype(str))
     # 0.2 % exact duplicates under their own record_id: row d copies an earlier complete row
     dup = np.flatnonzero((part_seq == 0) & (rng.random(n) < 0.002))
     source = dup - rng.integers(1, 100, size=len(dup))
