@@ -21,8 +21,11 @@ Problems of single rows are only *marked* here, never fatal:
   its missing fields empty (polars and the fallback agree), which validation
   reports as ``missing_value``.
 
-A blank line inside the data is a row with every field empty (as polars reads
-it): it is counted and reported (``missing_value:record_id``), never skipped.
+Lines end with ``\n`` or ``\r\n``; a lone ``\r`` is not a line end (polars keeps it in
+the field; the csv-module fallback, which only runs for files with over-long rows,
+refuses it as malformed).  A blank line inside the data is a row with every field
+empty (as polars reads it): it is counted and reported
+(``missing_value:record_id``), never skipped.
 """
 
 from __future__ import annotations
@@ -253,7 +256,8 @@ def _read_csv_python(path: Path) -> tuple[pl.DataFrame, list[str], pl.Series | N
     text = data.decode("utf-8", errors="replace")
     if text.startswith("\ufeff"):
         text = text[1:]
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    # lines end at "\n" only (as for polars: "\r\n" ends a line, a lone "\r" is no line end)
+    reader = csv.reader(io.StringIO(text, newline="\n"), strict=True)
     try:
         header = next(reader, None)
         if header is None:
