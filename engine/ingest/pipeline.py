@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from engine.errors import InputError
 from engine.ingest import schema as S
 from engine.ingest.quarantine import build_quarantine, validation_entries, write_quarantine
 from engine.ingest.rating import RatedArrays, rate_arrays, rating_names
@@ -111,6 +112,10 @@ def ingest(path: str | Path, rules: Rules, *, quarantine_path: str | Path | None
     or Parquet for ``.parquet``/``.pq``), also when there are none.
     """
     clock = _Clock(progress)
+    if quarantine_path is not None and _same_file(path, quarantine_path):
+        raise InputError("the quarantine file would overwrite the data file",
+                         file=str(quarantine_path), expected="another path for the quarantine",
+                         found=str(path))
     raw = read_input(path)
     clock.tick("read")
     validated = validate(raw, rules).frame
@@ -291,11 +296,20 @@ class _LocalProcessing:
             .with_columns(pl.lit(None, pl.Int64).alias("rated_charge")),
         ]).sort("row").with_columns(pl.int_range(0, pl.len(), dtype=pl.Int64).alias("unit"))
 
-        # rows of kept records: status ok / excluded and their unit
-        placed = members.join(kept.select("cand", "unit", "exclusion"), on="cand", how="inner")
-        index = placed.get_column("row").to_numpy() - 1
-        exclusion = placed.get_column("exclusion").fill_null(-1).to_numpy()
-        self.unit[index] = placed.get_column("unit").to_numpy()
+        # rows of kept records: status ok / excluded and their unit (candidate ids are
+        # small integers, so plain array lookups do what a join would)
+        n_candidates = int(candidates.get_column("cand").max() or 0) + 1
+        unit_of = np.full(n_candidates, -1, dtype=np.int64)
+        exclusion_of = np.full(n_candidates, -1, dtype=np.int64)
+        kept_cand = kept.get_column("cand").to_numpy()
+        unit_of[kept_cand] = kept.get_column("unit").to_numpy()
+        exclusion_of[kept_cand] = kept.get_column("exclusion").fill_null(-1).to_numpy()
+        member_cand = members.get_column("cand").to_numpy()
+        member_row = members.get_column("row").to_numpy()
+        is_kept = unit_of[member_cand] >= 0
+        index = member_row[is_kept] - 1
+        exclusion = exclusion_of[member_cand[is_kept]]
+        self.unit[index] = unit_of[member_cand[is_kept]]
         self.status[index] = np.where(exclusion >= 0, _EXCLUDED, _OK)
         self.exclusion[index] = exclusion
 
@@ -409,6 +423,13 @@ class _LocalProcessing:
         )
 
 
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
 def _empty_entries() -> pl.DataFrame:
     return pl.DataFrame(schema={"row": pl.Int64, "code": pl.String, "column": pl.String,
                                 "reason": pl.String, "message": pl.String})
@@ -438,8 +459,7 @@ def _check_accounting(n_input: int, rows: pl.DataFrame, records: pl.DataFrame,
     if sum(counts[s] for s in S.STATUSES) != rows.height:
         problems.append(f"status counts {[counts[s] for s in S.STATUSES]} do not add up to "
                         f"{rows.height} rows")
-    if not rows.get_column("row").equals(pl.Series("row", range(1, rows.height + 1)),
-                                         check_dtypes=False):
+    if not np.array_equal(rows.get_column("row").to_numpy(), np.arange(1, rows.height + 1)):
         problems.append("row numbers are not 1..n in input order")
     placed = pl.col("status").is_in([S.OK, S.EXCLUDED])
     bad_unit = rows.filter(placed != pl.col("unit").is_not_null()).height
@@ -448,19 +468,27 @@ def _check_accounting(n_input: int, rows: pl.DataFrame, records: pl.DataFrame,
     bad_reason = rows.filter((pl.col("status") == S.OK) == pl.col("reason").is_not_null()).height
     if bad_reason:
         problems.append(f"{bad_reason} rows whose reason does not match their status")
-    per_unit = rows.filter(placed).group_by("unit").agg(
-        pl.len().alias("n"), (pl.col("status") == S.EXCLUDED).all().alias("all_excluded"),
-        (pl.col("status") == S.EXCLUDED).any().alias("any_excluded"))
-    joined = records.select("unit", "parts", "excluded").join(per_unit, on="unit", how="full",
-                                                             coalesce=True)
-    mismatch = joined.filter(
-        pl.col("n").is_null() | pl.col("parts").is_null() | (pl.col("n") != pl.col("parts"))
-        | (pl.col("all_excluded") != pl.col("excluded"))
-        | (pl.col("any_excluded") != pl.col("excluded"))).height
-    if mismatch:
-        problems.append(f"{mismatch} records not pointed at by exactly their parts' rows")
-    if not records.get_column("unit").equals(pl.Series("unit", range(records.height)),
-                                             check_dtypes=False):
+    # every record is pointed at by exactly its parts' rows, all excluded or none
+    units = rows.get_column("unit").to_numpy(allow_copy=True)
+    excluded_row = (rows.get_column("status") == S.EXCLUDED).to_numpy()
+    has_unit = rows.get_column("unit").is_not_null().to_numpy()
+    if has_unit.any() and records.height:
+        pointed = units[has_unit].astype(np.int64)
+        if pointed.min() < 0 or pointed.max() >= records.height:
+            problems.append("rows point at units outside 0..n-1")
+        else:
+            per_unit = np.bincount(pointed, minlength=records.height)
+            excluded_per_unit = np.bincount(pointed, weights=excluded_row[has_unit],
+                                            minlength=records.height)
+            parts = records.get_column("parts").to_numpy()
+            excluded = records.get_column("excluded").to_numpy()
+            mismatch = int(np.count_nonzero(
+                (per_unit != parts) | (excluded_per_unit != np.where(excluded, parts, 0))))
+            if mismatch:
+                problems.append(f"{mismatch} records not pointed at by exactly their parts' rows")
+    elif has_unit.any() or records.height:
+        problems.append(f"{int(has_unit.sum())} rows with a unit but {records.height} records")
+    if not np.array_equal(records.get_column("unit").to_numpy(), np.arange(records.height)):
         problems.append("record units are not 0..n-1")
     if quarantine.height != counts[S.INVALID]:
         problems.append(f"{quarantine.height} quarantine entries for {counts[S.INVALID]} "
