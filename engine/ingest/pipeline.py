@@ -192,18 +192,18 @@ class _LocalProcessing:
         maybe = valid.select(keys).hash_rows().is_duplicated()
         if not maybe.any():
             return valid
-        exact_first = valid.filter(maybe).select(pl.struct(keys).is_first_distinct()).to_series()
-        first = pl.Series("first", np.ones(valid.height, dtype=bool)).scatter(
-            np.flatnonzero(maybe.to_numpy()), exact_first)
-        if first.all():
+        suspects = valid.filter(maybe)  # every copy and its original are among them
+        exact_first = suspects.select(pl.struct(keys).is_first_distinct()).to_series()
+        if exact_first.all():
             return valid
-        later = valid.filter(~first)
-        originals = valid.filter(first).join(later.select(keys).unique(), on=keys, how="semi")
-        later = later.join(originals.select(*keys, pl.col("row").alias("first_row")),
-                           on=keys, how="left")
+        later = suspects.filter(~exact_first)
+        originals = suspects.filter(exact_first).select(*keys, pl.col("row").alias("first_row"))
+        later = later.join(originals, on=keys, how="left")
         index = later.get_column("row").to_numpy() - 1
         self.status[index] = _DUPLICATE
         self.duplicate_of[index] = later.get_column("first_row").to_numpy()
+        first = pl.Series("first", np.ones(valid.height, dtype=bool)).scatter(
+            np.flatnonzero(maybe.to_numpy()), exact_first)
         return valid.filter(first)
 
     # -- step 3: partial records into chains ---------------------------------
@@ -249,20 +249,19 @@ class _LocalProcessing:
         chains = chains.drop("_too_big").with_columns(
             *(pl.col(c).cast(pl.Int64) for c in _MERGED_COLUMNS))
 
-        n_complete = complete.height
+        # Candidates in row order, so that units are positions (``cand`` = position).
         columns = ["row", "record_id", "service", "calling", "called", "start", "duration_s",
-                   "volume_kb", "trunk_group", "charge", "parts"]
+                   "volume_kb", "trunk_group", "charge", "parts", "chain"]
         candidates = pl.concat([
-            complete.select(columns).with_columns(
-                pl.int_range(0, pl.len(), dtype=pl.Int64).alias("cand")),
-            chains.select(*columns, (pl.col("chain") + n_complete).alias("cand")),
-        ])
+            complete.with_columns(pl.lit(-1, pl.Int64).alias("chain")).select(columns),
+            chains.select(columns),
+        ]).sort("row").with_columns(pl.int_range(0, pl.len(), dtype=pl.Int64).alias("cand"))
+        in_chains = candidates.filter(pl.col("chain") >= 0).select("chain", "cand")
         members = pl.concat([
-            complete.select("row", pl.int_range(0, pl.len(), dtype=pl.Int64).alias("cand")),
-            parts.join(chains.select("chain"), on="chain", how="semi")
-            .select("row", (pl.col("chain") + n_complete).alias("cand")),
+            candidates.filter(pl.col("chain") < 0).select("row", "cand"),
+            parts.join(in_chains, on="chain", how="inner").select("row", "cand"),
         ])
-        return candidates, members
+        return candidates.drop("chain"), members
 
     # -- step 4: exclusions ------------------------------------------------------
 
@@ -280,21 +279,22 @@ class _LocalProcessing:
 
     def _rating(self, candidates: pl.DataFrame,
                 members: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-        to_rate = candidates.filter(pl.col("exclusion").is_null())
-        rated = rate_arrays(to_rate, self.rules)
-        to_rate = to_rate.with_columns(
-            pl.Series("rated_charge", rated.rated_charge, dtype=pl.Int64),
-            pl.Series("tariff", rated.tariff, dtype=pl.Int64),
-        )
-        unrated = to_rate.filter(pl.col("tariff") < 0)
+        to_rate = candidates.get_column("exclusion").is_null().to_numpy()
+        rated = rate_arrays(candidates.filter(pl.Series(to_rate)), self.rules)
+        rated_charge = np.zeros(candidates.height, dtype=np.int64)
+        tariff = np.full(candidates.height, -1, dtype=np.int64)
+        rated_charge[to_rate] = rated.rated_charge
+        tariff[to_rate] = rated.tariff
+        unrated = to_rate & (tariff < 0)
         late_entries = [self._oversize_entries()]
-        if unrated.height:
-            late_entries.append(self._no_tariff_entries(unrated, rated, members))
-        kept = pl.concat([
-            to_rate.filter(pl.col("tariff") >= 0).drop("tariff"),
-            candidates.filter(pl.col("exclusion").is_not_null())
-            .with_columns(pl.lit(None, pl.Int64).alias("rated_charge")),
-        ]).sort("row").with_columns(pl.int_range(0, pl.len(), dtype=pl.Int64).alias("unit"))
+        if unrated.any():
+            late_entries.append(self._no_tariff_entries(
+                candidates.filter(pl.Series(unrated)), rated, members))
+        # still in row order: units are positions
+        kept = candidates.with_columns(
+            pl.when(pl.Series(to_rate)).then(pl.Series(rated_charge)).alias("rated_charge"),
+        ).filter(pl.Series(~unrated)).with_columns(
+            pl.int_range(0, pl.len(), dtype=pl.Int64).alias("unit"))
 
         # rows of kept records: status ok / excluded and their unit (candidate ids are
         # small integers, so plain array lookups do what a join would)
