@@ -20,6 +20,8 @@ with one bad field.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +136,47 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"csv": csv_path, "parquet": parquet_path}
 
 
+PEAK_RSS_SCRIPT = """
+import sys
+from engine.ingest import ingest
+from engine.rules import load_rules
+
+def status(field):  # kB, this process only (ru_maxrss would include a forking parent)
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+
+rules = load_rules(sys.argv[2])
+before = status("VmRSS")
+ingest(sys.argv[1], rules)
+print(before, status("VmHWM"))
+"""
+
+
+def peak_rss_mib(path: Path) -> tuple[float, float]:
+    """(resident MiB before, peak resident MiB) of a fresh process ingesting ``path``."""
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_SCRIPT, str(path),
+         str(ROOT / "docs" / "example_rules.toml")],
+        capture_output=True, text=True, check=True, cwd=ROOT)
+    before, peak = (int(v) / 1024 for v in out.stdout.split())
+    return before, peak
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_read_only_baseline(benchmark, exports: dict[str, Path], fmt: str) -> None:  # noqa: ANN001
+    """The floor: polars reading the same file (CSV as all-text columns), nothing else."""
+    path = exports[fmt]
+    if fmt == "csv":
+        frame = benchmark.pedantic(pl.read_csv, args=(path,), kwargs={"infer_schema": False},
+                                   rounds=5, iterations=1, warmup_rounds=1)
+    else:
+        frame = benchmark.pedantic(pl.read_parquet, args=(path,), rounds=5, iterations=1,
+                                   warmup_rounds=1)
+    benchmark.extra_info.update({"rows": frame.height, "bytes": path.stat().st_size})
+    assert frame.height == ROWS
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_ingest_1e6(benchmark, exports: dict[str, Path], fmt: str) -> None:  # noqa: ANN001
     rules = load_rules(ROOT / "docs" / "example_rules.toml")
@@ -146,6 +189,7 @@ def test_ingest_1e6(benchmark, exports: dict[str, Path], fmt: str) -> None:  # n
         "duplicate": counts["duplicate"], "excluded": counts["excluded"],
         "records": counts["records"], "chains": counts["chains"],
         "stage_seconds_last_round": {k: round(v, 3) for k, v in result.seconds.items()},
+        "rss_before_mib_peak_mib": [round(v, 1) for v in peak_rss_mib(path)],
     })
     assert counts["rows"] == ROWS
     assert counts["chains"] > 0 and counts["duplicate"] > 0

@@ -120,9 +120,10 @@ def ingest(path: str | Path, rules: Rules, *, quarantine_path: str | Path | None
     clock.tick("read")
     validated = validate(raw, rules).frame
     clock.tick("validate")
-    local = _LocalProcessing(raw, validated, rules, clock)
-    rows, records, late_entries = local.run()
     entries = validation_entries(raw, validated)
+    local = _LocalProcessing(raw, validated, rules, clock)
+    del validated  # the local steps keep only what they need (memory at 10^7 rows)
+    rows, records, late_entries = local.run()
     if late_entries.height:
         entries = pl.concat([entries, late_entries]).sort("row")
     quarantine = build_quarantine(raw, entries)
@@ -157,7 +158,9 @@ class _LocalProcessing:
     def __init__(self, raw: RawInput, validated: pl.DataFrame, rules: Rules,
                  clock: _Clock) -> None:
         self.raw = raw
-        self.validated = validated
+        self._validated: pl.DataFrame | None = validated
+        #: what the rows frame needs of the validated frame, kept after the values are gone
+        self.validated = validated.select("row", "record_id", "failed", "undecodable_column")
         self.rules = rules
         self.clock = clock
         n = validated.height
@@ -171,21 +174,29 @@ class _LocalProcessing:
         self._oversize_members: pl.DataFrame | None = None
 
     def run(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-        considered = self._duplicates()
+        # Each step drops its input as soon as it has its output: at 10^7 rows the
+        # frames are gigabytes.
+        validated, self._validated = self._validated, None
+        if validated is None:
+            raise RuntimeError("_LocalProcessing.run() called twice")
+        considered = self._duplicates(validated)
+        del validated
         self.clock.tick("duplicates")
         candidates, members = self._partials(considered)
+        del considered
         self.clock.tick("partials")
         candidates = self._exclusions(candidates)
         self.clock.tick("exclusions")
         records, late_entries = self._rating(candidates, members)
+        del candidates, members
         self.clock.tick("rating")
         return self._rows_frame(), records, late_entries
 
     # -- step 2: exact local duplicates --------------------------------------
 
-    def _duplicates(self) -> pl.DataFrame:
+    def _duplicates(self, validated: pl.DataFrame) -> pl.DataFrame:
         keys = list(_DUPLICATE_KEYS)
-        valid = self.validated.filter(pl.col("failed").is_null()).drop(
+        valid = validated.filter(pl.col("failed").is_null()).drop(
             "failed", "undecodable_column")
         # A 64-bit hash of the fields finds the few rows that may repeat an earlier one;
         # the exact comparison then runs on those rows only.
