@@ -164,7 +164,7 @@ def peak_rss_mib(path: Path) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_read_only_baseline(benchmark, exports: dict[str, Path], fmt: str) -> None:  # noqa: ANN001
+def test_read_only_baseline(benchmark, exports: dict[str, Path], fmt: str) -> None:
     """The floor: polars reading the same file (CSV as all-text columns), nothing else."""
     path = exports[fmt]
     if fmt == "csv":
@@ -178,7 +178,7 @@ def test_read_only_baseline(benchmark, exports: dict[str, Path], fmt: str) -> No
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_ingest_1e6(benchmark, exports: dict[str, Path], fmt: str) -> None:  # noqa: ANN001
+def test_ingest_1e6(benchmark, exports: dict[str, Path], fmt: str) -> None:
     rules = load_rules(ROOT / "docs" / "example_rules.toml")
     path = exports[fmt]
     result = benchmark.pedantic(ingest, args=(path, rules), rounds=5, iterations=1,

@@ -17,7 +17,13 @@ Modules, in the order they depend on each other: ``schema`` (names), ``reading``
 ``cli`` (``settlechain validate``).
 """
 
-from engine.ingest.pipeline import STAGES, IngestResult, ProgressCallback, RowAccountingError, ingest
+from engine.ingest.pipeline import (
+    STAGES,
+    IngestResult,
+    ProgressCallback,
+    RowAccountingError,
+    ingest,
+)
 from engine.ingest.rating import rate
 from engine.ingest.reading import read_input
 

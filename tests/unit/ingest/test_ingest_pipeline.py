@@ -3,8 +3,6 @@ progress, and the rows-in = rows-accounted-for invariant (also on arbitrary byte
 
 from __future__ import annotations
 
-import csv
-import io
 import tempfile
 from pathlib import Path
 
