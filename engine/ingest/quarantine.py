@@ -52,7 +52,8 @@ def _quoted(expr: pl.Expr) -> pl.Expr:
 def _message(code: str, column: str | None, raw: RawInput, n_fields: int) -> pl.Expr:
     """The message of one failure kind, over the frame built in :func:`validation_entries`."""
     if code == S.WRONG_FIELD_COUNT:
-        return pl.format("the row has {} fields; the header has {}",
+        return pl.format("the row has values beyond the header's {} columns (a non-empty "
+                         "field {}); expected at most {} fields", pl.lit(n_fields),
                          pl.col("_field_count"), pl.lit(n_fields))
     if code == S.UNDECODABLE_BYTES:
         return pl.format("the row is not valid UTF-8: undecodable bytes in column '{}' "

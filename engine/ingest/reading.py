@@ -16,10 +16,13 @@ Problems of single rows are only *marked* here, never fatal:
   kept when the file is in fact not valid UTF-8 (checked only in that case, so the
   common path pays nothing).
 - **too many fields**: polars refuses a CSV with a row longer than the header; we
-  then re-read the file with Python's ``csv`` module (strict quoting), mark such
-  rows and keep their first fields.  A row with *fewer* fields than the header has
-  its missing fields empty (polars and the fallback agree), which validation
-  reports as ``missing_value``.
+  then re-read it with polars with 16 spare columns after the header's, and mark the
+  rows with a non-empty value in a spare column.  Empty surplus fields (trailing
+  commas) hold nothing and are ignored.  Only if that fails too (a row more than 16
+  fields too long, or quoting polars will not split) is the file read with Python's
+  ``csv`` module (strict quoting, same rules, slower), which otherwise says where the
+  quoting breaks.  A row with *fewer* fields than the header has its missing fields
+  empty, which validation reports as ``missing_value``.
 
 Lines end with ``\n`` or ``\r\n``; a lone ``\r`` is not a line end (polars keeps it in
 the field; the csv-module fallback, which only runs for files with over-long rows,
@@ -47,6 +50,7 @@ CSV, PARQUET = "csv", "parquet"
 PARQUET_MAGIC = b"PAR1"
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _SNIFF_BYTES = 64 * 1024
+_SPARE_COLUMNS = 16
 _REPLACEMENT = "\ufffd"
 
 #: Leading bytes of common non-CSV files, to say what the file looks like instead.
@@ -83,8 +87,8 @@ class RawInput:
     """Per row: the first column (file order) holding bytes that are not UTF-8, else null;
     None when the file has no such row."""
     field_count: pl.Series | None
-    """Per row: the number of fields when a CSV row has more fields than the header,
-    else null; None when no row does."""
+    """Per row: the position of the last non-empty field when a CSV row has non-empty
+    fields beyond the header's columns, else null; None when no row has."""
 
     @property
     def n_rows(self) -> int:
@@ -219,12 +223,15 @@ def _read_csv(path: Path, head: bytes) -> RawInput:
     except pl.exceptions.NoDataError:
         raise _fail(path, "empty file: no header row") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
-        # A row longer than the header, or quoting polars will not split: read it with
-        # the csv module, which either splits it (marking long rows) or says where
-        # the quoting breaks.
-        log.info("%s: polars could not read the CSV (%s); re-reading with the csv module",
-                 path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        frame, names, field_count = _read_csv_python(path)
+        # A row longer than the header, or quoting polars will not split.
+        log.info("%s: polars could not read the CSV as it is (%s); re-reading with spare "
+                 "columns", path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        try:
+            frame, names, field_count = _read_csv_wide(path)
+        except (pl.exceptions.PolarsError, OSError, csv.Error) as exc2:
+            log.info("%s: polars could not split the rows (%s); re-reading with the csv "
+                     "module", path, str(exc2).splitlines()[0] if str(exc2) else "")
+            frame, names, field_count = _read_csv_python(path)
     extra = _check_columns(path, names)
     if frame.height == 0:
         raise _fail(path, "no data rows: the file has a header row only")
@@ -251,6 +258,33 @@ def _python_header(path: Path) -> list[str]:
         return next(csv.reader(handle), [])
 
 
+def _surplus_marks(spare: pl.DataFrame, width: int) -> pl.Series | None:
+    """Position (1-based field number) of the last non-empty spare field per row."""
+    last = pl.max_horizontal([
+        pl.when(pl.col(c).is_not_null() & (pl.col(c) != "")).then(pl.lit(width + j + 1))
+        for j, c in enumerate(spare.columns)
+    ]).cast(pl.Int64)
+    marks = spare.select(last.alias("field_count")).to_series()
+    return marks if marks.null_count() < marks.len() else None
+
+
+def _read_csv_wide(path: Path) -> tuple[pl.DataFrame, list[str], pl.Series | None]:
+    names = _python_header(path)
+    width = len(names)
+    columns = [f"c{j}" for j in range(width + _SPARE_COLUMNS)]
+    frame = pl.read_csv(path, has_header=False, infer_schema=False, encoding="utf8-lossy",
+                        schema=dict.fromkeys(columns, pl.String), missing_columns="insert")
+    if frame.height == 0:
+        raise _fail(path, "empty file: no header row")
+    # row 0 is the header: its first ``width`` fields, as polars split them
+    names = [v if v is not None else "" for v in frame.row(0)[:width]]
+    frame = frame.slice(1)
+    field_count = _surplus_marks(frame.select(columns[width:]), width)
+    frame = frame.select(columns[:width]).rename(
+        dict(zip(columns[:width], _unique_names(names), strict=True)))
+    return frame, names, field_count
+
+
 def _read_csv_python(path: Path) -> tuple[pl.DataFrame, list[str], pl.Series | None]:
     data = path.read_bytes()
     text = data.decode("utf-8", errors="replace")
@@ -268,7 +302,9 @@ def _read_csv_python(path: Path) -> tuple[pl.DataFrame, list[str], pl.Series | N
         for index, fields in enumerate(reader):
             n = len(fields)
             if n > width:
-                long_rows[index] = n
+                last = max((j for j in range(width, n) if fields[j] != ""), default=-1)
+                if last >= 0:
+                    long_rows[index] = last + 1
             for j in range(width):
                 value = fields[j] if j < n else None
                 columns[j].append(value if value != "" else None)

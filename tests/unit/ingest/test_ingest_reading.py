@@ -54,16 +54,27 @@ def test_undecodable_bytes_in_an_extra_column_invalidate_the_row(tmp_path: Path)
     assert outcome(path) == [("ok", None), ("invalid", "undecodable_bytes:note")]
 
 
-def test_long_rows_and_bad_bytes_together_use_the_csv_module(tmp_path: Path) -> None:
+@pytest.mark.parametrize("surplus", [1, 40])  # 40: beyond polars' spare columns
+def test_long_rows_and_bad_bytes_together(tmp_path: Path, surplus: int,
+                                          caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "a.csv"
     good = ",".join(good_row()[c] or "" for c in COLUMNS)
     path.write_bytes(
         f"{HEADER}\n{good}\n".encode()
-        + good.replace("r1", "r2").encode() + b",extra\n"
+        + good.replace("r1", "r2").encode() + b"," * surplus + b"extra\n"
         + good.replace("r1", "r3").encode().replace(b"TG1", b"TG\xff") + b"\n"
-        + good.replace("r1", "r4").replace("61", "62").encode() + b"\n")
-    assert outcome(path) == [("ok", None), ("invalid", "wrong_field_count"),
-                             ("invalid", "undecodable_bytes:trunk_group"), ("ok", None)]
+        + good.replace("r1", "r4").replace("61", "62").encode() + b"," * surplus + b"\n")
+    with caplog.at_level(logging.INFO, logger="engine.ingest"):
+        result = ingest(path, simple_rules())
+    used_csv_module = any("re-reading with the csv module" in r.getMessage()
+                          for r in caplog.records)
+    assert used_csv_module == (surplus > 16)
+    assert result.rows.select("status", "reason").rows() == [
+        ("ok", None), ("invalid", "wrong_field_count"),
+        ("invalid", "undecodable_bytes:trunk_group"), ("ok", None)]
+    assert result.quarantine.get_column("message").to_list()[0] == (
+        f"the row has values beyond the header's 10 columns (a non-empty field {10 + surplus});"
+        " expected at most 10 fields")
 
 
 def test_missing_file_and_directory(tmp_path: Path) -> None:
