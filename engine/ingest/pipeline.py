@@ -21,7 +21,7 @@ from engine.errors import InputError
 from engine.ingest import schema as S
 from engine.ingest.quarantine import build_quarantine, validation_entries, write_quarantine
 from engine.ingest.rating import RatedArrays, rate_arrays, rating_names
-from engine.ingest.reading import RawInput, read_input
+from engine.ingest.reading import read_input
 from engine.ingest.validation import CHECKS, validate
 from engine.rules import Rules
 
@@ -119,20 +119,20 @@ def ingest(path: str | Path, rules: Rules, *, quarantine_path: str | Path | None
     raw = read_input(path)
     clock.tick("read")
     validated = validate(raw, rules).frame
-    clock.tick("validate")
     entries = validation_entries(raw, validated)
-    local = _LocalProcessing(raw, validated, rules, clock)
+    clock.tick("validate")
+    local = _LocalProcessing(validated, rules, clock)
     del validated  # the local steps keep only what they need (memory at 10^7 rows)
     rows, records, late_entries = local.run()
     if late_entries.height:
         entries = pl.concat([entries, late_entries]).sort("row")
     quarantine = build_quarantine(raw, entries)
+    counts = _counts(rows, records)
+    _check_accounting(raw.n_rows, rows, records, quarantine, counts)
     if quarantine_path is not None:
         write_quarantine(quarantine, quarantine_path)
     clock.tick("quarantine")
 
-    counts = _counts(rows, records)
-    _check_accounting(raw.n_rows, rows, records, quarantine, counts)
     invalid_by_reason = dict(
         rows.filter(pl.col("status") == S.INVALID).group_by("reason").len()
         .sort(["len", "reason"], descending=[True, False]).iter_rows()
@@ -155,9 +155,7 @@ def ingest(path: str | Path, rules: Rules, *, quarantine_path: str | Path | None
 class _LocalProcessing:
     """Steps 2-5 of the local processing order over the validated frame."""
 
-    def __init__(self, raw: RawInput, validated: pl.DataFrame, rules: Rules,
-                 clock: _Clock) -> None:
-        self.raw = raw
+    def __init__(self, validated: pl.DataFrame, rules: Rules, clock: _Clock) -> None:
         self._validated: pl.DataFrame | None = validated
         #: what the rows frame needs of the validated frame, kept after the values are gone
         self.validated = validated.select("row", "record_id", "failed", "undecodable_column")
