@@ -270,9 +270,23 @@ def validate(raw: RawInput, rules: Rules) -> Validation:
         flag_of[(S.WRONG_TYPE, name)] = integers[name].wrong_type
         flag_of[(S.NEGATIVE_VALUE, name)] = integers[name].negative
         flag_of[(S.OVERSIZE_FIELD, name)] = integers[name].oversize
-    flags = [flag_of[(check.code, check.column)].fill_null(False).alias(f"_check_{index}")
-             for index, check in enumerate(CHECKS)]
-    work = work.select(
+    # One small integer per column: the index of its first failed check (checks are
+    # ordered column by column), then the smallest over the columns is the row's.
+    per_column: dict[str, list[int]] = {}
+    for index, check in enumerate(CHECKS):
+        per_column.setdefault(check.column if check.column is not None else f"#{index}",
+                              []).append(index)
+    firsts = []
+    for indices in per_column.values():
+        chain = None
+        for index in indices:
+            check = CHECKS[index]
+            condition = flag_of[(check.code, check.column)].fill_null(False)
+            value = pl.lit(index, pl.UInt8)
+            chain = pl.when(condition).then(value) if chain is None \
+                else chain.when(condition).then(value)
+        firsts.append(chain)
+    out = work.select(
         pl.int_range(1, n + 1, dtype=pl.Int64).alias("row"),
         c("_record_id").alias("record_id"),
         c("_service").alias("service"),
@@ -282,22 +296,6 @@ def validate(raw: RawInput, rules: Rules) -> Validation:
         *(integers[name].value.alias(name) for name in S.INTEGER_COLUMNS),
         c("_trunk_group").alias("trunk_group"),
         c("_undecodable").alias("undecodable_column"),
-        *flags,
+        pl.min_horizontal(firsts).alias("failed"),
     )
-
-    # Phase 3: the first failed check, computed only for the rows that failed one.
-    flag_names = [f"_check_{index}" for index in range(len(CHECKS))]
-    work = work.with_columns(pl.any_horizontal(flag_names).alias("_any"))
-    failed_rows = work.filter("_any")
-    first = failed_rows.select(
-        "row",
-        pl.coalesce([pl.when(c(name)).then(pl.lit(index, pl.UInt8))
-                     for index, name in enumerate(flag_names)]).alias("failed"),
-    )
-    out = work.drop(*flag_names, "_any")
-    if first.height:
-        failed = pl.Series("failed", [None] * n, dtype=pl.UInt8).scatter(
-            first.get_column("row").to_numpy() - 1, first.get_column("failed"))
-    else:
-        failed = pl.Series("failed", [None] * n, dtype=pl.UInt8)
-    return Validation(frame=out.with_columns(failed))
+    return Validation(frame=out)
