@@ -33,7 +33,7 @@ from engine.rules import load_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = int(os.environ.get("SETTLECHAIN_BENCH_ROWS", "1000000"))
-BUDGET_S = {"parquet": 3.0, "csv": 6.0}
+BUDGET_S = {"parquet": 3.0, "csv": 6.0, "csv-long-row": 6.0}
 MOBILE_PREFIXES = np.array(["134", "135", "136", "137", "138", "139", "150", "151", "152",
                             "157", "158", "159", "182", "187", "188", "130", "131", "132",
                             "155", "156", "185", "186", "133", "153", "180", "189"])
@@ -130,10 +130,15 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     text = as_text_with_bad_rows(frame, seed=7)
     csv_path, parquet_path = directory / "a.csv", directory / "a.parquet"
     text.write_csv(csv_path)
+    # the same CSV with one row longer than the header (polars refuses the file as it is)
+    long_path = directory / "a-long-row.csv"
+    lines = csv_path.read_bytes().split(b"\n")
+    lines[ROWS // 2] += b",surplus"
+    long_path.write_bytes(b"\n".join(lines))
     # Parquet keeps typed columns: tz-aware timestamps and Int64 integers
     typed = frame.with_columns(pl.col("start_time").dt.convert_time_zone("Asia/Shanghai"))
     typed.write_parquet(parquet_path)
-    return {"csv": csv_path, "parquet": parquet_path}
+    return {"csv": csv_path, "parquet": parquet_path, "csv-long-row": long_path}
 
 
 PEAK_RSS_SCRIPT = """
@@ -177,7 +182,7 @@ def test_read_only_baseline(benchmark, exports: dict[str, Path], fmt: str) -> No
     assert frame.height == ROWS
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "csv-long-row"])
 def test_ingest_1e6(benchmark, exports: dict[str, Path], fmt: str) -> None:
     rules = load_rules(ROOT / "docs" / "example_rules.toml")
     path = exports[fmt]
@@ -193,8 +198,10 @@ def test_ingest_1e6(benchmark, exports: dict[str, Path], fmt: str) -> None:
     })
     assert counts["rows"] == ROWS
     assert counts["chains"] > 0 and counts["duplicate"] > 0
-    if fmt == "csv":
+    if fmt.startswith("csv"):
         assert counts["invalid"] > 0
+    if fmt == "csv-long-row":
+        assert result.invalid_by_reason["wrong_field_count"] == 1
     median = benchmark.stats.stats.median
     assert median <= BUDGET_S[fmt] * ROWS / 1_000_000, (
         f"{fmt}: median {median:.2f} s above the budget of {BUDGET_S[fmt]} s per 10^6 rows")
