@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -36,6 +37,12 @@ _OFFSET_RE = re.compile(r"^([+-])(\d{2}):(\d{2})$")
 _CLOCK_RE = re.compile(r"^(\d{2}):(\d{2})$")
 _DIGITS_RE = re.compile(r"^\d{1,15}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+#: Bounds of the tariff numbers.  With record values ≤ 10^12 (engine.ingest) they keep
+#: every rating product (billable units × rate) below 2^63, so rating is exact in int64.
+MAX_RATE = 10**6
+MAX_BILLING_UNIT = 10**9
 
 
 # ---------------------------------------------------------------------------
@@ -254,7 +261,8 @@ class _Reader:
             raise self.error(key, "unknown value", " | ".join(choices), value)
         return value
 
-    def integer(self, key: str, default: Any = ..., minimum: int | None = 0) -> Any:
+    def integer(self, key: str, default: Any = ..., minimum: int | None = 0,
+                maximum: int | None = None) -> Any:
         value = self.raw(key, default)
         if value is default and default is not ...:
             return value
@@ -262,6 +270,8 @@ class _Reader:
             raise self.error(key, "wrong type", "an integer", value)
         if minimum is not None and value < minimum:
             raise self.error(key, "out of range", f"an integer >= {minimum}", value)
+        if maximum is not None and value > maximum:
+            raise self.error(key, "out of range", f"an integer <= {maximum}", value)
         return value
 
     def number(self, key: str, default: Any = ..., minimum: float = 0.0,
@@ -269,6 +279,8 @@ class _Reader:
         value = self.raw(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(key, "wrong type", "a number", value)
+        if not math.isfinite(value):
+            raise self.error(key, "not a finite number", "a finite number", value)
         if value < minimum or (maximum is not None and value > maximum):
             bound = f"a number in [{minimum}, {maximum}]" if maximum is not None \
                 else f"a number >= {minimum}"
@@ -312,7 +324,8 @@ class _Reader:
         if not isinstance(value, dt.datetime) or value.tzinfo is None:
             raise self.error(key, "wrong type",
                              "a TOML offset date-time such as 2026-10-01T00:00:00+08:00", value)
-        return int(value.timestamp())
+        # floor, also before 1970 with fractional seconds (int() would round toward 0)
+        return (value - _EPOCH) // dt.timedelta(seconds=1)
 
     def finish(self) -> None:
         unknown = sorted(set(self.table) - self._seen)
@@ -345,6 +358,22 @@ def _parse_clock(reader: _Reader, key: str) -> int:
     if minute > 1440:
         raise reader.error(key, "malformed time of day", "HH:MM (00:00 .. 24:00)", text)
     return minute % 1440
+
+
+def _refuse_ambiguous_prefixes(source: str, table: str, key: str,
+                               owners: list[tuple[str, tuple[str, ...]]]) -> None:
+    """A prefix listed under two different names would make the longest-prefix lookup
+    depend on the order of the file: refuse it."""
+    owner_of: dict[str, str] = {}
+    for index, (name, prefixes) in enumerate(owners):
+        for prefix in prefixes:
+            other = owner_of.setdefault(prefix, name)
+            if other != name:
+                raise RulesError(
+                    "prefix listed under two names", file=source,
+                    column=f"{table}[{index}].{key}",
+                    expected=f"each prefix under one name only (it is already under {other!r})",
+                    found=repr(prefix))
 
 
 def parse_rules(text: str, source: str = "<memory>") -> Rules:
@@ -434,6 +463,10 @@ def parse_rules(text: str, source: str = "<memory>") -> Rules:
             called_prefixes=ct.string_list("called_prefixes", pattern=_DIGITS_RE),
         ))
         ct.finish()
+    _refuse_ambiguous_prefixes(source, "operators", "prefixes",
+                               [(o.id, o.prefixes) for o in operators])
+    _refuse_ambiguous_prefixes(source, "call_types", "called_prefixes",
+                               [(c.name, c.called_prefixes) for c in call_types])
     call_type_names = {c.name for c in call_types} | {default_call_type}
 
     bands = []
@@ -462,14 +495,14 @@ def parse_rules(text: str, source: str = "<memory>") -> Rules:
         tariff = Tariff(
             payer=tr.string("payer"),
             payee=tr.string("payee"),
-            service=tr.string("service", choices=SERVICES),
+            service=tr.string("service", choices=(*SERVICES, WILDCARD)),
             call_type=tr.string("call_type", WILDCARD),
             time_band=tr.string("time_band", WILDCARD),
             effective_from=tr.offset_datetime("effective_from"),  # type: ignore[arg-type]
             effective_to=tr.offset_datetime("effective_to", None),
-            rate=tr.integer("rate"),
-            minimum=tr.integer("minimum", 0),
-            increment=tr.integer("increment", 1, minimum=1),
+            rate=tr.integer("rate", maximum=MAX_RATE),
+            minimum=tr.integer("minimum", 0, maximum=MAX_BILLING_UNIT),
+            increment=tr.integer("increment", 1, minimum=1, maximum=MAX_BILLING_UNIT),
         )
         for key, value, allowed in (
             ("payer", tariff.payer, party_ids),
@@ -505,7 +538,7 @@ def load_rules(path: str | Path) -> Rules:
     """Read and validate a rules file.  Raises :class:`RulesError` naming the file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a UTF-8 byte-order mark is harmless
     except FileNotFoundError:
         raise RulesError("rules file not found", file=str(path)) from None
     except UnicodeDecodeError as exc:
