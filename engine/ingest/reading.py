@@ -4,8 +4,8 @@ This layer knows file formats, not the meaning of the columns.  It decides the
 format from the file's content, reads it with polars, and turns every problem of
 the file *as a whole* into one :class:`~engine.errors.InputError` naming the file:
 missing or unreadable file, not CSV/Parquet, a header that is not UTF-8, required
-columns missing or repeated, no data rows, CSV quoting that cannot be split into
-rows.
+columns missing or repeated, CSV quoting that cannot be split into rows.  A file
+with the header and no data rows is a valid export of a period without traffic.
 
 Problems of single rows are only *marked* here, never fatal:
 
@@ -165,8 +165,6 @@ def _read_parquet(path: Path) -> RawInput:
         raise _fail(path, f"unreadable Parquet file: {first_line}") from None
     names = frame.columns
     extra = _check_columns(path, names)
-    if frame.height == 0:
-        raise _fail(path, "no data rows")
     undecodable = None
     marks: list[str | None] | None = None
     for name in names:
@@ -233,8 +231,6 @@ def _read_csv(path: Path, head: bytes) -> RawInput:
                      "module", path, str(exc2).splitlines()[0] if str(exc2) else "")
             frame, names, field_count = _read_csv_python(path)
     extra = _check_columns(path, names)
-    if frame.height == 0:
-        raise _fail(path, "no data rows: the file has a header row only")
     if len(set(names)) != len(names):
         frame = frame.rename(dict(zip(frame.columns, _unique_names(names), strict=True)))
     undecodable = _mark_undecodable(path, frame, names)

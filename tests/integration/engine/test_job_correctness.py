@@ -112,3 +112,22 @@ def test_private_job_equals_truth_and_reference(tmp_path, gen, policy):
     assert [s["signer"] for s in statements["A"]["signatures"]] == ["CMCC", "CUCC"]
     assert summaries["A"]["anchor"]["index"] == summaries["B"]["anchor"]["index"]
     assert (out["A"] / "report.html").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_periods_without_traffic_settle_to_zero(tmp_path):
+    """Both operators export a header and no rows: the job still runs, signs and anchors."""
+    generated = generate(tmp_path / "data", records=10, seed=3)
+    header = generated.data["A"].read_text().splitlines()[0] + "\n"
+    empty = {}
+    for role in "AB":
+        empty[role] = tmp_path / f"{role.lower()}-empty.csv"
+        empty[role].write_text(header)
+    job, codes = run_job(tmp_path / "job", empty, generated.rules)
+    assert codes == {"A": 0, "B": 0, "H": 0}, describe(job)
+    for role in "AB":
+        summary = json.loads((job.parties[role].out / "summary.json").read_text())
+        assert set(summary["counts"].values()) == {0}
+        assert set(summary["totals"].values()) == {0}
+        assert pl.read_parquet(job.parties[role].out / "records.parquet").height == 0
+        assert summary["anchor"]["index"] >= 0
