@@ -154,26 +154,27 @@ def receiver_oprf(t_rows, bin_start, bin_element, h0, iv, out):
 
     ``t_rows`` (B, 8) uint64: rows t_j of the OT-extension matrix for bins
     ``bin_start .. bin_start+B``; ``bin_element`` (B,) int64: the element in each bin
-    (-1: empty).  Writes ``out[e] = H(j, t_j)`` (16 bytes as 2 words) for each element e.
+    (-1: empty).  Writes ``out[r] = H(j, t_j)`` (16 bytes as 2 words, bin order) for
+    the occupied bins j = bin_start + r.
     """
     nb = t_rows.shape[0]
     for r in prange(nb):
-        e = bin_element[r]
-        if e >= 0:
+        if bin_element[r] >= 0:
             a, b = _hash_index_and_row(h0, iv, bin_start + r, t_rows[r, 0], t_rows[r, 1],
                                        t_rows[r, 2], t_rows[r, 3], t_rows[r, 4], t_rows[r, 5],
                                        t_rows[r, 6], t_rows[r, 7])
-            out[e, 0] = a
-            out[e, 1] = b
+            out[r, 0] = a
+            out[r, 1] = b
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def sender_oprf(q_rows, bin_start, cand_bin, cand_pos, aes_out, words, s_words, h0, iv, out):
-    """KKRT sender outputs for the candidates whose bin lies in one chunk.
+def sender_oprf(q_rows, bin_start, cand_bin, aes_out, words, s_words, h0, iv, out):
+    """KKRT sender outputs for the candidates whose bin lies in one chunk (bin order).
 
     For candidate c in bin j: code C(w_c) = AES_k(w_c) ^ w_c over four keys
     (``aes_out`` (4, nc, 2) words, ``words`` (nc, 2)); the OPRF value is
-    ``H(j, q_j ^ (C(w_c) & s))``, written to ``out[cand_pos[c]]``.
+    ``H(j, q_j ^ (C(w_c) & s))``, written to ``out[c]`` (sequential writes: random
+    writes into the send order cost more than the hash; the caller keeps the map).
     """
     nc = cand_bin.shape[0]
     for c in prange(nc):
@@ -190,9 +191,35 @@ def sender_oprf(q_rows, bin_start, cand_bin, cand_pos, aes_out, words, s_words, 
         x6 = q_rows[r, 6] ^ ((aes_out[3, c, 0] ^ w0) & s_words[6])
         x7 = q_rows[r, 7] ^ ((aes_out[3, c, 1] ^ w1) & s_words[7])
         a, b = _hash_index_and_row(h0, iv, j, x0, x1, x2, x3, x4, x5, x6, x7)
+        out[c, 0] = a
+        out[c, 1] = b
+
+
+@njit(cache=True, nogil=True)
+def candidate_words(digests, cand_pos, n):
+    """Code inputs w = digest ^ (function << 120) of sender candidates (pos = function * n + e)."""
+    nc = cand_pos.shape[0]
+    words = np.empty((nc, 2), np.uint64)
+    for c in range(nc):
         p = np.int64(cand_pos[c])
-        out[p, 0] = a
-        out[p, 1] = b
+        k = p // n
+        e = p - k * n
+        words[c, 0] = digests[e, 0]
+        words[c, 1] = digests[e, 1] ^ (_U(k) << _U(56))
+    return words
+
+
+@njit(cache=True, nogil=True)
+def bin_words(digests, bin_element, bin_function):
+    """Code inputs w of the receiver's bins (zero for empty bins)."""
+    nb = bin_element.shape[0]
+    words = np.zeros((nb, 2), np.uint64)
+    for r in range(nb):
+        e = bin_element[r]
+        if e >= 0:
+            words[r, 0] = digests[e, 0]
+            words[r, 1] = digests[e, 1] ^ (_U(bin_function[r]) << _U(56))
+    return words
 
 
 @njit(cache=True, nogil=True)
@@ -366,34 +393,44 @@ def first_duplicate(digests):
 
 
 @njit(cache=True, nogil=True)
-def build_value_table(values):
-    """Open-addressing index over (n, 2) uint64 OPRF values, keyed by their first word."""
+def build_value_table(values, occupied):
+    """Open-addressing index over the OPRF values of occupied bins (``occupied[i] >= 0``).
+
+    Slot = first word & mask (the values are pseudorandom); each slot holds (first word,
+    index + 1) so that a probe costs one cache line.
+    """
     n = values.shape[0]
-    size = 16
-    while size < 2 * n:
-        size *= 2
-    mask = _U(size - 1)
-    table = np.full(size, -1, np.int64)
+    count = 0
     for i in range(n):
-        slot = np.int64(values[i, 0] & mask)
-        while table[slot] >= 0:
-            slot = (slot + 1) & np.int64(mask)
-        table[slot] = i
+        if occupied[i] >= 0:
+            count += 1
+    size = 16
+    while size < 2 * count:
+        size *= 2
+    mask = np.int64(size - 1)
+    table = np.zeros((size, 2), np.uint64)
+    for i in range(n):
+        if occupied[i] < 0:
+            continue
+        slot = np.int64(values[i, 0] & _U(mask))
+        while table[slot, 1] != 0:
+            slot = (slot + 1) & mask
+        table[slot, 0] = values[i, 0]
+        table[slot, 1] = _U(i + 1)
     return table
 
 
 @njit(cache=True, nogil=True)
-def probe_values(table, values, received, value_bytes, offset, matched_by, out_pos, out_elem):
+def probe_values(table, values, received, value_bytes, offset, matched_by, out_pos, out_idx):
     """Look the received truncated values up in the local values.
 
     ``received`` (count * value_bytes,) uint8; a hit compares all ``value_bytes`` bytes of
-    the local 16-byte value.  Records the match in ``out_pos``/``out_elem`` and marks the
-    local element in ``matched_by`` (its position + 1).  Returns the number of matches, or
-    ``-(i + 1)`` if received value i hits a local element that was already matched (a
-    repeated value: the peer misbehaved).
+    the local 16-byte value.  Records the match in ``out_pos``/``out_idx`` (index into
+    ``values``) and marks it in ``matched_by`` (position + 1).  Returns the number of
+    matches, or ``-(i + 1)`` if received value i hits a local value that already matched
+    (a repeated value: the peer misbehaved).
     """
-    size = table.shape[0]
-    mask = np.int64(size - 1)
+    mask = np.int64(table.shape[0] - 1)
     count = received.shape[0] // value_bytes
     found = 0
     for i in range(count):
@@ -402,11 +439,9 @@ def probe_values(table, values, received, value_bytes, offset, matched_by, out_p
         for k in range(8):
             w |= _U(received[base + k]) << _U(8 * k)
         slot = np.int64(w & _U(mask))
-        while True:
-            e = table[slot]
-            if e < 0:
-                break
-            if values[e, 0] == w:
+        while table[slot, 1] != 0:
+            if table[slot, 0] == w:
+                e = np.int64(table[slot, 1]) - 1
                 same = True
                 for k in range(8, value_bytes):
                     byte = np.uint8((values[e, 1] >> _U(8 * (k - 8))) & _U(255))
@@ -418,12 +453,11 @@ def probe_values(table, values, received, value_bytes, offset, matched_by, out_p
                         return -(i + 1)
                     matched_by[e] = offset + i + 1
                     out_pos[found] = offset + i
-                    out_elem[found] = e
+                    out_idx[found] = e
                     found += 1
                     break
             slot = (slot + 1) & mask
     return found
-
 
 @njit(cache=True, nogil=True)
 def fisher_yates(randoms):

@@ -102,13 +102,6 @@ def candidate_bins(digests: np.ndarray, bin_key: bytes, nbins: int) -> np.ndarra
     return ((words * np.uint64(nbins)) >> np.uint64(32)).astype(np.int64)
 
 
-def code_inputs(digests: np.ndarray, elements: np.ndarray, functions: np.ndarray) -> np.ndarray:
-    """w = digest ^ tweak(function): the code input of an element placed by hash function k."""
-    words = digests[elements].copy()
-    words[:, 1] ^= functions.astype(np.uint64) << np.uint64(56)
-    return words
-
-
 def code_aes(encryptors: list[AesEcb], words: np.ndarray) -> np.ndarray:
     """(4, n, 2) uint64: AES_{k_b}(w) for the four code keys."""
     n = words.shape[0]
@@ -143,7 +136,7 @@ class Receiver:
         self._prg1 = ColumnPrg(ot_keys[1])
         self._code = [AesEcb(k) for k in keys.code_keys]
         self._walk_seed = walk_seed
-        self.values = np.zeros((self.n, 2), np.uint64)   # H(j, t_j) of each element
+        self.values = np.zeros((self.nbins, 2), np.uint64)   # H(j, t_j) of each occupied bin j
         self.bin_element = np.empty(0, np.int64)
         self.bin_function = np.empty(0, np.int8)
 
@@ -167,9 +160,7 @@ class Receiver:
             self._prg0.fill(g0)
             self._prg1.fill(g1)
             elements = self.bin_element[start:start + count]
-            occupied = np.maximum(elements, 0)
-            words = code_inputs(self.digests, occupied, self.bin_function[start:start + count]) \
-                if self.n else np.zeros((count, 2), np.uint64)
+            words = kernels.bin_words(self.digests, elements, self.bin_function[start:start + count])
             aes = code_aes(self._code, words)
             rows = np.empty((count, 8), np.uint64)
             kernels.code_rows(aes, words, elements, rows)
@@ -180,25 +171,26 @@ class Receiver:
             t_rows = np.empty((count, CODE_BYTES), np.uint8)
             kernels.bit_transpose(g0, t_rows)
             kernels.receiver_oprf(t_rows.view(np.uint64), start, elements, self.keys.oprf_h0,
-                                  kernels.BLAKE2B_IV, self.values)
+                                  kernels.BLAKE2B_IV, self.values[start:start + count])
             yield start, count, u
 
     def matcher(self) -> Matcher:
-        return Matcher(self.values, self.value_bytes, self.n_sender)
+        return Matcher(self.values, self.bin_element, self.value_bytes, self.n_sender)
 
 
 class Matcher:
     """Receiver side of the join: the sender's truncated values against our own."""
 
-    def __init__(self, values: np.ndarray, nbytes: int, n_sender: int) -> None:
+    def __init__(self, values: np.ndarray, bin_element: np.ndarray, nbytes: int, n_sender: int) -> None:
         self.values = values
+        self.bin_element = bin_element
         self.value_bytes = nbytes
         self.expected = HASH_FUNCTIONS * n_sender
         self.received = 0
-        self._table = kernels.build_value_table(values)
+        self._table = kernels.build_value_table(values, bin_element)
         self._matched_by = np.zeros(values.shape[0], np.int64)
         self._positions: list[np.ndarray] = []
-        self._elements: list[np.ndarray] = []
+        self._bins: list[np.ndarray] = []
 
     def add(self, offset: int, data: np.ndarray) -> None:
         count = data.size // self.value_bytes
@@ -212,31 +204,30 @@ class Matcher:
                 f"OPRF values: expected {self.expected} in all, found at least {self.received + count}"
             )
         pos = np.empty(count, np.int64)
-        elem = np.empty(count, np.int64)
+        bins = np.empty(count, np.int64)
         found = kernels.probe_values(self._table, self.values, data, self.value_bytes, offset,
-                                     self._matched_by, pos, elem)
+                                     self._matched_by, pos, bins)
         if found < 0:
             raise PsiProtocolError(
                 f"OPRF value at position {offset - found - 1} repeats a value that already "
                 "matched (expected distinct values)"
             )
         self._positions.append(pos[:found])
-        self._elements.append(elem[:found])
+        self._bins.append(bins[:found])
         self.received += count
 
     @property
     def complete(self) -> bool:
         return self.received == self.expected
 
-    def matches(self) -> tuple[np.ndarray, np.ndarray]:
-        """(positions in the sender's sequence, our element indices), by increasing position."""
+    def matches(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions in the sender's sequence, our element indices, our 16-byte OPRF values),
+        by increasing position."""
         if not self._positions:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        return np.concatenate(self._positions), np.concatenate(self._elements)
-
-    def tags(self, elements: np.ndarray) -> np.ndarray:
-        """Bytes value_bytes..16 of our values for these elements (the confirmation tags)."""
-        return self.values[elements].view(np.uint8).reshape(-1, OPRF_BYTES)[:, self.value_bytes:]
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, OPRF_BYTES), np.uint8)
+        positions, bins = np.concatenate(self._positions), np.concatenate(self._bins)
+        values = np.ascontiguousarray(self.values[bins]).view(np.uint8).reshape(-1, OPRF_BYTES)
+        return positions, self.bin_element[bins], values
 
 
 class Sender:
@@ -259,7 +250,8 @@ class Sender:
         self._code = [AesEcb(k) for k in keys.code_keys]
         self._column_mask = np.where(choice_bits.astype(bool), 0xFF, 0).astype(np.uint8)[:, None]
         self._s_words = np.packbits(choice_bits.astype(np.uint8), bitorder="little").view(np.uint64)
-        self.values = np.zeros((HASH_FUNCTIONS * self.n, 2), np.uint64)
+        self.values = np.zeros((HASH_FUNCTIONS * self.n, 2), np.uint64)  # in bin order
+        self._send_index = np.empty(0, np.uint32)   # position -> index in self.values
         self.next_bin = 0
         self._cand_bin = np.empty(0, np.uint32)
         self._cand_pos = np.empty(0, np.uint32)
@@ -268,6 +260,8 @@ class Sender:
     def prepare(self) -> None:
         positions = candidate_bins(self.digests, self.keys.bin_key, self.nbins)
         self._cand_bin, self._cand_pos, self._offsets = kernels.bucket_candidates(positions, self.nbins)
+        self._send_index = np.empty(self._cand_pos.size, np.uint32)
+        self._send_index[self._cand_pos] = np.arange(self._cand_pos.size, dtype=np.uint32)
 
     def absorb(self, start: int, count: int, columns: np.ndarray) -> None:
         """Process one chunk of U: q^i = G(k_i^{s_i}) ^ s_i u^i, then the OPRF values of the
@@ -288,15 +282,14 @@ class Sender:
         kernels.bit_transpose(q, q_rows)
         lo, hi = self._offsets[start], self._offsets[start + count]
         if hi > lo:
-            cand_bin = self._cand_bin[lo:hi]
-            cand_pos = self._cand_pos[lo:hi]
-            elements = (cand_pos % np.uint32(self.n)).astype(np.int64)
-            functions = (cand_pos // np.uint32(self.n)).astype(np.uint8)
-            words = code_inputs(self.digests, elements, functions)
+            words = kernels.candidate_words(self.digests, self._cand_pos[lo:hi], self.n)
             aes = code_aes(self._code, words)
-            kernels.sender_oprf(q_rows.view(np.uint64), start, cand_bin, cand_pos, aes, words,
-                                self._s_words, self.keys.oprf_h0, kernels.BLAKE2B_IV, self.values)
+            kernels.sender_oprf(q_rows.view(np.uint64), start, self._cand_bin[lo:hi], aes, words,
+                                self._s_words, self.keys.oprf_h0, kernels.BLAKE2B_IV,
+                                self.values[lo:hi])
         self.next_bin = start + count
+        if self.complete:  # free what only the chunks needed
+            self._cand_bin = self._cand_pos = np.empty(0, np.uint32)
 
     @property
     def complete(self) -> bool:
@@ -306,10 +299,10 @@ class Sender:
         """Yield ``(offset, count, bytes)``: the truncated values in position order."""
         total = self.values.shape[0]
         per = max(1, max_bytes // self.value_bytes)
-        as_bytes = self.values.view(np.uint8).reshape(total, OPRF_BYTES)
         for offset in range(0, total, per):
             count = min(per, total - offset)
-            yield offset, count, as_bytes[offset:offset + count, :self.value_bytes].tobytes()
+            rows = self.values[self._send_index[offset:offset + count]]
+            yield offset, count, rows.view(np.uint8).reshape(count, OPRF_BYTES)[:, :self.value_bytes].tobytes()
 
     def confirm(self, positions: np.ndarray, tags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Check the receiver's matches; return (local element indices, pair ids (k, 16))."""
@@ -318,8 +311,7 @@ class Sender:
             raise PsiProtocolError(
                 f"matches: expected strictly increasing positions below {total}, found otherwise"
             )
-        as_bytes = self.values.view(np.uint8).reshape(total, OPRF_BYTES)
-        mine = as_bytes[positions]
+        mine = np.ascontiguousarray(self.values[self._send_index[positions]]).view(np.uint8).reshape(-1, OPRF_BYTES)
         if not np.array_equal(mine[:, self.value_bytes:], tags):
             bad = int(np.nonzero(np.any(mine[:, self.value_bytes:] != tags, axis=1))[0][0])
             raise PsiProtocolError(
@@ -329,7 +321,7 @@ class Sender:
         permuted = positions % self.n if self.n else positions
         if np.unique(permuted).size != permuted.size:
             raise PsiProtocolError("matches: an element was claimed twice (expected one-to-one)")
-        return self.permutation[permuted].astype(np.int64), mine.copy()
+        return self.permutation[permuted].astype(np.int64), mine
 
 
 def common_order(local_indices: np.ndarray, pair_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

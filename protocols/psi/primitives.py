@@ -29,6 +29,7 @@ from .errors import PsiProtocolError
 
 POINT_BYTES = 32
 SCALAR_BYTES = 32
+_IDENTITY = bytes([1]) + bytes(31)  # encoding of the neutral element of Ed25519
 
 
 def derive(context: bytes, label: bytes, length: int = 16, data: bytes = b"") -> bytes:
@@ -119,6 +120,8 @@ class BaseOtSender:
                 s1 = sodium.crypto_core_ed25519_sub(s0, self._a_a)
             except SodiumRuntimeError as exc:
                 raise PsiProtocolError(f"base OT: degenerate point B_{i}: {exc}") from exc
+            if _IDENTITY in (s0, s1):
+                raise PsiProtocolError(f"base OT: degenerate point B_{i} (B_i = A or B_i = 0)")
             k0.append(_ot_key(context, i, self.point, b_point, s0))
             k1.append(_ot_key(context, i, self.point, b_point, s1))
         return k0, k1

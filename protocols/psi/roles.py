@@ -265,15 +265,15 @@ class ClientRole(_Role):
         return iter(())
 
     def _send_matches(self) -> Iterator[PsiMessage]:
-        positions, elements = self._matcher.matches()
-        tags = self._matcher.tags(elements)
+        positions, elements, values = self._matcher.matches()
+        tags = values[:, self._matcher.value_bytes:]
         per = max(1, self.config.max_message_bytes // (4 + tags.shape[1]))
         for lo in range(0, positions.size, per):
             yield self._msg(matches=Matches(
                 positions=positions[lo:lo + per].astype("<u4").tobytes(),
                 tags=np.ascontiguousarray(tags[lo:lo + per]).tobytes()))
         self._state = "await_finish"
-        self._matched = (elements, self._receiver.values[elements].view(np.uint8).reshape(-1, kkrt.OPRF_BYTES))
+        self._matched = (elements, values)
         yield self._msg(finish=Finish(match_count=positions.size))
 
     def _on_finish(self, finish: Finish) -> Iterator[PsiMessage]:

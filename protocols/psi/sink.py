@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 
+from google.protobuf.message import DecodeError
+
 from .elements import PsiResult
 from .errors import PeerAbortedError, PsiError, PsiProtocolError
 from .psi_pb2 import PsiMessage
@@ -19,12 +21,13 @@ Tap = Callable[[str, bytes], None]
 
 
 def run_in_memory(client: ClientRole, server: ServerRole, *, tap: Tap | None = None,
-                  mutate: Callable[[str, int, bytes], bytes | None] | None = None
+                  mutate: Callable[[str, int, bytes], bytes | list[bytes] | None] | None = None
                   ) -> tuple[PsiResult, PsiResult]:
     """Run both roles to completion; return (client result, server result).
 
-    ``mutate(direction, index, data)`` may replace a serialized message (or drop it by
-    returning None) before delivery: the protocol-error probes use it.  If a role raises,
+    ``mutate(direction, index, data)`` may replace a serialized message by other bytes, a
+    list of messages (e.g. a replay) or None (dropped) before delivery: the protocol-error
+    probes use it.  Bytes that do not parse raise PsiProtocolError.  If a role raises,
     the other role receives that role's ``Abort`` and the first error is re-raised.
     """
     queues = {"client->server": deque(), "server->client": deque()}
@@ -36,14 +39,14 @@ def run_in_memory(client: ClientRole, server: ServerRole, *, tap: Tap | None = N
             data = message.SerializeToString()
             index = counts[direction]
             counts[direction] += 1
-            if mutate is not None:
-                data = mutate(direction, index, data)
-                if data is None:
-                    continue
-            if tap is not None:
-                tap(direction, data)
-            sizes[direction] += len(data)
-            queues[direction].append(data)
+            delivered = [data] if mutate is None else mutate(direction, index, data)
+            if isinstance(delivered, bytes):
+                delivered = [delivered]
+            for item in delivered or ():
+                if tap is not None:
+                    tap(direction, item)
+                sizes[direction] += len(item)
+                queues[direction].append(item)
 
     roles = {"client->server": server, "server->client": client}
     senders = {"client->server": client, "server->client": server}
@@ -56,7 +59,10 @@ def run_in_memory(client: ClientRole, server: ServerRole, *, tap: Tap | None = N
         receiver = roles[direction]
         back = "server->client" if direction == "client->server" else "client->server"
         try:
-            message = PsiMessage.FromString(queues[direction].popleft())
+            try:
+                message = PsiMessage.FromString(queues[direction].popleft())
+            except DecodeError as exc:
+                raise PsiProtocolError(f"undecodable message ({exc})") from exc
             emit(back, receiver.handle(message))
         except PeerAbortedError:
             raise

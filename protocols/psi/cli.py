@@ -1,0 +1,225 @@
+"""``settlechain psi``: a standalone two-party PSI run, for benchmarks and debugging.
+
+::
+
+    settlechain psi serve   --listen 127.0.0.1:17201 --input a.parquet \\
+        --columns service,calling,called,start_time,duration_s,charge \\
+        --id-column record_id --session-id demo-1 --output a-matches.parquet \\
+        --ca ca.crt --cert a.crt --key a.key
+    settlechain psi connect --server localhost:17201 --input b.parquet ...  (same options)
+
+Each side reads its Parquet file, builds one element per row from ``--columns``, runs the
+PSI (the server side offers the session and waits for the client) and writes the matched
+rows in the common pair order: ``pair_id`` (16 bytes), ``row`` (0-based input row) and
+the ``--id-column`` values.  A JSON summary (sizes, matches, seconds, bytes, CPU
+seconds, peak RSS) goes to stdout or ``--stats-json``.
+
+Element encoding per column (the same on both sides, so equal values give equal
+elements): integers and booleans as int64; timestamps as int64 microseconds since the
+epoch (UTC); dates as int64 days; strings of 1-18 digits with an optional leading ``+``
+as ``int(digits) | len(digits) << 56`` (docs/matching.md); any other string as its
+16-byte BLAKE2b digest (computed once per distinct value).  Floats and nulls are
+refused with the row and column named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import resource
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    psi = subparsers.add_parser("psi", help="standalone two-party PSI run (benchmarks, debugging)",
+                                description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = psi.add_subparsers(dest="psi_command", metavar="ROLE", required=True)
+    for name, help_text in (("serve", "offer a session and wait for the peer (OPRF sender)"),
+                            ("connect", "connect to a serving peer (OPRF receiver)")):
+        p = sub.add_parser(name, help=help_text)
+        if name == "serve":
+            p.add_argument("--listen", required=True, help="HOST:PORT to listen on (port 0: any)")
+            p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
+        else:
+            p.add_argument("--server", required=True, help="HOST:PORT of the serving peer")
+        p.add_argument("--input", required=True, type=Path, help="Parquet file, one element per row")
+        p.add_argument("--columns", required=True,
+                       help="comma-separated columns whose values make the element")
+        p.add_argument("--id-column", help="column copied to the output for matched rows")
+        p.add_argument("--session-id", required=True, help="session id (UTF-8 text, same on both sides)")
+        p.add_argument("--output", type=Path, help="Parquet file of the matched rows")
+        p.add_argument("--stats-json", type=Path, help="write the JSON summary here instead of stdout")
+        p.add_argument("--ca", type=Path, help="CA certificate (PEM) for mutual TLS")
+        p.add_argument("--cert", type=Path, help="our certificate (PEM)")
+        p.add_argument("--key", type=Path, help="our private key (PEM)")
+        p.add_argument("--insecure", action="store_true",
+                       help="plaintext gRPC (loopback debugging only; mutual TLS otherwise)")
+        p.add_argument("--timeout", type=float, default=600.0, help="session timeout, seconds")
+        p.add_argument("--peer-timeout", type=float, default=60.0,
+                       help="longest wait for one peer message, seconds")
+        p.add_argument("--max-elements", type=int, default=100_000_000)
+        p.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from .errors import InputBoundsError
+
+    tls = (args.ca, args.cert, args.key)
+    if any(tls) and not all(tls):
+        raise InputBoundsError("mutual TLS needs all of --ca, --cert and --key")
+    if not any(tls) and not args.insecure:
+        raise InputBoundsError("give --ca/--cert/--key for mutual TLS, or --insecure for plaintext")
+    start_wall = time.perf_counter()
+    start_cpu = time.process_time()
+    elements, ids, n = load_elements(args.input, args.columns.split(","), args.id_column)
+    loaded = time.perf_counter()
+    result = _run(args, elements)
+    ran = time.perf_counter()
+    if args.output is not None:
+        _write_output(args.output, result, ids)
+    end = time.perf_counter()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    summary = {
+        "role": args.psi_command, "elements": n, "peer_elements": result.peer_size,
+        "matches": len(result), "seconds": {"load": loaded - start_wall, "psi": ran - loaded,
+                                             "write": end - ran, "total": end - start_wall},
+        "cpu_seconds": time.process_time() - start_cpu,
+        "peak_rss_mib": usage.ru_maxrss / 1024.0,
+        "stats": result.stats,
+    }
+    text = json.dumps(summary, indent=2, default=float)
+    if args.stats_json is not None:
+        args.stats_json.write_text(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def _run(args: argparse.Namespace, elements):
+    import grpc
+    from concurrent import futures
+
+    from . import PsiConfig, PsiServicer, channel_credentials, run_psi_client, server_credentials
+    from .transport import GRPC_OPTIONS
+
+    config = PsiConfig(peer_timeout_s=args.peer_timeout, max_elements=args.max_elements)
+    session_id = args.session_id.encode()
+    pems = [p.read_bytes() for p in (args.ca, args.cert, args.key)] if args.ca else None
+    if args.psi_command == "serve":
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=GRPC_OPTIONS)
+        servicer = PsiServicer(config)
+        servicer.add_to_server(server)
+        if pems:
+            port = server.add_secure_port(args.listen, server_credentials(*pems))
+        else:
+            port = server.add_insecure_port(args.listen)
+        session = servicer.offer(session_id, elements, args.timeout)
+        server.start()
+        log.info("listening on port %d", port)
+        if args.port_file is not None:
+            args.port_file.write_text(f"{port}\n")
+        try:
+            return session.result()
+        finally:
+            server.stop(grace=1.0).wait()
+    if pems:
+        channel = grpc.secure_channel(args.server, channel_credentials(*pems), options=GRPC_OPTIONS)
+    else:
+        channel = grpc.insecure_channel(args.server, options=GRPC_OPTIONS)
+    with channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=args.peer_timeout)
+        except grpc.FutureTimeoutError:
+            from .errors import PsiTimeoutError
+            raise PsiTimeoutError(
+                f"could not connect to {args.server} within {args.peer_timeout:.0f} s") from None
+        return run_psi_client(channel, session_id, elements, args.timeout, config)
+
+
+def load_elements(path: Path, columns: list[str], id_column: str | None):
+    """Read ``columns`` of a Parquet file and build the ElementSet (see module docstring)."""
+    import numpy as np
+    import polars as pl
+
+    from .elements import ElementSet
+    from .errors import InputBoundsError
+
+    wanted = list(dict.fromkeys(columns + ([id_column] if id_column else [])))
+    try:
+        frame = pl.read_parquet(path, columns=wanted)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise InputBoundsError(f"{path}: cannot read columns {wanted}: {exc}") from exc
+    words = [_encode_column(path, name, frame.get_column(name)) for name in columns]
+    matrix = np.ascontiguousarray(np.column_stack(words)) if words else np.zeros((frame.height, 0), np.uint64)
+    elements = ElementSet.from_fixed(matrix.view(np.uint8).reshape(frame.height, -1))
+    ids = frame.get_column(id_column) if id_column else None
+    return elements, ids, frame.height
+
+
+def _encode_column(path: Path, name: str, series):
+    """One column as 1 or 2 uint64 words per row (see the module docstring)."""
+    import numpy as np
+    import polars as pl
+
+    from .errors import InputBoundsError
+
+    if series.null_count():
+        row = int(series.is_null().arg_max())
+        raise InputBoundsError(f"{path}: row {row}, column {name!r}: expected a value, found null")
+    dtype = series.dtype
+    if dtype.is_integer() or dtype == pl.Boolean:
+        return series.cast(pl.Int64).to_numpy().view(np.uint64)
+    if isinstance(dtype, pl.Datetime):
+        return series.dt.epoch("us").to_numpy().astype(np.int64).view(np.uint64)
+    if dtype == pl.Date:
+        return series.cast(pl.Int32).cast(pl.Int64).to_numpy().view(np.uint64)
+    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
+        text = series.cast(pl.String)
+        digits = text.str.strip_prefix("+")
+        is_number = digits.str.contains(r"^[0-9]{1,18}$")
+        if bool(is_number.all()):
+            value = digits.cast(pl.UInt64).to_numpy()
+            length = digits.str.len_bytes().cast(pl.UInt64).to_numpy()
+            return value | (length << np.uint64(56))
+        uniques = text.unique()
+        digest = {v: hashlib.blake2b(v.encode(), digest_size=16).digest() for v in uniques.to_list()}
+        lo = text.replace_strict({k: int.from_bytes(d[:8], "little") for k, d in digest.items()},
+                                 return_dtype=pl.UInt64).to_numpy()
+        hi = text.replace_strict({k: int.from_bytes(d[8:], "little") for k, d in digest.items()},
+                                 return_dtype=pl.UInt64).to_numpy()
+        return np.column_stack([lo, hi])
+    raise InputBoundsError(
+        f"{path}: column {name!r}: expected integer, boolean, timestamp, date or string values, "
+        f"found {dtype}")
+
+
+def hex_ids(pair_ids):
+    """(k, 16) uint8 pair ids -> k lowercase hex strings (vectorised)."""
+    import numpy as np
+
+    table = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), np.uint8).reshape(256, 2)
+    k, width = pair_ids.shape
+    if k == 0:
+        return []
+    text = np.ascontiguousarray(table[pair_ids].reshape(k, 2 * width))
+    return text.view(f"S{2 * width}").reshape(k).astype(str)
+
+
+def _write_output(path: Path, result, ids) -> None:
+    import numpy as np
+    import polars as pl
+
+    data = {
+        "pair_id": pl.Series("pair_id", hex_ids(result.pair_ids), dtype=pl.String),
+        "row": pl.Series("row", result.local_indices, dtype=pl.Int64),
+    }
+    if ids is not None:
+        data[ids.name] = ids.gather(result.local_indices) if len(result) else ids.head(0)
+    pl.DataFrame(data).write_parquet(path)
+

@@ -1,0 +1,106 @@
+"""numba kernels of the PSI core against plain numpy / Python computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocols.psi import kernels, kkrt
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 12), cols=st.integers(1, 12), seed=st.integers(0, 2**32 - 1))
+def test_bit_transpose_matches_numpy(rows, cols, seed) -> None:
+    r, c = 64 * rows, 64 * cols
+    src = np.random.default_rng(seed).integers(0, 256, (r, c // 8), dtype=np.uint8)
+    dst = np.zeros((c, r // 8), np.uint8)
+    kernels.bit_transpose(src, dst)
+    bits = np.unpackbits(src, axis=1, bitorder="little")
+    assert np.array_equal(dst, np.packbits(bits.T, axis=1, bitorder="little"))
+
+
+def test_bit_transpose_large_both_directions() -> None:
+    src = np.random.default_rng(1).integers(0, 256, (512, 4096), dtype=np.uint8)
+    rows = np.zeros((32768, 64), np.uint8)
+    back = np.zeros_like(src)
+    kernels.bit_transpose(src, rows)
+    kernels.bit_transpose(rows, back)
+    assert np.array_equal(back, src)
+    assert rows[12345, 3] >> 2 & 1 == src[3 * 8 + 2, 12345 // 8] >> (12345 % 8) & 1
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(0, 3000), seed=st.integers(0, 2**32 - 1))
+def test_cuckoo_places_every_element_in_one_of_its_bins(n, seed) -> None:
+    rng = np.random.default_rng(seed)
+    nbins = kkrt.bin_count(n)
+    positions = rng.integers(0, nbins, (n, 3)).astype(np.int64)
+    bin_element, bin_function, failed = kernels.cuckoo_insert(positions, nbins, kkrt.MAX_KICKS, seed + 1)
+    assert failed == -1
+    occupied = np.nonzero(bin_element >= 0)[0]
+    assert sorted(bin_element[occupied].tolist()) == list(range(n))
+    for b in occupied:
+        assert positions[bin_element[b], bin_function[b]] == b
+
+
+def test_cuckoo_reports_failure() -> None:
+    positions = np.zeros((2, 3), np.int64)  # two elements, one possible bin
+    _, _, failed = kernels.cuckoo_insert(positions, 128, 50, 7)
+    assert failed >= 0
+
+
+def test_bucket_candidates_is_a_counting_sort() -> None:
+    rng = np.random.default_rng(2)
+    n, nbins = 500, 640
+    positions = rng.integers(0, nbins, (n, 3)).astype(np.int64)
+    cand_bin, cand_pos, offsets = kernels.bucket_candidates(positions, nbins)
+    assert np.all(np.diff(cand_bin.astype(np.int64)) >= 0)
+    assert sorted(cand_pos.tolist()) == list(range(3 * n))
+    k, e = cand_pos // n, cand_pos % n
+    assert np.array_equal(positions[e, k], cand_bin.astype(np.int64))
+    for b in (0, 17, nbins - 1):
+        assert np.all(cand_bin[offsets[b]:offsets[b + 1]] == b)
+
+
+def test_first_duplicate() -> None:
+    digests = np.arange(40, dtype=np.uint64).reshape(20, 2)
+    assert kernels.first_duplicate(digests) == (-1, -1)
+    digests[13] = digests[4]
+    assert kernels.first_duplicate(digests) == (4, 13)
+    near = digests.copy()
+    near[13, 1] ^= np.uint64(1)  # equal first word only
+    assert kernels.first_duplicate(near) == (-1, -1)
+
+
+def test_fisher_yates_is_a_permutation_and_varies() -> None:
+    rng = np.random.default_rng(4)
+    perm = kernels.fisher_yates(rng.integers(0, 2**63, 1000).astype(np.uint64))
+    assert sorted(perm.tolist()) == list(range(1000))
+    assert not np.array_equal(perm, np.arange(1000))
+    assert kernels.fisher_yates(np.zeros(0, np.uint64)).size == 0
+
+
+@pytest.mark.parametrize("value_bytes", [8, 11, 12])
+def test_probe_values_finds_exactly_the_equal_prefixes(value_bytes) -> None:
+    rng = np.random.default_rng(value_bytes)
+    values = rng.integers(0, 2**63, (300, 2)).astype(np.uint64)
+    occupied = np.arange(300, dtype=np.int64)
+    occupied[::7] = -1  # empty bins never match
+    table = kernels.build_value_table(values, occupied)
+    as_bytes = values.view(np.uint8).reshape(300, 16)
+    pick = np.array([3, 7, 10, 299, 14])  # 7 and 14 are empty bins
+    received = as_bytes[pick, :value_bytes].copy()
+    received[2, value_bytes - 1] ^= 1     # 10 differs in its last sent byte
+    noise = rng.integers(0, 256, (50, value_bytes), dtype=np.uint8)
+    stream = np.concatenate([received, noise]).reshape(-1)
+    matched = np.zeros(300, np.int64)
+    pos = np.empty(55, np.int64)
+    idx = np.empty(55, np.int64)
+    found = kernels.probe_values(table, values, stream, value_bytes, 100, matched, pos, idx)
+    assert found == 2
+    assert pos[:2].tolist() == [100, 103] and idx[:2].tolist() == [3, 299]
+    again = kernels.probe_values(table, values, stream[:value_bytes].copy(), value_bytes, 200,
+                                 matched, pos, idx)
+    assert again == -1, "a value that already matched must be reported"
