@@ -200,15 +200,16 @@ def _encode_column(path: Path, name: str, series):
 
 
 def hex_ids(pair_ids):
-    """(k, 16) uint8 pair ids -> k lowercase hex strings (vectorised)."""
+    """(k, 16) uint8 pair ids -> a polars String series of lowercase hex (vectorised)."""
     import numpy as np
+    import polars as pl
 
-    table = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), np.uint8).reshape(256, 2)
+    table = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), "<u2")
     k, width = pair_ids.shape
     if k == 0:
-        return []
-    text = np.ascontiguousarray(table[pair_ids].reshape(k, 2 * width))
-    return text.view(f"S{2 * width}").reshape(k).astype(str)
+        return pl.Series("pair_id", [], dtype=pl.String)
+    text = np.take(table, pair_ids).view(np.uint8).reshape(k, 2 * width)
+    return pl.Series("pair_id", text.view(f"S{2 * width}").reshape(k)).cast(pl.String)
 
 
 def _write_output(path: Path, result, ids) -> None:
@@ -216,7 +217,7 @@ def _write_output(path: Path, result, ids) -> None:
     import polars as pl
 
     data = {
-        "pair_id": pl.Series("pair_id", hex_ids(result.pair_ids), dtype=pl.String),
+        "pair_id": hex_ids(result.pair_ids),
         "row": pl.Series("row", result.local_indices, dtype=pl.Int64),
     }
     if ids is not None:

@@ -301,8 +301,10 @@ class Sender:
         per = max(1, max_bytes // self.value_bytes)
         for offset in range(0, total, per):
             count = min(per, total - offset)
-            rows = self.values[self._send_index[offset:offset + count]]
-            yield offset, count, rows.view(np.uint8).reshape(count, OPRF_BYTES)[:, :self.value_bytes].tobytes()
+            out = np.empty(count * self.value_bytes, np.uint8)
+            kernels.gather_prefixes(self.values, self._send_index[offset:offset + count],
+                                    self.value_bytes, out)
+            yield offset, count, out.tobytes()
 
     def confirm(self, positions: np.ndarray, tags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Check the receiver's matches; return (local element indices, pair ids (k, 16))."""
@@ -319,7 +321,9 @@ class Sender:
                 "(expected the remaining bytes of our OPRF value)"
             )
         permuted = positions % self.n if self.n else positions
-        if np.unique(permuted).size != permuted.size:
+        claimed = np.zeros(self.n, np.bool_)
+        claimed[permuted] = True
+        if int(np.count_nonzero(claimed)) != permuted.size:
             raise PsiProtocolError("matches: an element was claimed twice (expected one-to-one)")
         return self.permutation[permuted].astype(np.int64), mine
 
@@ -329,5 +333,8 @@ def common_order(local_indices: np.ndarray, pair_ids: np.ndarray) -> tuple[np.nd
     if local_indices.size == 0:
         return local_indices.astype(np.int64), pair_ids.reshape(0, OPRF_BYTES).astype(np.uint8)
     words = np.ascontiguousarray(pair_ids).view(">u8").reshape(-1, 2)
-    order = np.lexsort((words[:, 1], words[:, 0]))
+    order = np.argsort(words[:, 0], kind="stable")
+    first = words[order, 0]
+    if np.any(first[1:] == first[:-1]):  # equal first 8 bytes (p ~ k^2 / 2^64): full order
+        order = np.lexsort((words[:, 1], words[:, 0]))
     return local_indices[order].astype(np.int64), np.ascontiguousarray(pair_ids[order])
