@@ -10,16 +10,17 @@
 
 Each side reads its Parquet file, builds one element per row from ``--columns``, runs the
 PSI (the server side offers the session and waits for the client) and writes the matched
-rows in the common pair order: ``pair_id`` (16 bytes), ``row`` (0-based input row) and
-the ``--id-column`` values.  A JSON summary (sizes, matches, seconds, bytes, CPU
+rows in the common pair order: ``pair_id`` (16 bytes, a fixed-size array of uint8),
+``row`` (0-based input row) and the ``--id-column`` values.  A JSON summary (sizes, matches, seconds, bytes, CPU
 seconds, peak RSS) goes to stdout or ``--stats-json``.
 
 Element encoding per column (the same on both sides, so equal values give equal
 elements): integers and booleans as int64; timestamps as int64 microseconds since the
-epoch (UTC); dates as int64 days; strings of 1-18 digits with an optional leading ``+``
-as ``int(digits) | len(digits) << 56`` (docs/matching.md); any other string as its
-16-byte BLAKE2b digest (computed once per distinct value).  Floats and nulls are
-refused with the row and column named.
+epoch (UTC); dates as int64 days; strings as two words, per value: a number of 1-18
+digits with an optional leading ``+`` as ``int(digits) | len(digits) << 56``
+(docs/matching.md) and a fixed mark, any other string as its 16-byte BLAKE2b digest
+(computed once per distinct value).  Floats and nulls are refused with the row and
+column named.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+#: Second word of a string column's encoding when the value is a number (see _encode_column).
+NUMBER_MARK = 0x6E756D6265722121  # b"!!rebmun" little-endian: never a BLAKE2b word in practice
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -90,7 +94,7 @@ def _handle(args: argparse.Namespace) -> int:
         "matches": len(result), "seconds": {"load": loaded - start_wall, "psi": ran - loaded,
                                              "write": end - ran, "total": end - start_wall},
         "cpu_seconds": time.process_time() - start_cpu,
-        "peak_rss_mib": usage.ru_maxrss / 1024.0,
+        "peak_rss_mib": _peak_rss_mib(usage),
         "stats": result.stats,
     }
     text = json.dumps(summary, indent=2, default=float)
@@ -99,6 +103,18 @@ def _handle(args: argparse.Namespace) -> int:
     else:
         print(text)
     return 0
+
+
+def _peak_rss_mib(usage) -> float:
+    """Peak resident memory of this process: VmHWM (ru_maxrss can carry the parent's peak
+    across fork/exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return usage.ru_maxrss / 1024.0
 
 
 def _run(args: argparse.Namespace, elements):
@@ -155,15 +171,20 @@ def load_elements(path: Path, columns: list[str], id_column: str | None):
         frame = pl.read_parquet(path, columns=wanted)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise InputBoundsError(f"{path}: cannot read columns {wanted}: {exc}") from exc
-    words = [_encode_column(path, name, frame.get_column(name)) for name in columns]
-    matrix = np.ascontiguousarray(np.column_stack(words)) if words else np.zeros((frame.height, 0), np.uint64)
-    elements = ElementSet.from_fixed(matrix.view(np.uint8).reshape(frame.height, -1))
+    if not columns:
+        raise InputBoundsError(f"{path}: expected at least one column to build elements from")
+    words: list[np.ndarray] = []
+    for name in columns:
+        words.extend(_encode_column(path, name, frame.get_column(name)))
     ids = frame.get_column(id_column) if id_column else None
-    return elements, ids, frame.height
+    height = frame.height
+    del frame
+    elements = ElementSet.from_words(words)
+    return elements, ids, height
 
 
 def _encode_column(path: Path, name: str, series):
-    """One column as 1 or 2 uint64 words per row (see the module docstring)."""
+    """One column as a list of 1 or 2 uint64 arrays (see the module docstring)."""
     import numpy as np
     import polars as pl
 
@@ -174,42 +195,46 @@ def _encode_column(path: Path, name: str, series):
         raise InputBoundsError(f"{path}: row {row}, column {name!r}: expected a value, found null")
     dtype = series.dtype
     if dtype.is_integer() or dtype == pl.Boolean:
-        return series.cast(pl.Int64).to_numpy().view(np.uint64)
+        return [series.cast(pl.Int64).to_numpy().view(np.uint64)]
     if isinstance(dtype, pl.Datetime):
-        return series.dt.epoch("us").to_numpy().astype(np.int64).view(np.uint64)
+        return [series.dt.epoch("us").to_numpy().astype(np.int64).view(np.uint64)]
     if dtype == pl.Date:
-        return series.cast(pl.Int32).cast(pl.Int64).to_numpy().view(np.uint64)
+        return [series.cast(pl.Int32).cast(pl.Int64).to_numpy().view(np.uint64)]
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
+        # Per value, so that both sides encode equal strings equally whatever else their
+        # columns hold: a number (1-18 digits, optional leading "+") as
+        # (int | len << 56, NUMBER_MARK), any other text as its 16-byte BLAKE2b.
         text = series.cast(pl.String)
-        digits = text.str.strip_prefix("+")
-        is_number = digits.str.contains(r"^[0-9]{1,18}$")
-        if bool(is_number.all()):
-            value = digits.cast(pl.UInt64).to_numpy()
-            length = digits.str.len_bytes().cast(pl.UInt64).to_numpy()
-            return value | (length << np.uint64(56))
-        uniques = text.unique()
-        digest = {v: hashlib.blake2b(v.encode(), digest_size=16).digest() for v in uniques.to_list()}
-        lo = text.replace_strict({k: int.from_bytes(d[:8], "little") for k, d in digest.items()},
-                                 return_dtype=pl.UInt64).to_numpy()
-        hi = text.replace_strict({k: int.from_bytes(d[8:], "little") for k, d in digest.items()},
-                                 return_dtype=pl.UInt64).to_numpy()
-        return np.column_stack([lo, hi])
+        value = text.cast(pl.UInt64, strict=False)      # digits with at most one leading "+"
+        digits = text.str.len_bytes() - text.str.starts_with("+").cast(pl.UInt32)
+        is_number = (value.is_not_null() & (digits >= 1) & (digits <= 18)).to_numpy()
+        low = (value.fill_null(0).to_numpy() | (digits.cast(pl.UInt64).to_numpy() << np.uint64(56)))
+        high = np.full(low.shape[0], NUMBER_MARK, np.uint64)
+        if not is_number.all():
+            others = np.flatnonzero(~is_number)
+            categorical = text.gather(others).cast(pl.Categorical)
+            codes = categorical.to_physical().to_numpy()
+            distinct = categorical.unique()
+            distinct_codes = distinct.to_physical().to_numpy()
+            table = np.array([np.frombuffer(hashlib.blake2b(v.encode(), digest_size=16).digest(), "<u8")
+                              for v in distinct.cast(pl.String).to_list()], np.uint64).reshape(-1, 2)
+            order = np.argsort(distinct_codes)
+            index = order[np.searchsorted(distinct_codes[order], codes)]
+            low[others] = table[index, 0]
+            high[others] = table[index, 1]
+        return [low, high]
     raise InputBoundsError(
         f"{path}: column {name!r}: expected integer, boolean, timestamp, date or string values, "
         f"found {dtype}")
 
 
-def hex_ids(pair_ids):
-    """(k, 16) uint8 pair ids -> a polars String series of lowercase hex (vectorised)."""
+def pair_id_series(pair_ids):
+    """(k, 16) uint8 pair ids -> a polars Array(UInt8, 16) series (no per-row objects)."""
     import numpy as np
     import polars as pl
 
-    table = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), "<u2")
-    k, width = pair_ids.shape
-    if k == 0:
-        return pl.Series("pair_id", [], dtype=pl.String)
-    text = np.take(table, pair_ids).view(np.uint8).reshape(k, 2 * width)
-    return pl.Series("pair_id", text.view(f"S{2 * width}").reshape(k)).cast(pl.String)
+    ids = np.ascontiguousarray(pair_ids, dtype=np.uint8).reshape(-1, 16)
+    return pl.Series("pair_id", ids.reshape(-1)).reshape((ids.shape[0], 16))
 
 
 def _write_output(path: Path, result, ids) -> None:
@@ -217,10 +242,10 @@ def _write_output(path: Path, result, ids) -> None:
     import polars as pl
 
     data = {
-        "pair_id": hex_ids(result.pair_ids),
+        "pair_id": pair_id_series(result.pair_ids),
         "row": pl.Series("row", result.local_indices, dtype=pl.Int64),
     }
     if ids is not None:
         data[ids.name] = ids.gather(result.local_indices) if len(result) else ids.head(0)
-    pl.DataFrame(data).write_parquet(path)
+    pl.DataFrame(data).write_parquet(path, compression="lz4")
 

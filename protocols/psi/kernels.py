@@ -159,6 +159,44 @@ def blake2b_rows(rows, h0, iv, out):
 
 
 @njit(cache=True, nogil=True, parallel=True)
+def blake2b_words(columns, h0, iv, out):
+    """``out[r] = BLAKE2b(columns[0][r] || columns[1][r] || ...)`` over little-endian 64-bit
+    words: the same digest as :func:`blake2b_rows` of the rows of ``np.column_stack(columns)``
+    viewed as bytes, without building that matrix.  ``columns`` is (k, n) uint64."""
+    k, n = columns.shape
+    outlen = out.shape[1]
+    width = 8 * k
+    nblocks = max(1, (k + 15) // 16)
+    nwork = (n + _BLOCK - 1) // _BLOCK
+    for w in prange(nwork):
+        m = np.zeros(16, np.uint64)
+        for r in range(w * _BLOCK, min(n, (w + 1) * _BLOCK)):
+            h = (h0[0], h0[1], h0[2], h0[3], h0[4], h0[5], h0[6], h0[7])
+            for bi in range(nblocks):
+                for t in range(16):
+                    c = bi * 16 + t
+                    m[t] = columns[c, r] if c < k else _U(0)
+                end = min(width, (bi + 1) * 128)
+                h = _compress(h, m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9],
+                              m[10], m[11], m[12], m[13], m[14], m[15], _U(end),
+                              bi == nblocks - 1, iv)
+            for p in range(outlen):
+                out[r, p] = np.uint8((h[p >> 3] >> _U(8 * (p & 7))) & _U(255))
+
+
+@njit(cache=True, nogil=True)
+def bins_from_words(words, nbins):
+    """(n, 3) uint32 bins h_k = (word_k * m) >> 32 from (n, 4) uint32 pseudorandom words."""
+    n = words.shape[0]
+    out = np.empty((n, 3), np.uint32)
+    m = _U(nbins)
+    for i in range(n):
+        for k in range(3):
+            out[i, k] = np.uint32((_U(words[i, k]) * m) >> _U(32))
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
 def receiver_oprf(t_rows, bin_start, bin_element, h0, iv, out):
     """KKRT receiver outputs of one chunk of bins.
 
@@ -309,14 +347,14 @@ def bit_transpose(src, dst):
 def cuckoo_insert(positions, nbins, max_kicks, seed):
     """Stash-less cuckoo hashing of n elements with 3 candidate bins each.
 
-    ``positions`` (n, 3) int64: the bins h_1(x), h_2(x), h_3(x).  Returns
+    ``positions`` (n, 3) uint32: the bins h_1(x), h_2(x), h_3(x).  Returns
     ``(bin_element, bin_function, failed)``: the element in each bin (-1: empty), which of
     the three functions placed it, and -1 or the index of an element that could not be
     placed within ``max_kicks`` evictions (random walk; the walk's coin is a xorshift
     seeded by ``seed``, which only affects placement, never the transcript).
     """
     n = positions.shape[0]
-    bin_element = np.full(nbins, -1, np.int64)
+    bin_element = np.full(nbins, -1, np.int32)
     bin_function = np.zeros(nbins, np.int8)
     state = _U(seed) | _U(1)
     for e in range(n):
@@ -325,7 +363,7 @@ def cuckoo_insert(positions, nbins, max_kicks, seed):
         last_bin = -1
         for _kick in range(max_kicks):
             for k in range(3):
-                b = positions[cur, k]
+                b = np.int64(positions[cur, k])
                 if bin_element[b] < 0:
                     bin_element[b] = cur
                     bin_function[b] = k
@@ -337,11 +375,11 @@ def cuckoo_insert(positions, nbins, max_kicks, seed):
             state ^= state >> _U(7)
             state ^= state << _U(17)
             k = np.int64(state % _U(3))
-            b = positions[cur, k]
+            b = np.int64(positions[cur, k])
             if b == last_bin:
                 k = (k + 1) % 3
-                b = positions[cur, k]
-            victim = bin_element[b]
+                b = np.int64(positions[cur, k])
+            victim = np.int64(bin_element[b])
             bin_element[b] = cur
             bin_function[b] = k
             last_bin = b
@@ -363,7 +401,7 @@ def bucket_candidates(positions, nbins):
     counts = np.zeros(nbins + 1, np.int64)
     for e in range(n):
         for k in range(3):
-            counts[positions[e, k] + 1] += 1
+            counts[np.int64(positions[e, k]) + 1] += 1
     for b in range(nbins):
         counts[b + 1] += counts[b]
     offsets = counts.copy()
@@ -372,7 +410,7 @@ def bucket_candidates(positions, nbins):
     cand_pos = np.empty(3 * n, np.uint32)
     for k in range(3):
         for e in range(n):
-            b = positions[e, k]
+            b = np.int64(positions[e, k])
             i = fill[b]
             fill[b] += 1
             cand_bin[i] = np.uint32(b)
@@ -382,23 +420,36 @@ def bucket_candidates(positions, nbins):
 
 @njit(cache=True, nogil=True)
 def first_duplicate(digests):
-    """First repeated row of a (n, 2) uint64 array: ``(earlier, later)`` or ``(-1, -1)``."""
+    """First repeated row of a (n, 2) uint64 array: ``(earlier, later)`` or ``(-1, -1)``.
+
+    Open addressing on the (pseudorandom) first word; 4-byte slots and batched table reads
+    keep the cache misses few and overlapping.
+    """
     n = digests.shape[0]
     size = 16
     while size < 2 * n:
         size *= 2
-    mask = _U(size - 1)
-    table = np.full(size, -1, np.int64)
-    for i in range(n):
-        slot = np.int64(digests[i, 0] & mask)
-        while True:
-            j = table[slot]
-            if j < 0:
-                table[slot] = i
-                break
-            if digests[j, 0] == digests[i, 0] and digests[j, 1] == digests[i, 1]:
-                return j, i
-            slot = (slot + 1) & np.int64(mask)
+    mask = np.int64(size - 1)
+    table = np.zeros(size, np.uint32)   # index + 1, 0 = empty
+    slots = np.empty(_PROBE_BATCH, np.int64)
+    seen = np.empty(_PROBE_BATCH, np.uint32)
+    for lo in range(0, n, _PROBE_BATCH):
+        hi = min(n, lo + _PROBE_BATCH)
+        for t in range(hi - lo):
+            slots[t] = np.int64(digests[lo + t, 0] & _U(mask))
+        for t in range(hi - lo):
+            seen[t] = table[slots[t]]
+        for t in range(hi - lo):
+            i = lo + t
+            slot = slots[t]
+            while True:
+                j = np.int64(table[slot]) - 1
+                if j < 0:
+                    table[slot] = np.uint32(i + 1)
+                    break
+                if digests[j, 0] == digests[i, 0] and digests[j, 1] == digests[i, 1]:
+                    return j, i
+                slot = (slot + 1) & mask
     return -1, -1
 
 
@@ -406,8 +457,9 @@ def first_duplicate(digests):
 def build_value_table(values, occupied):
     """Open-addressing index over the OPRF values of occupied bins (``occupied[i] >= 0``).
 
-    Slot = first word & mask (the values are pseudorandom); each slot holds (first word,
-    index + 1) so that a probe costs one cache line.
+    Slot = low bits of the first word (the values are pseudorandom); an entry is
+    ``(first word >> 32) << 32 | (index + 1)`` (0: empty), so a probe reads one 8-byte
+    entry and compares 32 more key bits before touching ``values``.
     """
     n = values.shape[0]
     count = 0
@@ -415,18 +467,18 @@ def build_value_table(values, occupied):
         if occupied[i] >= 0:
             count += 1
     size = 16
-    while size < 4 * count:
+    while size < 2 * count:
         size *= 2
     mask = np.int64(size - 1)
-    table = np.zeros((size, 2), np.uint64)
+    table = np.zeros(size, np.uint64)
+    high = _U(0xFFFFFFFF00000000)
     for i in range(n):
         if occupied[i] < 0:
             continue
         slot = np.int64(values[i, 0] & _U(mask))
-        while table[slot, 1] != 0:
+        while table[slot] != 0:
             slot = (slot + 1) & mask
-        table[slot, 0] = values[i, 0]
-        table[slot, 1] = _U(i + 1)
+        table[slot] = (values[i, 0] & high) | _U(i + 1)
     return table
 
 
@@ -443,16 +495,16 @@ def probe_values(table, values, received, value_bytes, offset, matched_by, out_p
     matches, or ``-(i + 1)`` if received value i hits a local value that already matched
     (a repeated value: the peer misbehaved).
 
-    Probes run in batches: the first table line of 32 values is loaded in a branch-free
+    Probes run in batches: the table entries of 32 values are loaded in a branch-free
     loop (independent cache misses overlap), then each probe is resolved.
     """
     mask = np.int64(table.shape[0] - 1)
+    high = _U(0xFFFFFFFF00000000)
     count = received.shape[0] // value_bytes
     found = 0
     keys = np.empty(_PROBE_BATCH, np.uint64)
     slots = np.empty(_PROBE_BATCH, np.int64)
-    first_key = np.empty(_PROBE_BATCH, np.uint64)
-    first_idx = np.empty(_PROBE_BATCH, np.uint64)
+    first = np.empty(_PROBE_BATCH, np.uint64)
     for lo in range(0, count, _PROBE_BATCH):
         hi = min(count, lo + _PROBE_BATCH)
         for t in range(hi - lo):
@@ -463,24 +515,25 @@ def probe_values(table, values, received, value_bytes, offset, matched_by, out_p
             keys[t] = w
             slots[t] = np.int64(w & _U(mask))
         for t in range(hi - lo):
-            first_key[t] = table[slots[t], 0]
-            first_idx[t] = table[slots[t], 1]
+            first[t] = table[slots[t]]
         for t in range(hi - lo):
-            if first_idx[t] == 0:
+            if first[t] == 0:
                 continue  # empty slot: certainly no match
             i = lo + t
             base = i * value_bytes
             w = keys[t]
             slot = slots[t]
-            while table[slot, 1] != 0:
-                if table[slot, 0] == w:
-                    e = np.int64(table[slot, 1]) - 1
-                    same = True
-                    for k in range(8, value_bytes):
-                        byte = np.uint8((values[e, 1] >> _U(8 * (k - 8))) & _U(255))
-                        if byte != received[base + k]:
-                            same = False
-                            break
+            while table[slot] != 0:
+                entry = table[slot]
+                if (entry & high) == (w & high):
+                    e = np.int64(entry & _U(0xFFFFFFFF)) - 1
+                    same = values[e, 0] == w
+                    if same:
+                        for k in range(8, value_bytes):
+                            byte = np.uint8((values[e, 1] >> _U(8 * (k - 8))) & _U(255))
+                            if byte != received[base + k]:
+                                same = False
+                                break
                     if same:
                         if matched_by[e] != 0:
                             return -(i + 1)

@@ -94,12 +94,11 @@ def session_keys(transcript: bytes) -> SessionKeys:
 
 
 def candidate_bins(digests: np.ndarray, bin_key: bytes, nbins: int) -> np.ndarray:
-    """(n, 3) int64: h_1..h_3 of each element: three 32-bit words of AES_bin_key(digest), scaled to m."""
+    """(n, 3) uint32: h_1..h_3 of each element: three 32-bit words of AES_bin_key(digest), scaled to m."""
     n = digests.shape[0]
     buf = np.empty(n * 16 + 16, np.uint8)
     AesEcb(bin_key).encrypt_into(np.ascontiguousarray(digests), buf)
-    words = buf[: n * 16].view(np.uint32).reshape(n, 4)[:, :3].astype(np.uint64)
-    return ((words * np.uint64(nbins)) >> np.uint64(32)).astype(np.int64)
+    return kernels.bins_from_words(buf[: n * 16].view(np.uint32).reshape(n, 4), nbins)
 
 
 def code_aes(encryptors: list[AesEcb], words: np.ndarray) -> np.ndarray:
@@ -137,7 +136,7 @@ class Receiver:
         self._code = [AesEcb(k) for k in keys.code_keys]
         self._walk_seed = walk_seed
         self.values = np.zeros((self.nbins, 2), np.uint64)   # H(j, t_j) of each occupied bin j
-        self.bin_element = np.empty(0, np.int64)
+        self.bin_element = np.empty(0, np.int32)
         self.bin_function = np.empty(0, np.int8)
 
     def place(self) -> None:
@@ -260,6 +259,7 @@ class Sender:
     def prepare(self) -> None:
         positions = candidate_bins(self.digests, self.keys.bin_key, self.nbins)
         self._cand_bin, self._cand_pos, self._offsets = kernels.bucket_candidates(positions, self.nbins)
+        del positions
         self._send_index = np.empty(self._cand_pos.size, np.uint32)
         self._send_index[self._cand_pos] = np.arange(self._cand_pos.size, dtype=np.uint32)
 

@@ -36,7 +36,7 @@ def test_bit_transpose_large_both_directions() -> None:
 def test_cuckoo_places_every_element_in_one_of_its_bins(n, seed) -> None:
     rng = np.random.default_rng(seed)
     nbins = kkrt.bin_count(n)
-    positions = rng.integers(0, nbins, (n, 3)).astype(np.int64)
+    positions = rng.integers(0, nbins, (n, 3)).astype(np.uint32)
     bin_element, bin_function, failed = kernels.cuckoo_insert(positions, nbins, kkrt.MAX_KICKS, seed + 1)
     assert failed == -1
     occupied = np.nonzero(bin_element >= 0)[0]
@@ -46,7 +46,7 @@ def test_cuckoo_places_every_element_in_one_of_its_bins(n, seed) -> None:
 
 
 def test_cuckoo_reports_failure() -> None:
-    positions = np.zeros((2, 3), np.int64)  # two elements, one possible bin
+    positions = np.zeros((2, 3), np.uint32)  # two elements, one possible bin
     _, _, failed = kernels.cuckoo_insert(positions, 128, 50, 7)
     assert failed >= 0
 
@@ -54,14 +54,32 @@ def test_cuckoo_reports_failure() -> None:
 def test_bucket_candidates_is_a_counting_sort() -> None:
     rng = np.random.default_rng(2)
     n, nbins = 500, 640
-    positions = rng.integers(0, nbins, (n, 3)).astype(np.int64)
+    positions = rng.integers(0, nbins, (n, 3)).astype(np.uint32)
     cand_bin, cand_pos, offsets = kernels.bucket_candidates(positions, nbins)
     assert np.all(np.diff(cand_bin.astype(np.int64)) >= 0)
     assert sorted(cand_pos.tolist()) == list(range(3 * n))
     k, e = cand_pos // n, cand_pos % n
-    assert np.array_equal(positions[e, k], cand_bin.astype(np.int64))
+    assert np.array_equal(positions[e, k].astype(np.int64), cand_bin.astype(np.int64))
     for b in (0, 17, nbins - 1):
         assert np.all(cand_bin[offsets[b]:offsets[b + 1]] == b)
+
+
+def test_blake2b_words_equals_rows_of_the_stacked_matrix() -> None:
+    rng = np.random.default_rng(6)
+    for k in (1, 7, 16, 17, 40):
+        columns = rng.integers(0, 2**63, (k, 33)).astype(np.uint64)
+        h0 = kernels.blake2b_initial_state(16, person=b"p")
+        by_words = np.zeros((33, 16), np.uint8)
+        by_rows = np.zeros((33, 16), np.uint8)
+        kernels.blake2b_words(columns, h0, kernels.BLAKE2B_IV, by_words)
+        rows = np.ascontiguousarray(columns.T).view(np.uint8)
+        kernels.blake2b_rows(rows, h0, kernels.BLAKE2B_IV, by_rows)
+        assert np.array_equal(by_words, by_rows), k
+
+
+def test_bins_from_words_scale_into_range() -> None:
+    words = np.array([[0, 2**32 - 1, 2**31, 5]], np.uint32)
+    assert kernels.bins_from_words(words, 1000).tolist() == [[0, 999, 500]]
 
 
 def test_first_duplicate() -> None:
@@ -86,7 +104,7 @@ def test_fisher_yates_is_a_permutation_and_varies() -> None:
 def test_probe_values_finds_exactly_the_equal_prefixes(value_bytes) -> None:
     rng = np.random.default_rng(value_bytes)
     values = rng.integers(0, 2**63, (300, 2)).astype(np.uint64)
-    occupied = np.arange(300, dtype=np.int64)
+    occupied = np.arange(300, dtype=np.int32)
     occupied[::7] = -1  # empty bins never match
     table = kernels.build_value_table(values, occupied)
     as_bytes = values.view(np.uint8).reshape(300, 16)
@@ -94,13 +112,13 @@ def test_probe_values_finds_exactly_the_equal_prefixes(value_bytes) -> None:
     received = as_bytes[pick, :value_bytes].copy()
     received[2, value_bytes - 1] ^= 1     # 10 differs in its last sent byte
     noise = rng.integers(0, 256, (50, value_bytes), dtype=np.uint8)
-    stream = np.concatenate([received, noise]).reshape(-1)
+    stream = np.frombuffer(np.concatenate([received, noise]).tobytes(), np.uint8)  # read-only, as off the wire
     matched = np.zeros(300, np.int64)
     pos = np.empty(55, np.int64)
     idx = np.empty(55, np.int64)
     found = kernels.probe_values(table, values, stream, value_bytes, 100, matched, pos, idx)
     assert found == 2
     assert pos[:2].tolist() == [100, 103] and idx[:2].tolist() == [3, 299]
-    again = kernels.probe_values(table, values, stream[:value_bytes].copy(), value_bytes, 200,
+    again = kernels.probe_values(table, values, stream[:value_bytes], value_bytes, 200,
                                  matched, pos, idx)
     assert again == -1, "a value that already matched must be reported"
