@@ -122,16 +122,39 @@ Regenerate the protobuf modules from the repository root with::
 compares.)
 """
 
-from .elements import ElementSet, PsiResult
-from .errors import (DuplicateElementError, InputBoundsError, PeerAbortedError, PsiError,
-                     PsiProtocolError, PsiTimeoutError, SessionError, TransportError)
-from .roles import ClientRole, PsiConfig, ServerRole
-from .transport import (PsiServicer, PsiSession, channel_credentials, run_psi_client,
-                        server_credentials)
+from __future__ import annotations
 
-__all__ = [
-    "ClientRole", "DuplicateElementError", "ElementSet", "InputBoundsError", "PeerAbortedError",
-    "PsiConfig", "PsiError", "PsiProtocolError", "PsiResult", "PsiServicer", "PsiSession",
-    "PsiTimeoutError", "ServerRole", "SessionError", "TransportError", "channel_credentials",
-    "run_psi_client", "server_credentials",
-]
+import importlib
+from typing import TYPE_CHECKING
+
+# Exports load lazily (PEP 562) so that ``settlechain --help`` and the CLI's ``register``
+# do not import numba, grpc and polars.
+_EXPORTS = {
+    "ElementSet": "elements", "PsiResult": "elements",
+    "DuplicateElementError": "errors", "InputBoundsError": "errors", "PeerAbortedError": "errors",
+    "PsiError": "errors", "PsiProtocolError": "errors", "PsiTimeoutError": "errors",
+    "SessionError": "errors", "TransportError": "errors",
+    "ClientRole": "roles", "PsiConfig": "roles", "ServerRole": "roles",
+    "PsiServicer": "transport", "PsiSession": "transport", "channel_credentials": "transport",
+    "run_psi_client": "transport", "server_credentials": "transport",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .elements import ElementSet, PsiResult
+    from .errors import (DuplicateElementError, InputBoundsError, PeerAbortedError, PsiError,
+                         PsiProtocolError, PsiTimeoutError, SessionError, TransportError)
+    from .roles import ClientRole, PsiConfig, ServerRole
+    from .transport import (PsiServicer, PsiSession, channel_credentials, run_psi_client,
+                            server_credentials)
