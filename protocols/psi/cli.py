@@ -212,7 +212,8 @@ def _encode_column(path: Path, name: str, series):
         high = np.full(low.shape[0], NUMBER_MARK, np.uint64)
         if not is_number.all():
             others = np.flatnonzero(~is_number)
-            categorical = text.gather(others).cast(pl.Categorical)
+            subset = text if others.size == text.len() else text.gather(others)
+            categorical = subset.cast(pl.Categorical)
             codes = categorical.to_physical().to_numpy()
             distinct = categorical.unique()
             distinct_codes = distinct.to_physical().to_numpy()

@@ -73,14 +73,12 @@ class ElementSet:
             raise InputBoundsError(
                 "word columns: expected 64-bit integer arrays of one length, found "
                 + ", ".join(f"{c.dtype}[{c.shape[0]}]" for c in columns))
-        stacked = np.empty((len(columns), n), np.uint64)
-        for i, column in enumerate(columns):
-            stacked[i] = column.view(np.uint64)
+        words = kernels.word_columns(columns)
         out = np.empty((n, DIGEST_BYTES), np.uint8)
         h0 = kernels.blake2b_initial_state(DIGEST_BYTES, person=ELEMENT_PERSON)
-        kernels.blake2b_words(stacked, h0, kernels.BLAKE2B_IV, out)
+        kernels.blake2b_words(words, h0, kernels.BLAKE2B_IV, out)
         digests = out.view(np.uint64)
-        _check_distinct(digests, lambda i, j: bool(np.array_equal(stacked[:, i], stacked[:, j])))
+        _check_distinct(digests, lambda i, j: all(c[i] == c[j] for c in words))
         return cls(digests)
 
     @classmethod

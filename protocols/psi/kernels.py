@@ -162,26 +162,47 @@ def blake2b_rows(rows, h0, iv, out):
 def blake2b_words(columns, h0, iv, out):
     """``out[r] = BLAKE2b(columns[0][r] || columns[1][r] || ...)`` over little-endian 64-bit
     words: the same digest as :func:`blake2b_rows` of the rows of ``np.column_stack(columns)``
-    viewed as bytes, without building that matrix.  ``columns`` is (k, n) uint64."""
-    k, n = columns.shape
+    viewed as bytes, without building that matrix.  ``columns`` is a numba typed List of
+    k read-only 1-D uint64 arrays of one length n."""
+    k = len(columns)
+    n = columns[0].shape[0]
     outlen = out.shape[1]
     width = 8 * k
     nblocks = max(1, (k + 15) // 16)
     nwork = (n + _BLOCK - 1) // _BLOCK
     for w in prange(nwork):
         m = np.zeros(16, np.uint64)
-        for r in range(w * _BLOCK, min(n, (w + 1) * _BLOCK)):
+        lo = w * _BLOCK
+        hi = min(n, lo + _BLOCK)
+        local = np.zeros((hi - lo, nblocks * 16), np.uint64)   # this block's rows, row-major
+        for c in range(k):
+            column = columns[c]
+            for r in range(lo, hi):
+                local[r - lo, c] = column[r]
+        for r in range(lo, hi):
             h = (h0[0], h0[1], h0[2], h0[3], h0[4], h0[5], h0[6], h0[7])
             for bi in range(nblocks):
                 for t in range(16):
-                    c = bi * 16 + t
-                    m[t] = columns[c, r] if c < k else _U(0)
+                    m[t] = local[r - lo, bi * 16 + t]
                 end = min(width, (bi + 1) * 128)
                 h = _compress(h, m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9],
                               m[10], m[11], m[12], m[13], m[14], m[15], _U(end),
                               bi == nblocks - 1, iv)
             for p in range(outlen):
                 out[r, p] = np.uint8((h[p >> 3] >> _U(8 * (p & 7))) & _U(255))
+
+
+def word_columns(columns):
+    """A numba typed List of read-only C-contiguous uint64 views of the given 64-bit columns
+    (one array type for every column, so that one compiled kernel serves them all)."""
+    from numba.typed import List
+
+    out = List()
+    for column in columns:
+        view = np.ascontiguousarray(column).view(np.uint64).view()
+        view.flags.writeable = False
+        out.append(view)
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -216,31 +237,35 @@ def receiver_oprf(t_rows, bin_start, bin_element, h0, iv, out):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def sender_oprf(q_rows, bin_start, cand_bin, aes_out, words, s_words, h0, iv, out):
-    """KKRT sender outputs for the candidates whose bin lies in one chunk (bin order).
+def sender_oprf(q_rows, bin_start, offsets, aes_out, words, s_words, h0, iv, out):
+    """KKRT sender outputs for the candidates of one chunk of bins (bin order).
 
-    For candidate c in bin j: code C(w_c) = AES_k(w_c) ^ w_c over four keys
-    (``aes_out`` (4, nc, 2) words, ``words`` (nc, 2)); the OPRF value is
-    ``H(j, q_j ^ (C(w_c) & s))``, written to ``out[c]`` (sequential writes: random
-    writes into the send order cost more than the hash; the caller keeps the map).
+    ``offsets`` (B + 1,): bin ``bin_start + r`` holds candidates ``offsets[r]..offsets[r+1]``
+    (counted from ``offsets[0]``).  For candidate c in bin j: code C(w_c) = AES_k(w_c) ^ w_c
+    over four keys (``aes_out`` (4, nc, 2) words, ``words`` (nc, 2)); the OPRF value
+    ``H(j, q_j ^ (C(w_c) & s))`` is written to ``out[c]`` (sequential writes: random
+    writes into the send order would cost more than the hash; the caller keeps the map).
     """
-    nc = cand_bin.shape[0]
-    for c in prange(nc):
-        j = np.int64(cand_bin[c])
-        r = j - bin_start
-        w0 = words[c, 0]
-        w1 = words[c, 1]
-        x0 = q_rows[r, 0] ^ ((aes_out[0, c, 0] ^ w0) & s_words[0])
-        x1 = q_rows[r, 1] ^ ((aes_out[0, c, 1] ^ w1) & s_words[1])
-        x2 = q_rows[r, 2] ^ ((aes_out[1, c, 0] ^ w0) & s_words[2])
-        x3 = q_rows[r, 3] ^ ((aes_out[1, c, 1] ^ w1) & s_words[3])
-        x4 = q_rows[r, 4] ^ ((aes_out[2, c, 0] ^ w0) & s_words[4])
-        x5 = q_rows[r, 5] ^ ((aes_out[2, c, 1] ^ w1) & s_words[5])
-        x6 = q_rows[r, 6] ^ ((aes_out[3, c, 0] ^ w0) & s_words[6])
-        x7 = q_rows[r, 7] ^ ((aes_out[3, c, 1] ^ w1) & s_words[7])
-        a, b = _hash_index_and_row(h0, iv, j, x0, x1, x2, x3, x4, x5, x6, x7)
-        out[c, 0] = a
-        out[c, 1] = b
+    nb = q_rows.shape[0]
+    base = np.int64(offsets[0])
+    for r in prange(nb):
+        j = np.int64(bin_start + r)
+        q0, q1, q2, q3 = q_rows[r, 0], q_rows[r, 1], q_rows[r, 2], q_rows[r, 3]
+        q4, q5, q6, q7 = q_rows[r, 4], q_rows[r, 5], q_rows[r, 6], q_rows[r, 7]
+        for c in range(np.int64(offsets[r]) - base, np.int64(offsets[r + 1]) - base):
+            w0 = words[c, 0]
+            w1 = words[c, 1]
+            x0 = q0 ^ ((aes_out[0, c, 0] ^ w0) & s_words[0])
+            x1 = q1 ^ ((aes_out[0, c, 1] ^ w1) & s_words[1])
+            x2 = q2 ^ ((aes_out[1, c, 0] ^ w0) & s_words[2])
+            x3 = q3 ^ ((aes_out[1, c, 1] ^ w1) & s_words[3])
+            x4 = q4 ^ ((aes_out[2, c, 0] ^ w0) & s_words[4])
+            x5 = q5 ^ ((aes_out[2, c, 1] ^ w1) & s_words[5])
+            x6 = q6 ^ ((aes_out[3, c, 0] ^ w0) & s_words[6])
+            x7 = q7 ^ ((aes_out[3, c, 1] ^ w1) & s_words[7])
+            a, b = _hash_index_and_row(h0, iv, j, x0, x1, x2, x3, x4, x5, x6, x7)
+            out[c, 0] = a
+            out[c, 1] = b
 
 
 @njit(cache=True, nogil=True)
@@ -393,29 +418,30 @@ def cuckoo_insert(positions, nbins, max_kicks, seed):
 def bucket_candidates(positions, nbins):
     """Counting sort of the 3n (element, function) candidates by bin.
 
-    Returns ``(cand_bin, cand_pos, offsets)``: candidates in bin order, ``cand_pos`` =
-    function * n + element, and ``offsets`` (nbins + 1) so that bin b's candidates are
-    ``offsets[b]:offsets[b+1]``.
+    Returns ``(cand_pos, offsets, send_index)``: candidates in bin order as
+    ``function * n + element``; ``offsets`` (nbins + 1) so that bin b's candidates are
+    ``offsets[b]:offsets[b+1]``; and ``send_index[p]`` = the bin-order index of candidate
+    p (the inverse map, filled in the same pass).
     """
     n = positions.shape[0]
-    counts = np.zeros(nbins + 1, np.int64)
+    offsets = np.zeros(nbins + 1, np.uint32)
     for e in range(n):
         for k in range(3):
-            counts[np.int64(positions[e, k]) + 1] += 1
+            offsets[np.int64(positions[e, k]) + 1] += 1
     for b in range(nbins):
-        counts[b + 1] += counts[b]
-    offsets = counts.copy()
-    fill = counts[:nbins].copy()
-    cand_bin = np.empty(3 * n, np.uint32)
+        offsets[b + 1] += offsets[b]
+    fill = offsets[:nbins].copy()
     cand_pos = np.empty(3 * n, np.uint32)
+    send_index = np.empty(3 * n, np.uint32)
     for k in range(3):
         for e in range(n):
             b = np.int64(positions[e, k])
             i = fill[b]
-            fill[b] += 1
-            cand_bin[i] = np.uint32(b)
-            cand_pos[i] = np.uint32(k * n + e)
-    return cand_bin, cand_pos, offsets
+            fill[b] = i + 1
+            p = k * n + e
+            cand_pos[i] = np.uint32(p)
+            send_index[p] = i
+    return cand_pos, offsets, send_index
 
 
 @njit(cache=True, nogil=True)

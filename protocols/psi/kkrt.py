@@ -252,16 +252,13 @@ class Sender:
         self.values = np.zeros((HASH_FUNCTIONS * self.n, 2), np.uint64)  # in bin order
         self._send_index = np.empty(0, np.uint32)   # position -> index in self.values
         self.next_bin = 0
-        self._cand_bin = np.empty(0, np.uint32)
         self._cand_pos = np.empty(0, np.uint32)
-        self._offsets = np.zeros(1, np.int64)
+        self._offsets = np.zeros(1, np.uint32)
 
     def prepare(self) -> None:
         positions = candidate_bins(self.digests, self.keys.bin_key, self.nbins)
-        self._cand_bin, self._cand_pos, self._offsets = kernels.bucket_candidates(positions, self.nbins)
+        self._cand_pos, self._offsets, self._send_index = kernels.bucket_candidates(positions, self.nbins)
         del positions
-        self._send_index = np.empty(self._cand_pos.size, np.uint32)
-        self._send_index[self._cand_pos] = np.arange(self._cand_pos.size, dtype=np.uint32)
 
     def absorb(self, start: int, count: int, columns: np.ndarray) -> None:
         """Process one chunk of U: q^i = G(k_i^{s_i}) ^ s_i u^i, then the OPRF values of the
@@ -280,16 +277,17 @@ class Sender:
         q ^= u & self._column_mask
         q_rows = np.empty((count, CODE_BYTES), np.uint8)
         kernels.bit_transpose(q, q_rows)
-        lo, hi = self._offsets[start], self._offsets[start + count]
+        lo, hi = int(self._offsets[start]), int(self._offsets[start + count])
         if hi > lo:
             words = kernels.candidate_words(self.digests, self._cand_pos[lo:hi], self.n)
             aes = code_aes(self._code, words)
-            kernels.sender_oprf(q_rows.view(np.uint64), start, self._cand_bin[lo:hi], aes, words,
-                                self._s_words, self.keys.oprf_h0, kernels.BLAKE2B_IV,
+            kernels.sender_oprf(q_rows.view(np.uint64), start, self._offsets[start:start + count + 1],
+                                aes, words, self._s_words, self.keys.oprf_h0, kernels.BLAKE2B_IV,
                                 self.values[lo:hi])
         self.next_bin = start + count
         if self.complete:  # free what only the chunks needed
-            self._cand_bin = self._cand_pos = np.empty(0, np.uint32)
+            self._cand_pos = np.empty(0, np.uint32)
+            self._offsets = np.zeros(1, np.uint32)
 
     @property
     def complete(self) -> bool:

@@ -66,12 +66,14 @@ def test_oprf_hash_is_blake2b_of_index_and_row() -> None:
     aes = rng.integers(0, 2**63, (4, 3, 2)).astype(np.uint64)
     words = rng.integers(0, 2**63, (3, 2)).astype(np.uint64)
     sout = np.zeros((3, 2), np.uint64)
-    kernels.sender_oprf(rows, 1000, np.array([1000, 1001, 1063], np.uint32), aes, words,
+    # candidates 0, 1, 2 in bins 1000, 1001, 1063 (offsets over the 64 bins of the chunk)
+    offsets = np.array([0, 1] + [2] * 62 + [3], np.uint32)
+    kernels.sender_oprf(rows, 1000, offsets, aes, words,
                         np.zeros(8, np.uint64), keys.oprf_h0, kernels.BLAKE2B_IV, sout)
     assert sout[0].tobytes() == out[0].tobytes() and sout[2].tobytes() == out[63].tobytes()
     # with s = all ones the row is masked by the code C(w) = AES(w) ^ w
     ones = np.full(8, np.iinfo(np.uint64).max, np.uint64)
-    kernels.sender_oprf(rows, 1000, np.array([1000, 1001, 1063], np.uint32), aes, words,
+    kernels.sender_oprf(rows, 1000, offsets, aes, words,
                         ones, keys.oprf_h0, kernels.BLAKE2B_IV, sout)
     code = np.concatenate([aes[b, 0] ^ words[0] for b in range(4)])
     message = struct.pack("<Q", 1000) + (rows[0] ^ code).tobytes()
