@@ -15,7 +15,7 @@ P-256 certificates made for the run), started together; the client waits for the
 server's port.  Records are canonical-looking (record_id, service, calling, called,
 start_time, duration_s, charge), 50 % overlap; the element is every column but the id.
 Per party: wall seconds (process start to exit), CPU seconds (user + sys of the process,
-from wait4), peak RSS, bytes sent per element.  The numbers go to pytest-benchmark's
+from wait4), peak RSS (VmHWM read by each process at its end), bytes sent per element.  The numbers go to pytest-benchmark's
 extra_info and to ``$PSI_BENCH_DIR/results.json``; bench/RESULTS-psi.md records a run.
 
 The peer, OpenMined PSI 2.0.4 (ECDH over P-256, ``bench/openmined_peer.py``), runs on the
@@ -104,7 +104,7 @@ def run_settlechain(directory: Path, pki: dict, session: str, port: int) -> dict
     b = json.loads((directory / "b.json").read_text())
     return {"wall_s": wall, "server_wall_s": wall, "client_wall_s": c_wall,
             "server_cpu_s": s_cpu, "client_cpu_s": c_cpu,
-            "server_peak_rss_mib": s_rss, "client_peak_rss_mib": c_rss,
+            "server_peak_rss_mib": a["peak_rss_mib"], "client_peak_rss_mib": b["peak_rss_mib"],
             "server_bytes_sent": a["stats"]["bytes_sent"], "client_bytes_sent": b["stats"]["bytes_sent"],
             "matches": a["matches"], "server_steps": a["seconds"], "client_steps": b["seconds"],
             "server_psi_steps": a["stats"]["seconds"], "client_psi_steps": b["stats"]["seconds"]}
@@ -115,6 +115,7 @@ def run_openmined(directory: Path, n: int, port: int) -> dict:
     start = time.perf_counter()
     server = subprocess.Popen(peer + ["serve", "--listen", f"127.0.0.1:{port}", "--input",
                                       str(directory / "a.parquet"), "--client-size", str(n),
+                                      "--timeout", "1800",
                                       "--stats-json", str(directory / "om-a.json")], cwd=ROOT)
     client = subprocess.Popen(peer + ["connect", "--server", f"127.0.0.1:{port}", "--input",
                                       str(directory / "b.parquet"), "--output",
@@ -122,13 +123,15 @@ def run_openmined(directory: Path, n: int, port: int) -> dict:
                                       "--stats-json", str(directory / "om-b.json")], cwd=ROOT)
     c_code, c_cpu, c_rss = _wait(client)
     c_wall = time.perf_counter() - start
+    if c_code:
+        server.kill()
     s_code, s_cpu, s_rss = _wait(server)
     wall = time.perf_counter() - start
     assert c_code == 0 and s_code == 0, (s_code, c_code)
     a = json.loads((directory / "om-a.json").read_text())
     b = json.loads((directory / "om-b.json").read_text())
     return {"wall_s": wall, "client_wall_s": c_wall, "server_cpu_s": s_cpu, "client_cpu_s": c_cpu,
-            "server_peak_rss_mib": s_rss, "client_peak_rss_mib": c_rss,
+            "server_peak_rss_mib": a["peak_rss_mib"], "client_peak_rss_mib": b["peak_rss_mib"],
             "server_bytes_sent": a["bytes_sent"], "client_bytes_sent": b["bytes_sent"],
             "matches": b["matches"]}
 
