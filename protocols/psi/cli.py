@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import resource
+import threading
 import time
 from pathlib import Path
 
@@ -163,22 +164,29 @@ def load_elements(path: Path, columns: list[str], id_column: str | None):
     import numpy as np
     import polars as pl
 
+    from . import kernels
     from .elements import ElementSet
     from .errors import InputBoundsError
 
-    wanted = list(dict.fromkeys(columns + ([id_column] if id_column else [])))
+    # numba's first dispatch and kernel loading (~0.5 s) overlap the Parquet read
+    warm = threading.Thread(target=kernels.warm_up, name="psi-warm-up", daemon=True)
+    warm.start()
     try:
-        frame = pl.read_parquet(path, columns=wanted)
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise InputBoundsError(f"{path}: cannot read columns {wanted}: {exc}") from exc
-    if not columns:
-        raise InputBoundsError(f"{path}: expected at least one column to build elements from")
-    words: list[np.ndarray] = []
-    for name in columns:
-        words.extend(_encode_column(path, name, frame.get_column(name)))
-    ids = frame.get_column(id_column) if id_column else None
-    height = frame.height
-    del frame
+        wanted = list(dict.fromkeys(columns + ([id_column] if id_column else [])))
+        try:
+            frame = pl.read_parquet(path, columns=wanted)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise InputBoundsError(f"{path}: cannot read columns {wanted}: {exc}") from exc
+        if not columns:
+            raise InputBoundsError(f"{path}: expected at least one column to build elements from")
+        words: list[np.ndarray] = []
+        for name in columns:
+            words.extend(_encode_column(path, name, frame.get_column(name)))
+        ids = frame.get_column(id_column) if id_column else None
+        height = frame.height
+        del frame
+    finally:
+        warm.join()
     elements = ElementSet.from_words(words)
     return elements, ids, height
 

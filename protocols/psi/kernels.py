@@ -15,6 +15,7 @@ against the RFC 7693 Appendix A vector (tests/vectors/psi/).
 from __future__ import annotations
 
 import os
+import threading
 
 import numba
 import numpy as np
@@ -26,6 +27,13 @@ from numba import njit, prange
 # 7.8 s with the workqueue layer.  Choose workqueue unless the process already chose.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
+
+# The workqueue layer aborts the process if two threads launch parallel regions at once,
+# so every parallel kernel of this module is launched under this lock (a PSI run calls
+# them per chunk of 2^15 bins: the lock costs nothing measurable).  Other numba code in
+# the same process that launches parallel regions from several threads should choose a
+# thread-safe layer (NUMBA_THREADING_LAYER=omp or tbb) before importing this module.
+_PARALLEL_LAUNCH = threading.Lock()
 
 _U = np.uint64
 
@@ -129,7 +137,7 @@ _BLOCK = 4096  # rows per parallel work item
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def blake2b_rows(rows, h0, iv, out):
+def _blake2b_rows_parallel(rows, h0, iv, out):
     """``out[r] = BLAKE2b(rows[r])[:out.shape[1]]`` for every row of a (n, L) uint8 array.
 
     ``h0`` comes from :func:`blake2b_initial_state` with the same digest size as
@@ -159,7 +167,7 @@ def blake2b_rows(rows, h0, iv, out):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def blake2b_words(columns, h0, iv, out):
+def _blake2b_words_parallel(columns, h0, iv, out):
     """``out[r] = BLAKE2b(columns[0][r] || columns[1][r] || ...)`` over little-endian 64-bit
     words: the same digest as :func:`blake2b_rows` of the rows of ``np.column_stack(columns)``
     viewed as bytes, without building that matrix.  ``columns`` is a numba typed List of
@@ -218,7 +226,7 @@ def bins_from_words(words, nbins):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def receiver_oprf(t_rows, bin_start, bin_element, h0, iv, out):
+def _receiver_oprf_parallel(t_rows, bin_start, bin_element, h0, iv, out):
     """KKRT receiver outputs of one chunk of bins.
 
     ``t_rows`` (B, 8) uint64: rows t_j of the OT-extension matrix for bins
@@ -237,7 +245,7 @@ def receiver_oprf(t_rows, bin_start, bin_element, h0, iv, out):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def sender_oprf(q_rows, bin_start, offsets, aes_out, words, s_words, h0, iv, out):
+def _sender_oprf_parallel(q_rows, bin_start, offsets, aes_out, words, s_words, h0, iv, out):
     """KKRT sender outputs for the candidates of one chunk of bins (bin order).
 
     ``offsets`` (B + 1,): bin ``bin_start + r`` holds candidates ``offsets[r]..offsets[r+1]``
@@ -332,7 +340,7 @@ def _transpose64(a):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def bit_transpose(src, dst):
+def _bit_transpose_parallel(src, dst):
     """Transpose a bit matrix: ``src`` (R, C/8) uint8 rows of C bits -> ``dst`` (C, R/8).
 
     Bit c of a row is bit (c mod 8) of byte c // 8 (least significant bit first).  R and C
@@ -597,3 +605,61 @@ def gather_prefixes(values, index, value_bytes, out):
                 out[base + k] = np.uint8((lo >> _U(8 * k)) & _U(255))
             else:
                 out[base + k] = np.uint8((hi >> _U(8 * (k - 8))) & _U(255))
+
+
+def _serialized(kernel):
+    """Launch a parallel kernel under the module lock (see _PARALLEL_LAUNCH)."""
+    def launch(*args):
+        with _PARALLEL_LAUNCH:
+            return kernel(*args)
+    launch.__name__ = kernel.__name__.strip("_").replace("_parallel", "")
+    launch.__doc__ = kernel.__doc__
+    launch.kernel = kernel
+    return launch
+
+
+blake2b_rows = _serialized(_blake2b_rows_parallel)
+blake2b_words = _serialized(_blake2b_words_parallel)
+receiver_oprf = _serialized(_receiver_oprf_parallel)
+sender_oprf = _serialized(_sender_oprf_parallel)
+bit_transpose = _serialized(_bit_transpose_parallel)
+
+
+def warm_up() -> None:
+    """Call every kernel once on tiny inputs of the types a run uses.
+
+    A process pays ~0.4 s for numba's first dispatch and ~20 ms per cached kernel; a
+    caller can pay that in a background thread while it reads its input (the CLI does).
+    """
+    u64, u32 = np.uint64, np.uint32
+    n, nbins = 2, 128
+    digests = np.zeros((n, 16), np.uint8)
+    h0 = blake2b_initial_state(16)
+    column = np.arange(n, dtype=u64)
+    blake2b_words(word_columns([column]), h0, BLAKE2B_IV, digests)
+    digests = digests.view(u64)
+    first_duplicate(digests)
+    positions = bins_from_words(np.zeros((n, 4), u32), nbins)
+    bin_element, bin_function, _ = cuckoo_insert(positions, nbins, 10, 1)
+    cand_pos, offsets, send_index = bucket_candidates(positions, nbins)
+    fisher_yates(np.zeros(n, u64))
+    rows = np.zeros((nbins, 64), np.uint8)
+    columns = np.zeros((512, nbins // 8), np.uint8)
+    bit_transpose(columns, rows)
+    bit_transpose(rows, columns)
+    flat = np.zeros(4 * nbins * 16, np.uint8)
+    aes = flat.view(u64).reshape(4, nbins, 2)
+    words = bin_words(digests, bin_element, bin_function)
+    code_rows(aes, words, bin_element, rows.view(u64))
+    values = np.zeros((nbins, 2), u64)
+    receiver_oprf(rows.view(u64), 0, bin_element, h0, BLAKE2B_IV, values)
+    cwords = candidate_words(digests, cand_pos, n)
+    caes = np.zeros(4 * cand_pos.size * 16, np.uint8).view(u64).reshape(4, cand_pos.size, 2)
+    s_words = np.zeros(64, np.uint8).view(u64)
+    sender_oprf(rows.view(u64), 0, offsets, caes, cwords, s_words, h0, BLAKE2B_IV,
+                np.zeros((cand_pos.size, 2), u64))
+    table = build_value_table(values, bin_element)
+    received = np.frombuffer(bytes(16), np.uint8)
+    probe_values(table, values, received, 8, 0, np.zeros(nbins, np.int64),
+                 np.zeros(2, np.int64), np.zeros(2, np.int64))
+    gather_prefixes(values, send_index, 8, np.zeros(8 * send_index.size, np.uint8))

@@ -122,3 +122,35 @@ def test_probe_values_finds_exactly_the_equal_prefixes(value_bytes) -> None:
     again = kernels.probe_values(table, values, stream[:value_bytes], value_bytes, 200,
                                  matched, pos, idx)
     assert again == -1, "a value that already matched must be reported"
+
+
+def test_warm_up_runs_every_kernel_without_error() -> None:
+    kernels.warm_up()
+    kernels.warm_up()
+
+
+def test_parallel_kernels_can_be_launched_from_several_threads() -> None:
+    """numba's workqueue layer aborts on concurrent parallel launches; the module lock prevents
+    that (two PSI sessions, or a session and the CLI's warm-up, may run in one process)."""
+    import threading
+
+    errors = []
+
+    def work(seed):
+        try:
+            rng = np.random.default_rng(seed)
+            src = rng.integers(0, 256, (512, 512), dtype=np.uint8)
+            dst = np.zeros((4096, 64), np.uint8)
+            for _ in range(20):
+                kernels.bit_transpose(src, dst)
+                kernels.blake2b_rows(dst[:500], kernels.blake2b_initial_state(16), kernels.BLAKE2B_IV,
+                                     np.zeros((500, 16), np.uint8))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
