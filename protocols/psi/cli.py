@@ -41,9 +41,18 @@ NUMBER_MARK = 0x6E756D6265722121  # b"!!rebmun" little-endian: never a BLAKE2b w
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    psi = subparsers.add_parser("psi", help="standalone two-party PSI run (benchmarks, debugging)",
-                                description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    psi = subparsers.add_parser(
+        "psi", help="standalone two-party PSI run (benchmarks, debugging)",
+        description="Standalone two-party PSI (KKRT16) between two processes: each side reads a "
+                    "Parquet file, builds one element per row from --columns and writes its "
+                    "matched rows (pair_id, row, --id-column) in the common pair order.",
+        epilog="example:\n"
+               "  settlechain psi serve --listen 127.0.0.1:17201 --input a.parquet --columns "
+               "service,calling,called,start_time --id-column record_id --session-id s1 "
+               "--output a-out.parquet --ca ca.pem --cert a.pem --key a.key\n"
+               "  settlechain psi connect --server localhost:17201 --input b.parquet ... "
+               "(same options, B's files)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = psi.add_subparsers(dest="psi_command", metavar="ROLE", required=True)
     for name, help_text in (("serve", "offer a session and wait for the peer (OPRF sender)"),
                             ("connect", "connect to a serving peer (OPRF receiver)")):
