@@ -23,6 +23,7 @@ default 4 MiB receive limit, so the servicer works on a server with default opti
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import queue
@@ -78,6 +79,7 @@ class _Inbox:
         self._stream = stream
         self._peer = peer
         self._queue: queue.Queue = queue.Queue()
+        self._pending: collections.deque = collections.deque()
         self.bytes = 0
         self.messages = 0
         self._thread = threading.Thread(target=self._pump, name=f"psi-inbox-{peer}", daemon=True)
@@ -97,7 +99,7 @@ class _Inbox:
         if timeout <= 0:
             raise PsiTimeoutError(f"PSI session deadline passed while waiting for the {self._peer}")
         try:
-            kind, value = self._queue.get(timeout=timeout)
+            kind, value = self._pending.popleft() if self._pending else self._queue.get(timeout=timeout)
         except queue.Empty:
             raise PsiTimeoutError(
                 f"no message from the {self._peer} within {timeout:.1f} s "
@@ -109,6 +111,35 @@ class _Inbox:
         self.bytes += value.ByteSize()
         self.messages += 1
         return value
+
+    def check_abort(self) -> None:
+        """While we are still sending: raise at once if the peer aborted or the stream ended
+        (instead of blocking until the send times out).  Other messages are kept for get()."""
+        while True:
+            try:
+                kind, value = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "message" and value.WhichOneof("body") == "abort":
+                raise PeerAbortedError(value.abort.reason)
+            if kind == "error":
+                raise TransportError(f"stream to the {self._peer} failed: {_describe(value)}")
+            if kind == "eof":
+                raise TransportError(f"the {self._peer} closed the stream while we were sending")
+            self._pending.append((kind, value))
+
+    def find_abort(self) -> str | None:
+        """The reason of an Abort the peer sent, if one arrived (non-blocking)."""
+        items = list(self._pending)
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for kind, value in items:
+            if kind == "message" and value.WhichOneof("body") == "abort":
+                return value.abort.reason
+        return None
 
     def drain(self, timeout: float) -> None:
         """Wait (bounded) until the peer closes its side, e.g. so that an Abort is delivered."""
@@ -263,7 +294,9 @@ class PsiServicer(_GeneratedServicer):
         finally:
             if session is not None and not session.done():
                 # the generator was closed: the client went away while we were sending
-                session._complete(None, TransportError("the PSI client went away during the run"))
+                reason = inbox.find_abort()
+                session._complete(None, PeerAbortedError(reason) if reason is not None else
+                                  TransportError("the PSI client went away during the run"))
 
 
 def run_psi_client(channel: grpc.Channel, session_id: bytes, elements: ElementSet,
@@ -290,12 +323,17 @@ def run_psi_client(channel: grpc.Channel, session_id: bytes, elements: ElementSe
 
     def send(message: PsiMessage) -> None:
         timeout = min(config.peer_timeout_s, deadline - time.monotonic())
-        try:
-            outbox.put(message, timeout=max(0.001, timeout))
-        except queue.Full:
-            raise PsiTimeoutError(
-                f"the PSI server did not accept messages for {timeout:.1f} s (it vanished or stalled)"
-            ) from None
+        give_up = time.monotonic() + max(0.001, timeout)
+        while True:
+            inbox.check_abort()
+            try:
+                outbox.put(message, timeout=min(0.2, max(0.001, give_up - time.monotonic())))
+                break
+            except queue.Full:
+                if time.monotonic() >= give_up:
+                    raise PsiTimeoutError(
+                        f"the PSI server did not accept messages for {timeout:.1f} s "
+                        "(it vanished or stalled)") from None
         sent["bytes"] += message.ByteSize()
         sent["messages"] += 1
 

@@ -173,3 +173,33 @@ def test_unreachable_server(data) -> None:
     with grpc.insecure_channel("127.0.0.1:1", options=GRPC_OPTIONS) as channel:
         with pytest.raises(TransportError, match="UNAVAILABLE"):
             run_psi_client(channel, b"x", data[3], timeout_s=5)
+
+
+def test_server_abort_during_corrections_reaches_the_client_at_once(monkeypatch) -> None:
+    """A malformed correction: the server aborts; the client, still sending, stops with the
+    server's reason right away (not after the peer timeout), and the session fails on both sides."""
+    from protocols.psi import kkrt
+
+    rng = np.random.default_rng(41)
+    a, b = make_sets(rng, 150_000, 150_000, 1000, width=16)
+    ea, eb = ElementSet.from_fixed(a), ElementSet.from_fixed(b)
+    original = kkrt.Receiver.corrections
+
+    def corrupted(self):
+        for i, (start, count, columns) in enumerate(original(self)):
+            yield (start + 128 if i == 0 else start), count, columns
+
+    monkeypatch.setattr(kkrt.Receiver, "corrections", corrupted)
+    servicer = PsiServicer(PsiConfig(peer_timeout_s=30))
+    server, port = _server(servicer)
+    try:
+        session = servicer.offer(b"corrupt", ea, timeout_s=60)
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=GRPC_OPTIONS) as channel:
+            start = time.monotonic()
+            with pytest.raises(PeerAbortedError, match="correction chunk"):
+                run_psi_client(channel, b"corrupt", eb, timeout_s=60, config=PsiConfig(peer_timeout_s=30))
+            assert time.monotonic() - start < 15
+        with pytest.raises(Exception, match="correction chunk"):
+            session.result()
+    finally:
+        server.stop(0)
