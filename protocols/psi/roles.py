@@ -1,0 +1,416 @@
+"""Client and server roles: state machines that turn PSI messages into messages.
+
+Shape of Google's private-join-and-compute: a role has ``start()`` (its first messages),
+``handle(message)`` (the messages it answers with) and ``finished``/``result()``.  Each
+round is one private method.  The roles know nothing of the transport: the in-memory
+sink (:mod:`protocols.psi.sink`) and the gRPC adapter (:mod:`protocols.psi.transport`)
+drive the same objects.  ``handle`` returns a generator: outgoing messages are produced
+lazily (a correction chunk is computed when the transport is ready to send it), and the
+transport consumes each generator completely before delivering the next message.
+
+Every message carries a sequence number per direction starting at 0; a message with the
+wrong number or a type the current state does not expect raises
+:class:`~protocols.psi.errors.PsiProtocolError`.  An ``Abort`` from the peer raises
+:class:`~protocols.psi.errors.PeerAbortedError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from . import kernels, kkrt
+from .elements import ElementSet, PsiResult
+from .errors import InputBoundsError, PeerAbortedError, PsiProtocolError
+from .primitives import POINT_BYTES, BaseOtReceiver, BaseOtSender, random_scalar
+from .psi_pb2 import (Abort, ClientHello, Correction, Finish, Matches, OprfValues,
+                      PsiMessage, ServerHello)
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+SEED_BYTES = 16
+MAX_SESSION_ID_BYTES = 256
+
+RandomBytes = Callable[[int], bytes]
+
+
+@dataclass(frozen=True)
+class PsiConfig:
+    """Limits and timeouts of a PSI party.
+
+    ``max_elements`` bounds both this party's and the announced peer set size (DESIGN.md
+    circuit breaker ``max_records``); ``max_size_ratio`` (None: off) refuses a peer whose
+    set is more than that factor larger or smaller than ours once the smaller side has at
+    least ``min_size_for_ratio`` elements.  ``peer_timeout_s`` is the longest wait for
+    any single message of the peer; ``max_message_bytes`` the payload size of chunked
+    messages (kept well below gRPC's default 4 MiB receive limit).
+    """
+
+    peer_timeout_s: float = 60.0
+    max_elements: int = 100_000_000
+    max_size_ratio: float | None = None
+    min_size_for_ratio: int = 1000
+    max_message_bytes: int = 2 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not self.peer_timeout_s > 0:
+            raise InputBoundsError(f"peer_timeout_s: expected > 0, found {self.peer_timeout_s}")
+        if not 0 <= self.max_elements <= kkrt.MAX_SET_SIZE:
+            raise InputBoundsError(
+                f"max_elements: expected 0..{kkrt.MAX_SET_SIZE}, found {self.max_elements}")
+        if self.max_size_ratio is not None and not self.max_size_ratio >= 1:
+            raise InputBoundsError(f"max_size_ratio: expected >= 1, found {self.max_size_ratio}")
+        if not 4096 <= self.max_message_bytes <= 3 * 1024 * 1024:
+            raise InputBoundsError(
+                f"max_message_bytes: expected 4096..{3 * 1024 * 1024}, found {self.max_message_bytes}")
+
+    def check_sizes(self, own: int, peer: int) -> None:
+        if own > self.max_elements:
+            raise InputBoundsError(f"own set: expected at most {self.max_elements} elements, found {own}")
+        if peer > self.max_elements:
+            raise InputBoundsError(
+                f"peer set: expected at most {self.max_elements} elements, peer announced {peer}")
+        small, large = min(own, peer), max(own, peer)
+        if (self.max_size_ratio is not None and small >= self.min_size_for_ratio
+                and large > self.max_size_ratio * small):
+            raise InputBoundsError(
+                f"set sizes {own} (own) and {peer} (peer): ratio above the allowed "
+                f"{self.max_size_ratio}")
+
+
+def check_session_id(session_id: bytes) -> bytes:
+    if not isinstance(session_id, (bytes, bytearray)) or not 1 <= len(session_id) <= MAX_SESSION_ID_BYTES:
+        raise InputBoundsError(
+            f"session id: expected 1..{MAX_SESSION_ID_BYTES} bytes, found "
+            f"{len(session_id) if isinstance(session_id, (bytes, bytearray)) else type(session_id).__name__}")
+    return bytes(session_id)
+
+
+def _transcript(client: ClientHello, server: ServerHello) -> bytes:
+    """Unambiguous encoding of both hellos: every field length-prefixed."""
+    fields = [
+        struct.pack("<I", client.version), client.session_id, struct.pack("<Q", client.set_size),
+        client.seed, client.ot_sender_point,
+        struct.pack("<II", client.code_width, client.statistical_security),
+        struct.pack("<I", server.version), server.session_id, struct.pack("<Q", server.set_size),
+        server.seed, server.ot_receiver_points,
+    ]
+    return b"".join(struct.pack("<I", len(f)) + f for f in fields)
+
+
+def _keystream_u64(rng: RandomBytes, count: int) -> np.ndarray:
+    """count uniform 64-bit words: AES-128-CTR keystream under a fresh random key."""
+    out = np.zeros(count * 8, np.uint8)
+    if count:
+        Cipher(algorithms.AES(rng(16)), modes.CTR(bytes(16))).encryptor().update_into(out, out)
+    return out.view(np.uint64)
+
+
+class _Role:
+    """Sequence numbers, message-type checks and timing shared by both roles."""
+
+    name = "party"
+
+    def __init__(self, session_id: bytes, elements: ElementSet, config: PsiConfig,
+                 rng: RandomBytes) -> None:
+        self.session_id = check_session_id(session_id)
+        self.elements = elements
+        self.config = config
+        self._rng = rng
+        self._send_seq = 0
+        self._recv_seq = 0
+        self._state = "start"
+        self._result: PsiResult | None = None
+        self.seconds: dict[str, float] = {}
+        self._t0 = time.perf_counter()
+        config.check_sizes(len(elements), 0)
+
+    # -- plumbing ----------------------------------------------------------------------
+    def _msg(self, **body) -> PsiMessage:
+        message = PsiMessage(seq=self._send_seq, **body)
+        self._send_seq += 1
+        return message
+
+    def abort_message(self, reason: str) -> PsiMessage:
+        return self._msg(abort=Abort(reason=reason[:1000]))
+
+    def _accept(self, message: PsiMessage, *kinds: str) -> str:
+        kind = message.WhichOneof("body")
+        if kind == "abort":
+            self._state = "failed"
+            raise PeerAbortedError(message.abort.reason)
+        if message.seq != self._recv_seq:
+            raise PsiProtocolError(
+                f"{self.name}: expected message #{self._recv_seq}, found #{message.seq} "
+                "(replayed, reordered or lost message)")
+        if kind not in kinds:
+            raise PsiProtocolError(
+                f"{self.name}: in state {self._state!r} expected {' or '.join(kinds)}, "
+                f"found {kind or 'an empty message'}")
+        self._recv_seq += 1
+        return kind
+
+    def _timed(self, step: str, start: float) -> None:
+        self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - start
+
+    @property
+    def finished(self) -> bool:
+        return self._result is not None
+
+    def result(self) -> PsiResult:
+        if self._result is None:
+            raise PsiProtocolError(f"{self.name}: the run has not finished (state {self._state!r})")
+        return self._result
+
+    def _finish(self, local: np.ndarray, pair_ids: np.ndarray, peer_size: int) -> None:
+        local, pair_ids = kkrt.common_order(local, pair_ids)
+        self.seconds["total"] = time.perf_counter() - self._t0
+        self._state = "done"
+        self._result = PsiResult(local_indices=local, pair_ids=pair_ids, peer_size=peer_size,
+                                 stats={"seconds": dict(self.seconds)})
+
+
+class ClientRole(_Role):
+    """The client: KKRT16 OPRF receiver (cuckoo table, base-OT sender)."""
+
+    name = "psi client"
+
+    def __init__(self, session_id: bytes, elements: ElementSet, config: PsiConfig | None = None,
+                 rng: RandomBytes = os.urandom) -> None:
+        super().__init__(session_id, elements, config or PsiConfig(), rng)
+        self._hello: ClientHello | None = None
+        self._ot: BaseOtSender | None = None
+        self._receiver: kkrt.Receiver | None = None
+        self._matcher: kkrt.Matcher | None = None
+        self._peer_size = 0
+
+    def start(self) -> Iterator[PsiMessage]:
+        t = time.perf_counter()
+        self._ot = BaseOtSender(random_scalar_from(self._rng))
+        self._hello = ClientHello(
+            version=PROTOCOL_VERSION, session_id=self.session_id, set_size=len(self.elements),
+            seed=self._rng(SEED_BYTES), ot_sender_point=self._ot.point,
+            code_width=kkrt.CODE_WIDTH, statistical_security=kkrt.STATISTICAL_SECURITY)
+        self._state = "await_server_hello"
+        self._timed("base_ot", t)
+        yield self._msg(client_hello=self._hello)
+
+    def handle(self, message: PsiMessage) -> Iterator[PsiMessage]:
+        if self._state == "await_server_hello":
+            self._accept(message, "server_hello")
+            return self._on_server_hello(message.server_hello)
+        if self._state == "await_values":
+            self._accept(message, "oprf_values")
+            return self._on_values(message.oprf_values)
+        if self._state == "await_finish":
+            self._accept(message, "finish")
+            return self._on_finish(message.finish)
+        self._accept(message)  # raises: nothing is expected now
+        return iter(())
+
+    def _on_server_hello(self, hello: ServerHello) -> Iterator[PsiMessage]:
+        if hello.version != PROTOCOL_VERSION or hello.session_id != self.session_id:
+            raise PsiProtocolError(
+                f"server hello: expected version {PROTOCOL_VERSION} and session "
+                f"{self.session_id.hex()}, found version {hello.version} and session "
+                f"{bytes(hello.session_id).hex()}")
+        if len(hello.seed) != SEED_BYTES:
+            raise PsiProtocolError(f"server hello: expected a {SEED_BYTES}-byte seed, found {len(hello.seed)}")
+        self.config.check_sizes(len(self.elements), hello.set_size)
+        self._peer_size = int(hello.set_size)
+        keys = kkrt.session_keys(_transcript(self._hello, hello))
+        self._state = "sending_corrections"
+        return self._corrections(hello, keys)
+
+    def _corrections(self, hello: ServerHello, keys: kkrt.SessionKeys) -> Iterator[PsiMessage]:
+        t = time.perf_counter()
+        ot_keys = self._ot.keys(hello.ot_receiver_points, kkrt.CODE_WIDTH, keys.context)
+        self._timed("base_ot", t)
+        t = time.perf_counter()
+        walk_seed = int.from_bytes(self._rng(8), "little") >> 1  # int64 for numba
+        receiver = kkrt.Receiver(self.elements.digests, self._peer_size, keys, ot_keys, walk_seed)
+        receiver.place()
+        self._receiver = receiver
+        self._timed("cuckoo", t)
+        t = time.perf_counter()
+        for start, count, columns in receiver.corrections():
+            self._timed("ot_extension", t)
+            yield self._msg(correction=Correction(bin_start=start, bin_count=count,
+                                                  columns=columns.tobytes()))
+            t = time.perf_counter()
+        self._matcher = receiver.matcher()
+        self._timed("ot_extension", t)
+        self._state = "await_values"
+        if self._matcher.complete:  # the server has no elements: nothing to wait for
+            yield from self._send_matches()
+
+    def _on_values(self, values: OprfValues) -> Iterator[PsiMessage]:
+        t = time.perf_counter()
+        if values.value_bytes != self._matcher.value_bytes or len(values.values) != values.count * values.value_bytes:
+            raise PsiProtocolError(
+                f"OPRF values: expected {values.count} values of {self._matcher.value_bytes} bytes, "
+                f"found value_bytes={values.value_bytes} and {len(values.values)} bytes")
+        self._matcher.add(int(values.offset), np.frombuffer(values.values, np.uint8))
+        self._timed("match", t)
+        if self._matcher.complete:
+            return self._send_matches()
+        return iter(())
+
+    def _send_matches(self) -> Iterator[PsiMessage]:
+        positions, elements, values = self._matcher.matches()
+        tags = values[:, self._matcher.value_bytes:]
+        per = max(1, self.config.max_message_bytes // (4 + tags.shape[1]))
+        for lo in range(0, positions.size, per):
+            yield self._msg(matches=Matches(
+                positions=positions[lo:lo + per].astype("<u4").tobytes(),
+                tags=np.ascontiguousarray(tags[lo:lo + per]).tobytes()))
+        self._state = "await_finish"
+        self._matched = (elements, values)
+        yield self._msg(finish=Finish(match_count=positions.size))
+
+    def _on_finish(self, finish: Finish) -> Iterator[PsiMessage]:
+        elements, pair_ids = self._matched
+        if finish.match_count != elements.size:
+            raise PsiProtocolError(
+                f"finish: we found {elements.size} matches, the server confirmed {finish.match_count}")
+        self._finish(elements, pair_ids, self._peer_size)
+        return iter(())
+
+
+class ServerRole(_Role):
+    """The server: KKRT16 OPRF sender (base-OT receiver with the secret choice bits s)."""
+
+    name = "psi server"
+
+    def __init__(self, session_id: bytes, elements: ElementSet, config: PsiConfig | None = None,
+                 rng: RandomBytes = os.urandom) -> None:
+        super().__init__(session_id, elements, config or PsiConfig(), rng)
+        self._state = "await_client_hello"
+        self._sender: kkrt.Sender | None = None
+        self._peer_size = 0
+        self._positions: list[np.ndarray] = []
+        self._tags: list[np.ndarray] = []
+        self._last_position = -1
+
+    def start(self) -> Iterator[PsiMessage]:
+        return iter(())
+
+    def handle(self, message: PsiMessage) -> Iterator[PsiMessage]:
+        if self._state == "await_client_hello":
+            self._accept(message, "client_hello")
+            return self._on_client_hello(message.client_hello)
+        if self._state == "await_corrections":
+            self._accept(message, "correction")
+            return self._on_correction(message.correction)
+        if self._state == "await_matches":
+            kind = self._accept(message, "matches", "finish")
+            if kind == "matches":
+                return self._on_matches(message.matches)
+            return self._on_finish(message.finish)
+        self._accept(message)
+        return iter(())
+
+    def _on_client_hello(self, hello: ClientHello) -> Iterator[PsiMessage]:
+        if hello.version != PROTOCOL_VERSION or hello.session_id != self.session_id:
+            raise PsiProtocolError(
+                f"client hello: expected version {PROTOCOL_VERSION} and session "
+                f"{self.session_id.hex()}, found version {hello.version} and session "
+                f"{bytes(hello.session_id).hex()}")
+        if (hello.code_width != kkrt.CODE_WIDTH or hello.statistical_security != kkrt.STATISTICAL_SECURITY
+                or len(hello.seed) != SEED_BYTES or len(hello.ot_sender_point) != POINT_BYTES):
+            raise PsiProtocolError(
+                f"client hello: expected code width {kkrt.CODE_WIDTH}, statistical security "
+                f"{kkrt.STATISTICAL_SECURITY}, a {SEED_BYTES}-byte seed and a {POINT_BYTES}-byte point; "
+                f"found {hello.code_width}, {hello.statistical_security}, {len(hello.seed)} and "
+                f"{len(hello.ot_sender_point)} bytes")
+        self.config.check_sizes(len(self.elements), hello.set_size)
+        kkrt.value_bytes(int(hello.set_size), len(self.elements))  # both sizes supported?
+        self._peer_size = int(hello.set_size)
+        return self._reply_hello(hello)
+
+    def _reply_hello(self, hello: ClientHello) -> Iterator[PsiMessage]:
+        t = time.perf_counter()
+        choice_bits = np.unpackbits(np.frombuffer(self._rng(kkrt.CODE_WIDTH // 8), np.uint8),
+                                    bitorder="little")
+        scalars = [random_scalar_from(self._rng) for _ in range(kkrt.CODE_WIDTH)]
+        ot = BaseOtReceiver(choice_bits, scalars, bytes(hello.ot_sender_point))
+        reply = ServerHello(version=PROTOCOL_VERSION, session_id=self.session_id,
+                            set_size=len(self.elements), seed=self._rng(SEED_BYTES),
+                            ot_receiver_points=ot.points)
+        self._timed("base_ot", t)
+        self._state = "await_corrections"
+        yield self._msg(server_hello=reply)
+        # Work done while the client computes its corrections.
+        t = time.perf_counter()
+        keys = kkrt.session_keys(_transcript(hello, reply))
+        ot_keys = ot.keys(keys.context)
+        self._timed("base_ot", t)
+        t = time.perf_counter()
+        n = len(self.elements)
+        permutation = kernels.fisher_yates(_keystream_u64(self._rng, n))
+        sender = kkrt.Sender(self.elements.digests, self._peer_size, keys, choice_bits, ot_keys,
+                             permutation)
+        sender.prepare()
+        self._sender = sender
+        self._timed("bucketing", t)
+
+    def _on_correction(self, correction: Correction) -> Iterator[PsiMessage]:
+        t = time.perf_counter()
+        self._sender.absorb(int(correction.bin_start), int(correction.bin_count),
+                            np.frombuffer(correction.columns, np.uint8))
+        self._timed("ot_extension", t)
+        if self._sender.complete:
+            self._state = "sending_values"
+            return self._send_values()
+        return iter(())
+
+    def _send_values(self) -> Iterator[PsiMessage]:
+        nbytes = self._sender.value_bytes
+        for offset, count, data in self._sender.value_chunks(self.config.max_message_bytes):
+            yield self._msg(oprf_values=OprfValues(offset=offset, count=count, value_bytes=nbytes,
+                                                   values=data))
+        self._state = "await_matches"
+
+    def _on_matches(self, matches: Matches) -> Iterator[PsiMessage]:
+        tag_bytes = kkrt.OPRF_BYTES - self._sender.value_bytes
+        if len(matches.positions) % 4 or len(matches.tags) != len(matches.positions) // 4 * tag_bytes:
+            raise PsiProtocolError(
+                f"matches: expected 4-byte positions and {tag_bytes}-byte tags, found "
+                f"{len(matches.positions)} and {len(matches.tags)} bytes")
+        positions = np.frombuffer(matches.positions, "<u4").astype(np.int64)
+        if positions.size and positions[0] <= self._last_position:
+            raise PsiProtocolError("matches: positions must increase across messages")
+        if positions.size:
+            self._last_position = int(positions[-1])
+        self._positions.append(positions)
+        self._tags.append(np.frombuffer(matches.tags, np.uint8).reshape(-1, tag_bytes))
+        return iter(())
+
+    def _on_finish(self, finish: Finish) -> Iterator[PsiMessage]:
+        t = time.perf_counter()
+        positions = np.concatenate(self._positions) if self._positions else np.empty(0, np.int64)
+        tags = np.concatenate(self._tags) if self._tags else np.empty(
+            (0, kkrt.OPRF_BYTES - self._sender.value_bytes), np.uint8)
+        if finish.match_count != positions.size:
+            raise PsiProtocolError(
+                f"finish: the client announced {finish.match_count} matches but sent {positions.size}")
+        local, pair_ids = self._sender.confirm(positions, tags)
+        self._timed("confirm", t)
+        self._finish(local, pair_ids, self._peer_size)
+        yield self._msg(finish=Finish(match_count=positions.size))
+
+
+def random_scalar_from(rng: RandomBytes) -> bytes:
+    """A scalar mod the Ed25519 group order from 64 bytes of ``rng`` (os.urandom by default)."""
+    if rng is os.urandom:
+        return random_scalar()
+    from nacl import bindings as sodium
+    return sodium.crypto_core_ed25519_scalar_reduce(rng(64))

@@ -1,0 +1,374 @@
+"""gRPC adapter: the PSI roles over one bidirectional stream (``Psi.Run``).
+
+Server side: :class:`PsiServicer` is added to any ``grpc.Server`` (the engine adds it
+beside its own services); :meth:`PsiServicer.offer` registers a session and returns a
+:class:`PsiSession` whose :meth:`~PsiSession.result` waits for the run.  Client side:
+:func:`run_psi_client` opens the stream on a channel the caller made (with mutual TLS:
+:func:`channel_credentials` / :func:`server_credentials`).
+
+Failure handling:
+
+- every wait for a peer message is bounded by ``PsiConfig.peer_timeout_s`` and by the
+  session deadline (``timeout_s``); a vanished or stalled peer raises
+  :class:`~protocols.psi.errors.PsiTimeoutError`;
+- a protocol error on one side is sent to the other as ``Abort`` (the other side raises
+  :class:`~protocols.psi.errors.PeerAbortedError`), then the stream is closed;
+- a broken stream raises :class:`~protocols.psi.errors.TransportError`;
+- a session id runs once: a second ``Run`` with the same id, an unknown id, or a session
+  whose deadline passed before a client came is refused with an ``Abort``.
+
+Messages are at most ``PsiConfig.max_message_bytes`` (2 MiB) of payload, under gRPC's
+default 4 MiB receive limit, so the servicer works on a server with default options.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+
+from .elements import ElementSet, PsiResult
+from .errors import (PeerAbortedError, PsiError, PsiProtocolError, PsiTimeoutError, SessionError,
+                     TransportError)
+from .psi_pb2 import Abort, PsiMessage
+from .psi_pb2_grpc import PsiServicer as _GeneratedServicer
+from .psi_pb2_grpc import PsiStub, add_PsiServicer_to_server
+from .roles import ClientRole, PsiConfig, RandomBytes, ServerRole, check_session_id
+
+log = logging.getLogger(__name__)
+
+#: Channel/server options for standalone use (CLI, tests, benchmarks): keepalive pings
+#: detect a dead TCP peer even while a side is busy computing.
+GRPC_OPTIONS = (
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+    # a client started together with its server retries within 0.1 s, not gRPC's default 1 s
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
+_GRACE_S = 5.0
+
+
+def server_credentials(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> grpc.ServerCredentials:
+    """Mutual TLS for the server: its certificate, and clients must present one from ``ca_pem``."""
+    return grpc.ssl_server_credentials([(key_pem, cert_pem)], root_certificates=ca_pem,
+                                       require_client_auth=True)
+
+
+def channel_credentials(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> grpc.ChannelCredentials:
+    """Mutual TLS for the client: trust only ``ca_pem``, present our certificate."""
+    return grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem,
+                                        certificate_chain=cert_pem)
+
+
+class _Inbox:
+    """Messages of the peer, pumped by a thread so that every wait can time out."""
+
+    def __init__(self, stream: Iterator[PsiMessage], peer: str) -> None:
+        self._stream = stream
+        self._peer = peer
+        self._queue: queue.Queue = queue.Queue()
+        self._pending: collections.deque = collections.deque()
+        self.bytes = 0
+        self.messages = 0
+        self._thread = threading.Thread(target=self._pump, name=f"psi-inbox-{peer}", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            for message in self._stream:
+                self._queue.put(("message", message))
+            self._queue.put(("eof", None))
+        except grpc.RpcError as exc:
+            self._queue.put(("error", exc))
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting thread
+            self._queue.put(("error", exc))
+
+    def get(self, timeout: float) -> PsiMessage:
+        if timeout <= 0:
+            raise PsiTimeoutError(f"PSI session deadline passed while waiting for the {self._peer}")
+        try:
+            kind, value = self._pending.popleft() if self._pending else self._queue.get(timeout=timeout)
+        except queue.Empty:
+            raise PsiTimeoutError(
+                f"no message from the {self._peer} within {timeout:.1f} s "
+                "(expected the next protocol message; the peer vanished or stalled)") from None
+        if kind == "eof":
+            raise TransportError(f"the {self._peer} closed the stream before the run finished")
+        if kind == "error":
+            raise TransportError(f"stream to the {self._peer} failed: {_describe(value)}")
+        self.bytes += value.ByteSize()
+        self.messages += 1
+        return value
+
+    def check_abort(self) -> None:
+        """While we are still sending: raise at once if the peer aborted or the stream ended
+        (instead of blocking until the send times out).  Other messages are kept for get()."""
+        while True:
+            try:
+                kind, value = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "message" and value.WhichOneof("body") == "abort":
+                raise PeerAbortedError(value.abort.reason)
+            if kind == "error":
+                raise TransportError(f"stream to the {self._peer} failed: {_describe(value)}")
+            if kind == "eof":
+                raise TransportError(f"the {self._peer} closed the stream while we were sending")
+            self._pending.append((kind, value))
+
+    def find_abort(self) -> str | None:
+        """The reason of an Abort the peer sent, if one arrived (non-blocking)."""
+        items = list(self._pending)
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for kind, value in items:
+            if kind == "message" and value.WhichOneof("body") == "abort":
+                return value.abort.reason
+        return None
+
+    def drain(self, timeout: float) -> None:
+        """Wait (bounded) until the peer closes its side, e.g. so that an Abort is delivered."""
+        end = time.monotonic() + timeout
+        while (remaining := end - time.monotonic()) > 0:
+            try:
+                kind, _ = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                return
+            if kind != "message":
+                return
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        try:
+            return f"{exc.code().name}: {exc.details()}"
+        except Exception:  # noqa: BLE001
+            pass
+    return f"{type(exc).__name__}: {exc}"
+
+
+class PsiSession:
+    """A session offered by the server side; :meth:`result` waits for its run."""
+
+    def __init__(self, servicer: PsiServicer, session_id: bytes, elements: ElementSet,
+                 timeout_s: float) -> None:
+        self._servicer = servicer
+        self.session_id = session_id
+        self.elements: ElementSet | None = elements
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+        self.state = "offered"   # offered -> running -> done | failed; offered -> expired
+        self._done = threading.Event()
+        self._result: PsiResult | None = None
+        self._error: BaseException | None = None
+
+    def _complete(self, result: PsiResult | None, error: BaseException | None) -> None:
+        with self._servicer._lock:
+            if self._done.is_set():
+                return
+            self._result, self._error = result, error
+            self.state = "done" if error is None else "failed"
+            self.elements = None
+            self._done.set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self) -> PsiResult:
+        """The run's result; raises its error, or PsiTimeoutError after the deadline."""
+        remaining = self.deadline - time.monotonic()
+        if not self._done.wait(max(0.0, remaining)):
+            with self._servicer._lock:
+                never_came = self.state == "offered"
+            if never_came:
+                self._complete(None, PsiTimeoutError(
+                    f"no PSI client ran session {self.session_id.hex()} within {self.timeout_s:.1f} s"))
+            elif not self._done.wait(_GRACE_S + self._servicer.config.peer_timeout_s):
+                self._complete(None, PsiTimeoutError(
+                    f"PSI session {self.session_id.hex()} did not finish within {self.timeout_s:.1f} s"))
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
+class PsiServicer(_GeneratedServicer):
+    """Server side of the PSI; add it to a ``grpc.Server`` with :meth:`add_to_server`."""
+
+    def __init__(self, config: PsiConfig | None = None, *, rng: RandomBytes = os.urandom) -> None:
+        self.config = config or PsiConfig()
+        self._rng = rng
+        self._lock = threading.Lock()
+        self._sessions: dict[bytes, PsiSession] = {}
+
+    def add_to_server(self, server: grpc.Server) -> None:
+        add_PsiServicer_to_server(self, server)
+
+    def offer(self, session_id: bytes, elements: ElementSet, timeout_s: float) -> PsiSession:
+        """Register a session: the next client that runs ``session_id`` intersects with ``elements``."""
+        session_id = check_session_id(session_id)
+        if not timeout_s > 0:
+            raise SessionError(f"timeout_s: expected > 0, found {timeout_s}")
+        self.config.check_sizes(len(elements), 0)
+        with self._lock:
+            if session_id in self._sessions:
+                raise SessionError(
+                    f"session {session_id.hex()} was already offered (a session id runs once)")
+            session = PsiSession(self, session_id, elements, timeout_s)
+            self._sessions[session_id] = session
+        return session
+
+    def _claim(self, session_id: bytes) -> PsiSession:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                raise SessionError(f"unknown PSI session {session_id.hex()}")
+            if session.state != "offered":
+                raise SessionError(
+                    f"PSI session {session_id.hex()} is {session.state}, not open "
+                    "(a session id runs once: replay refused)")
+            if time.monotonic() > session.deadline:
+                session.state = "expired"
+                raise SessionError(f"PSI session {session_id.hex()} expired before the client came")
+            session.state = "running"
+            return session
+
+    def Run(self, request_iterator, context) -> Iterator[PsiMessage]:  # noqa: N802 - gRPC name
+        inbox = _Inbox(request_iterator, "PSI client")
+        session: PsiSession | None = None
+        role: ServerRole | None = None
+        sent_bytes = 0
+        sent_messages = 0
+        try:
+            first = inbox.get(self.config.peer_timeout_s)
+            if first.WhichOneof("body") != "client_hello" or first.seq != 0:
+                raise PsiProtocolError(
+                    f"psi server: expected client_hello #0 first, found "
+                    f"{first.WhichOneof('body') or 'an empty message'} #{first.seq}")
+            session = self._claim(bytes(first.client_hello.session_id))
+            role = ServerRole(session.session_id, session.elements, self.config, self._rng)
+            message = first
+            while True:
+                for out in role.handle(message):
+                    sent_bytes += out.ByteSize()
+                    sent_messages += 1
+                    yield out
+                if role.finished:
+                    break
+                timeout = min(self.config.peer_timeout_s, session.deadline - time.monotonic())
+                message = inbox.get(timeout)
+            result = role.result()
+            result.stats.update(bytes_sent=sent_bytes, bytes_received=inbox.bytes,
+                                messages_sent=sent_messages, messages_received=inbox.messages)
+            session._complete(result, None)
+        except PeerAbortedError as exc:
+            log.warning("PSI client aborted: %s", exc.reason)
+            if session is not None:
+                session._complete(None, exc)
+        except PsiError as exc:
+            log.warning("PSI server error: %s", exc)
+            if session is not None:
+                session._complete(None, exc)
+            abort = role.abort_message(str(exc)) if role is not None else \
+                PsiMessage(seq=0, abort=Abort(reason=str(exc)[:1000]))
+            yield abort
+        except Exception as exc:
+            if session is not None:
+                session._complete(None, exc)
+            raise
+        finally:
+            if session is not None and not session.done():
+                # the generator was closed: the client went away while we were sending
+                reason = inbox.find_abort()
+                session._complete(None, PeerAbortedError(reason) if reason is not None else
+                                  TransportError("the PSI client went away during the run"))
+
+
+def run_psi_client(channel: grpc.Channel, session_id: bytes, elements: ElementSet,
+                   timeout_s: float, config: PsiConfig | None = None, *,
+                   rng: RandomBytes = os.urandom) -> PsiResult:
+    """Run the client side of session ``session_id`` over ``channel``; return our result."""
+    config = config or PsiConfig()
+    role = ClientRole(session_id, elements, config, rng)
+    deadline = time.monotonic() + timeout_s
+    outbox: queue.Queue = queue.Queue(maxsize=4)
+    closed = threading.Event()
+
+    def requests() -> Iterator[PsiMessage]:
+        while True:
+            item = outbox.get()
+            if item is None:
+                closed.set()
+                return
+            yield item
+
+    call = PsiStub(channel).Run(requests(), timeout=timeout_s)
+    inbox = _Inbox(call, "PSI server")
+    sent = {"bytes": 0, "messages": 0}
+
+    def send(message: PsiMessage) -> None:
+        timeout = min(config.peer_timeout_s, deadline - time.monotonic())
+        give_up = time.monotonic() + max(0.001, timeout)
+        while True:
+            inbox.check_abort()
+            try:
+                outbox.put(message, timeout=min(0.2, max(0.001, give_up - time.monotonic())))
+                break
+            except queue.Full:
+                if time.monotonic() >= give_up:
+                    raise PsiTimeoutError(
+                        f"the PSI server did not accept messages for {timeout:.1f} s "
+                        "(it vanished or stalled)") from None
+        sent["bytes"] += message.ByteSize()
+        sent["messages"] += 1
+
+    def close() -> None:
+        try:
+            outbox.put(None, timeout=1.0)
+        except queue.Full:
+            pass
+
+    try:
+        for message in role.start():
+            send(message)
+        while not role.finished:
+            message = inbox.get(min(config.peer_timeout_s, deadline - time.monotonic()))
+            for out in role.handle(message):
+                send(out)
+        close()
+        inbox.drain(min(config.peer_timeout_s, _GRACE_S))
+    except PeerAbortedError:
+        close()
+        call.cancel()
+        raise
+    except PsiError as exc:
+        try:
+            outbox.put(role.abort_message(str(exc)), timeout=1.0)
+        except queue.Full:
+            pass
+        close()
+        inbox.drain(1.0)
+        call.cancel()
+        raise
+    except BaseException:
+        call.cancel()
+        raise
+    result = role.result()
+    result.stats.update(bytes_sent=sent["bytes"], bytes_received=inbox.bytes,
+                        messages_sent=sent["messages"], messages_received=inbox.messages)
+    return result
