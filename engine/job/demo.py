@@ -48,17 +48,11 @@ def _say(text: str) -> None:
 
 
 def warm_up_psi() -> None:
-    """Run a tiny PSI in memory so that numba compiles the PSI kernels (or loads them
-    from its cache) once, before the parties start, instead of A and B compiling them
-    at the same time."""
-    import numpy as np
+    """Compile the PSI kernels (or load them from numba's cache) once, before the parties
+    start, instead of A and B compiling them at the same time."""
+    from protocols.psi.kernels import warm_up
 
-    from protocols.psi import ClientRole, ElementSet, ServerRole
-    from protocols.psi.sink import run_in_memory
-
-    rows = np.arange(64, dtype=np.uint64).view(np.uint8).reshape(64, 8)
-    run_in_memory(ClientRole(b"warm-up-session!", ElementSet.from_fixed(rows[:40])),
-                  ServerRole(b"warm-up-session!", ElementSet.from_fixed(rows[20:])))
+    warm_up()
 
 
 def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | None, out: Path,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from ledger_anchor.sm3 import sm3
 from protocols.errors import ProtocolError
 from protocols.mpc import MpcParties, MpcTls, ToleranceParams, run_discrepancy
 from protocols.psi import ElementSet, PsiConfig, PsiServicer, run_psi_client
+from protocols.psi.kernels import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ def _run(run: PartyRun, watch: AbortWatch) -> dict[str, Any]:
             # 1. ingest ------------------------------------------------------------
             ingested = None
             if role in ("A", "B"):
+                # numba loads (or compiles) the PSI kernels while we read the file
+                threading.Thread(target=warm_up, name="psi-warm-up", daemon=True).start()
                 with clock.timed("ingest"):
                     ingested = ingest(run.data_path, rules,
                                       quarantine_path=run.out_dir / "quarantine.parquet")

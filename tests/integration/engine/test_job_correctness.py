@@ -118,11 +118,11 @@ def test_private_job_equals_truth_and_reference(tmp_path, gen, policy):
 def test_periods_without_traffic_settle_to_zero(tmp_path):
     """Both operators export a header and no rows: the job still runs, signs and anchors."""
     generated = generate(tmp_path / "data", records=10, seed=3)
-    header = generated.data["A"].read_text().splitlines()[0] + "\n"
+    header = generated.data["A"].read_bytes().split(b"\n", 1)[0] + b"\n"
     empty = {}
     for role in "AB":
         empty[role] = tmp_path / f"{role.lower()}-empty.csv"
-        empty[role].write_text(header)
+        empty[role].write_bytes(header)
     job, codes = run_job(tmp_path / "job", empty, generated.rules)
     assert codes == {"A": 0, "B": 0, "H": 0}, describe(job)
     for role in "AB":
