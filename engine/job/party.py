@@ -109,6 +109,16 @@ class StageClock:
 
 
 def peak_memory_mib() -> float:
+    """This process's peak resident memory (VmHWM).  Not ``ru_maxrss``: on Linux a child
+    inherits its parent's maximum at fork, so a party started by a large process would
+    report the parent's peak."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
