@@ -94,6 +94,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", required=True, type=Path, help="consortium TOML (pinned log and member keys)")
     parser.add_argument("--min-cosignatures", type=int,
                         help="cosignatures required (default: [ledger].finality_threshold)")
+    parser.add_argument("--entry", type=Path,
+                        help="a JSON document (e.g. a party's statement.json) that must be exactly "
+                             "the bundle's entry")
     parser.add_argument("--sm2-backend", choices=["tongsuopy", "gmssl"], help="SM2 backend (default: fastest)")
 
     parser = command("cosign", "witness step: check consistency with the last cosigned checkpoint, then cosign",
@@ -240,6 +243,19 @@ def _check(args: argparse.Namespace) -> int:
         raise BundleError(f"{args.proof}: cannot read: {exc}") from None
     report = check_bundle(text, origin=identity.origin, log_key=identity.log_key, members=identity.members,
                           min_cosignatures=threshold)
+    if args.entry is not None:
+        import json  # noqa: PLC0415
+
+        import rfc8785  # noqa: PLC0415
+
+        try:
+            document = json.loads(args.entry.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{args.entry}: cannot read a JSON document: {exc}") from None
+        if rfc8785.dumps(document) != rfc8785.dumps(report.entry):
+            raise BundleError(f"{args.entry}: differs from entry {report.index} of the bundle "
+                              "(canonical JSON compared)")
+        print(f"ok: {args.entry} is entry {report.index}")
     print(f"ok: entry {report.index} ({report.entry['kind']}) is in the log at size "
           f"{report.checkpoint.checkpoint.size}, cosigned by {', '.join(report.checkpoint.cosigners) or 'no member'}")
     return 0

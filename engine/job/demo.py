@@ -47,6 +47,14 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working folder when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def warm_up_psi() -> None:
     """Compile the PSI kernels (or load them from numba's cache) once, before the parties
     start, instead of A and B compiling them at the same time."""
@@ -65,7 +73,7 @@ def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | Non
     _prepare_out(out, force)
     data_dir = out / "data"
     _say(f"settlechain demo: {records:,} call events, seed {seed}, {file_format}; "
-         f"everything goes to {out}")
+         f"everything goes to {_shown(out)}/")
 
     t0 = time.perf_counter()
     dataset = generate(GenConfig(records=records, seed=seed, operator_a=ROLES["A"],
@@ -79,14 +87,15 @@ def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | Non
     rules = load_rules(rules_path)
     if disclosure is not None and rules.disclosure != disclosure:
         raise JobError(f"could not set the disclosure policy to {disclosure} in {rules_path}")
-    _say(f"  1. generated {data_dir / ('a.' + file_format)} and {data_dir / ('b.' + file_format)}"
-         f" with the true answer (truth.parquet) in {time.perf_counter() - t0:.1f} s")
+    _say(f"  1. generated {_shown(data_dir / ('a.' + file_format))} and "
+         f"{_shown(data_dir / ('b.' + file_format))} with the true answer (truth.parquet) "
+         f"in {time.perf_counter() - t0:.1f} s")
 
     t0 = time.perf_counter()
-    config = create_consortium(out / "consortium")
+    config = create_consortium(out / "consortium", name="demo")
     size = adopt_rules(config, rules.sm3_hash(), rules.version)
     _say(f"  2. consortium of {', '.join(ROLES.values())}: CA, TLS certificates, SM2 keys in "
-         f"{config.parent}; rules {rules.sm3_hash()[:16]}… adopted by vote "
+         f"{_shown(config.parent)}/; rules {rules.sm3_hash()[:16]}… adopted by vote "
          f"({size} ledger entries) in {time.perf_counter() - t0:.1f} s")
 
     job = LocalJob.prepare(out, {role: data_dir / f"{role.lower()}.{file_format}"
@@ -103,7 +112,7 @@ def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | Non
     def show_progress(local: LocalJob) -> None:
         for role, party in local.parties.items():
             stage = party.stage()
-            if seen.get(role) != stage:
+            if seen.get(role) != stage and stage != "starting":
                 seen[role] = stage
                 _say(f"       {role}: {stage}")
 
@@ -112,7 +121,8 @@ def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | Non
     if failed:
         for role in failed:
             party = job.parties[role]
-            _say(f"\nparty {role} exited with {failed[role]}; last lines of {party.console}:")
+            _say(f"\nparty {role} exited with {failed[role]}; last lines of "
+                 f"{_shown(party.console)}:")
             for line in party.console_text().splitlines()[-8:]:
                 _say(f"    {line}")
         raise JobError(f"the demo job failed ({', '.join(sorted(failed))}); see the logs above")
@@ -120,10 +130,12 @@ def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | Non
 
     _print_outcome(out, dataset)
     _verify_ledger(config)
-    _say(f"\nReports: {out / 'A' / 'report.html'} and {out / 'B' / 'report.html'}")
+    _say(f"\nReports: {_shown(out / 'A' / 'report.html')} and "
+         f"{_shown(out / 'B' / 'report.html')}")
     _say("Re-run party B by hand (with A and H started the same way):")
-    _say("  " + " ".join(shlex.quote(part) for part in
-                         ["settlechain"] + job.parties["B"].command[3:]))
+    command = ["settlechain"] + job.parties["B"].command[3:]
+    _say("  " + " ".join(shlex.quote(_shown(Path(part)) if part.startswith("/") else part)
+                         for part in command))
     _say(f"Total: {time.perf_counter() - t_start:.1f} s")
     return 0
 
@@ -167,8 +179,8 @@ def _verify_ledger(config: Path) -> None:
 
     parsed = load_config(config)
     report = verify_ledger(parsed.ledger.db, identity_of(parsed))
-    _say(f"\nLedger {parsed.ledger.db}: {report.size} entries, {report.checkpoints} "
+    _say(f"\nLedger {_shown(Path(parsed.ledger.db))}: {report.size} entries, {report.checkpoints} "
          f"checkpoints and {report.cosignatures} cosignatures, every hash and SM2 signature "
          f"verified; final (cosigned by {parsed.ledger.finality_threshold} of "
          f"{len(parsed.members)} members) up to size {report.final_size}")
-    _say(f"  check it yourself: settlechain ledger verify --config {config}")
+    _say(f"  check it yourself: settlechain ledger verify --config {_shown(config)}")

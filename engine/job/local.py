@@ -38,11 +38,11 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def create_consortium(folder: Path, roles: dict[str, str] = ROLES) -> Path:
+def create_consortium(folder: Path, roles: dict[str, str] = ROLES, *, name: str = "local") -> Path:
     ports = free_ports(2 * len(roles))
     specs = [MemberSpec(member, NAMES.get(member, member), ports[i], ports[len(roles) + i])
              for i, member in enumerate(roles.values())]
-    return init_consortium(folder, specs, name="local")
+    return init_consortium(folder, specs, name=name)
 
 
 def adopt_rules(config: Path, rules_sm3: str, version: str) -> int:
