@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -107,16 +108,20 @@ def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | Non
     job.start()
     _say(f"  3. parties A ({ROLES['A']}), B ({ROLES['B']}) and H ({ROLES['H']}) started as "
          "three processes over mutual-TLS gRPC and MPyC on loopback")
-    seen: dict[str, str] = {}
+    live = sys.stdout.isatty()
+    last = [""]
 
     def show_progress(local: LocalJob) -> None:
-        for role, party in local.parties.items():
-            stage = party.stage()
-            if seen.get(role) != stage and stage != "starting":
-                seen[role] = stage
-                _say(f"       {role}: {stage}")
+        # one status line, rewritten in place, on a terminal; nothing in a log
+        line = "     " + "   ".join(f"{role}: {party.stage():<10}"
+                                    for role, party in local.parties.items())
+        if live and line != last[0]:
+            print("\r" + line, end="", flush=True)
+            last[0] = line
 
     codes = job.wait(3600, on_tick=show_progress)
+    if live:
+        print()
     failed = {role: code for role, code in codes.items() if code != 0}
     if failed:
         for role in failed:
@@ -127,6 +132,7 @@ def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | Non
                 _say(f"    {line}")
         raise JobError(f"the demo job failed ({', '.join(sorted(failed))}); see the logs above")
     _say(f"     all three finished in {time.perf_counter() - t0:.1f} s")
+    _print_stages(out)
 
     _print_outcome(out, dataset)
     _verify_ledger(config)
@@ -138,6 +144,19 @@ def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | Non
                          for part in command))
     _say(f"Total: {time.perf_counter() - t_start:.1f} s")
     return 0
+
+
+def _print_stages(out: Path) -> None:
+    summaries = {role: json.loads((out / role / "summary.json").read_text()) for role in ROLES}
+    _say(f"     {'seconds per stage':<20}" + "".join(f"{role:>8}" for role in ROLES))
+    for stage in ("ingest", "psi_exact", "psi_key", "mpc", "report", "anchor", "total"):
+        cells = []
+        for role in ROLES:
+            value = summaries[role]["stages"].get(stage, {}).get("seconds", 0.0)
+            cells.append(f"{value:>8.2f}" if value else f"{'–':>8}")
+        _say(f"     {stage:<20}" + "".join(cells))
+    _say(f"     {'peak memory MiB':<20}" + "".join(
+        f"{summaries[role]['stages']['peak_memory_mib']:>8.0f}" for role in ROLES))
 
 
 def _print_outcome(out: Path, dataset) -> None:
