@@ -47,6 +47,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help="also log to this file (default: <out>/party.log)")
     party.set_defaults(handler=_party)
 
+    job = subparsers.add_parser("job", help="job files")
+    job_sub = job.add_subparsers(dest="job_command", metavar="COMMAND", required=True)
+    job_init = job_sub.add_parser(
+        "init", help="write a job file for a rules file and three members",
+        description="Write the job file every party runs with: job id, period, the rules "
+                    "file and its SM3 hash (of the canonical rules), the disclosure policy, "
+                    "which members are A, B and H, and timeouts.")
+    job_init.add_argument("--out", type=Path, required=True, help="job file to write")
+    job_init.add_argument("--id", required=True, help="job id, unique per settlement run")
+    job_init.add_argument("--period", required=True, help="settlement period, e.g. 2026-10")
+    job_init.add_argument("--rules", type=Path, required=True, help="rules file")
+    for role, what in (("a", "operator A (hosts the session)"), ("b", "operator B"),
+                       ("h", "the helper H")):
+        job_init.add_argument(f"--{role}", required=True, help=f"member id of {what}")
+    job_init.set_defaults(handler=_job_init)
+
     keys = subparsers.add_parser("keys", help="key material for a consortium")
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
     init = keys_sub.add_parser(
@@ -74,12 +90,31 @@ def _party(args: argparse.Namespace) -> int:
     handler = logging.FileHandler(log_file, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
+    for console in root.handlers:  # the terminal keeps the --log-level the user chose
+        console.setLevel(root.level)
     root.addHandler(handler)
     root.setLevel(min(root.level, logging.INFO))
     for noisy in ("numba", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     summary = run_party(args.config, args.job, args.member, args.data, args.out)
     print(f"party {summary['party']}: job {summary['job_id']} done; outputs in {args.out}")
+    return 0
+
+
+def _job_init(args: argparse.Namespace) -> int:
+    import os
+
+    from engine.job.jobfile import write_job
+    from engine.rules import load_rules
+
+    rules = load_rules(args.rules)
+    out = args.out.resolve()
+    relative = os.path.relpath(args.rules.resolve(), out.parent)
+    write_job(out, job_id=args.id, period=args.period, rules=relative,
+              rules_sm3=rules.sm3_hash(), parties={"A": args.a, "B": args.b, "H": args.h},
+              disclosure=rules.disclosure)
+    print(f"job file: {args.out} (rules {rules.name} {rules.version}, SM3 {rules.sm3_hash()}, "
+          f"disclosure {rules.disclosure})")
     return 0
 
 

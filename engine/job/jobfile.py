@@ -6,6 +6,7 @@ id = "2026-10-CMCC-CUCC-01"   # unique per settlement run; binds every message a
 period = "2026-10"
 rules = "rules.toml"           # relative to this file
 rules_sm3 = "<64 hex>"         # every party refuses to run with other rules
+disclosure = "flags"           # optional, for the reader: must equal the rules' policy
 
 [parties]                      # consortium member ids
 A = "CMCC"                     # A hosts the job session (gRPC) and the PSI server side
@@ -51,6 +52,8 @@ class Job:
     rules_sm3: str
     parties: dict[str, str]
     timeouts: Timeouts
+    disclosure: str | None = None
+    """As stated in the job file (the rules decide; a different value is refused)."""
 
     def member_of(self, role: str) -> str:
         return self.parties[role]
@@ -107,18 +110,26 @@ def load_job(path: str | Path) -> Job:
     if unknown:
         raise InputError("unknown key", file=source, column=f"timeouts.{sorted(unknown)[0]}",
                          expected=" | ".join(values), found=repr(sorted(unknown)[0]))
+    disclosure = head.get("disclosure")
+    if disclosure is not None and disclosure not in ("aggregate", "flags", "differences"):
+        raise InputError("unknown disclosure policy", file=source, column="job.disclosure",
+                         expected="aggregate | flags | differences", found=repr(disclosure))
     return Job(
         path=path, id=job_id, period=need(head, "job", "period"),
         rules_path=path.parent / need(head, "job", "rules"), rules_sm3=rules_sm3,
-        parties=parties, timeouts=Timeouts(**values),
+        parties=parties, timeouts=Timeouts(**values), disclosure=disclosure,
     )
 
 
 def write_job(path: str | Path, *, job_id: str, period: str, rules: str, rules_sm3: str,
-              parties: dict[str, str], timeouts: Timeouts | None = None) -> Path:
+              parties: dict[str, str], timeouts: Timeouts | None = None,
+              disclosure: str | None = None) -> Path:
     path = Path(path)
+    head = {"id": job_id, "period": period, "rules": rules, "rules_sm3": rules_sm3}
+    if disclosure is not None:
+        head["disclosure"] = disclosure
     document = {
-        "job": {"id": job_id, "period": period, "rules": rules, "rules_sm3": rules_sm3},
+        "job": head,
         "parties": {role: parties[role] for role in ROLES},
         "timeouts": vars(timeouts or Timeouts()),
     }

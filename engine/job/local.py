@@ -120,7 +120,8 @@ class LocalJob:
                 adopt_rules(config, rules.sm3_hash(), rules.version)
         job_path = write_job(folder / f"{job_id}.toml", job_id=job_id, period=period,
                              rules=str(Path(rules_path).resolve()), rules_sm3=rules.sm3_hash(),
-                             parties=roles, timeouts=timeouts or Timeouts(
+                             parties=roles, disclosure=rules.disclosure,
+                             timeouts=timeouts or Timeouts(
                                  connect_s=120, stage_s=600, peer_silence_s=10))
         local = cls(folder=folder, config=config, job_path=job_path)
         for role, member in roles.items():

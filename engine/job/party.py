@@ -184,6 +184,11 @@ def run_party(config_path: str | Path, job_path: str | Path, member_id: str,
     if role == "H" and data_path is not None:
         raise InputError("the helper H holds no data; do not pass --data")
     rules = load_rules(job.rules_path)
+    if job.disclosure is not None and job.disclosure != rules.disclosure:
+        raise InputError("the job file's disclosure policy differs from the rules' (the policy "
+                         "is part of the rules and of their hash)", file=str(job.path),
+                         column="job.disclosure", expected=repr(rules.disclosure),
+                         found=repr(job.disclosure))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = PartyRun(
