@@ -205,7 +205,7 @@ class CandidateValues:
 class EvaluationResult(Protocol):
     """The shape of ``protocols.mpc.DiscrepancyResult`` (docs/interfaces.md "MPC").
 
-    ``engine.tolerance.DiscrepancyResult`` has it too; the matcher accepts either.
+    ``engine.tolerance`` returns the same type; the matcher accepts anything of that shape.
     """
 
     disputed: np.ndarray

@@ -11,8 +11,6 @@ record_evaluation` takes either.  It offers no privacy.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -25,26 +23,7 @@ from engine.matching import (
     MatchingError,
 )
 from engine.rules import Tolerances
-
-
-@dataclass(frozen=True)
-class DiscrepancyResult:
-    """The result of evaluating candidate pairs; same fields as the MPC's."""
-
-    disputed: np.ndarray
-    """bool per pair."""
-    reasons: np.ndarray | None
-    """uint8 bitmask per pair (:data:`engine.matching.REASON_BITS`); None under ``aggregate``."""
-    differences: dict[str, np.ndarray] | None
-    """``start``, ``duration_s``, ``charge``, ``rated_charge``: A − B on disputed pairs, 0
-    elsewhere; only under ``differences``."""
-    per_reason: dict[str, tuple[int, int, int]]
-    """code -> (pairs, Σ A charge, Σ B charge), every code present."""
-    tolerance_charge: tuple[int, int]
-    """Σ A, Σ B charge over the matched_tolerance pairs."""
-    disputed_charge: tuple[int, int]
-    """Σ A, Σ B charge over the disputed pairs."""
-    stats: dict[str, Any] = field(default_factory=dict)
+from protocols.mpc.params import DiscrepancyResult  # the MPC's result type, reused as is
 
 
 def reason_masks(a: CandidateValues, b: CandidateValues, tolerances: Tolerances) -> np.ndarray:

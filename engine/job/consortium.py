@@ -74,16 +74,22 @@ def _require(table: dict, key: str, kind: type, source: str, where: str):
     return value
 
 
+def read_toml(path: str | Path, what: str) -> tuple[Path, dict]:
+    """The absolute path and parsed content of a TOML file; :class:`InputError` naming
+    the file when it is missing, unreadable or not TOML."""
+    path = Path(path).resolve()
+    try:
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{what} not found", file=str(path)) from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"cannot read {what}: {exc}", file=str(path)) from None
+
+
 def load_consortium(path: str | Path) -> Consortium:
     """Read the consortium file.  Raises :class:`InputError` naming the file and key."""
-    path = Path(path).resolve()
+    path, doc = read_toml(path, "consortium file")
     source = str(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("consortium file not found", file=source) from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"cannot read consortium file: {exc}", file=source) from None
     base = path.parent
     head = doc.get("consortium", {})
     name = _require(head, "name", str, source, "consortium")

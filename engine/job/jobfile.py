@@ -23,13 +23,13 @@ peer_silence_s = 10            # a peer silent this long is gone: the job stops 
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import tomli_w
 
 from engine.errors import InputError
+from engine.job.consortium import read_toml
 
 ROLES: tuple[str, ...] = ("A", "B", "H")
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -68,14 +68,8 @@ class Job:
 
 
 def load_job(path: str | Path) -> Job:
-    path = Path(path).resolve()
+    path, doc = read_toml(path, "job file")
     source = str(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("job file not found", file=source) from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"cannot read job file: {exc}", file=source) from None
 
     def need(table: dict, section: str, key: str) -> str:
         value = table.get(key)

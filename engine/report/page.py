@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
+from engine.report.aggregate import _int
 from engine.report.aggregate import (
     DIFF_COLUMNS,
     OUTCOMES,
@@ -111,12 +112,6 @@ def _text(value: Any, missing: str = "—") -> str:
     return attr(value)
 
 
-def _int(mapping: Any, key: str) -> int | None:
-    if isinstance(mapping, Mapping):
-        value = mapping.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return None
 
 
 def _money(mapping: Any, key: str) -> str:

@@ -1,0 +1,61 @@
+"""Consortium and job files: every problem names the file and the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import InputError
+from engine.job.consortium import load_consortium
+from engine.job.jobfile import Timeouts, load_job, write_job
+
+HEX = "ab" * 64
+
+
+def test_job_round_trip_and_errors(tmp_path):
+    path = write_job(tmp_path / "job.toml", job_id="j-1", period="2026-10", rules="r.toml",
+                     rules_sm3="0" * 64, parties={"A": "a", "B": "b", "H": "h"},
+                     timeouts=Timeouts(connect_s=5, stage_s=6, peer_silence_s=7),
+                     disclosure="flags")
+    job = load_job(path)
+    assert (job.id, job.period, job.disclosure, job.timeouts.stage_s) == ("j-1", "2026-10",
+                                                                          "flags", 6.0)
+    assert job.rules_path == tmp_path / "r.toml" and job.role_of("b") == "B"
+    with pytest.raises(InputError, match="member takes no part"):
+        job.role_of("zz")
+    text = path.read_text()
+    for old, new, message in [
+        ('H = "h"', 'H = "a"', "three different members"),
+        ('rules_sm3 = "0', 'rules_sm3 = "x', "malformed rules hash"),
+        ("stage_s = 6", "stage_s = -1", "bad timeout"),
+        ('disclosure = "flags"', 'disclosure = "all"', "unknown disclosure policy"),
+        ('id = "j-1"', 'id = "j 1"', "malformed job id"),
+    ]:
+        path.write_text(text.replace(old, new))
+        with pytest.raises(InputError, match=message) as caught:
+            load_job(path)
+        assert str(path) in caught.value.diagnostics()
+    with pytest.raises(InputError, match="job file not found"):
+        load_job(tmp_path / "missing.toml")
+    path.write_text("[job\n")
+    with pytest.raises(InputError, match="cannot read job file"):
+        load_job(path)
+
+
+def test_consortium_errors_name_the_key(tmp_path):
+    path = tmp_path / "c.toml"
+    member = ('[[members]]\nid = "A"\nsm2_public_key = "{key}"\ntls_cert = "a.crt"\n'
+              'grpc_endpoint = "{endpoint}"\nmpc_endpoint = "127.0.0.1:2"\n')
+    head = '[consortium]\nname = "x"\nca_cert = "ca.crt"\n'
+    path.write_text(head + member.format(key=HEX, endpoint="127.0.0.1:1"))
+    assert load_consortium(path).member("A").grpc_endpoint == "127.0.0.1:1"
+    for key, endpoint, message, column in [
+        ("abc", "127.0.0.1:1", "malformed SM2 public key", "members[0].sm2_public_key"),
+        (HEX, "nowhere", "malformed endpoint", "members[0].grpc_endpoint"),
+    ]:
+        path.write_text(head + member.format(key=key, endpoint=endpoint))
+        with pytest.raises(InputError, match=message) as caught:
+            load_consortium(path)
+        assert caught.value.column == column
+    path.write_text(head + 2 * member.format(key=HEX, endpoint="127.0.0.1:1"))
+    with pytest.raises(InputError, match="duplicate member id"):
+        load_consortium(path)
