@@ -96,9 +96,39 @@ def _party(args: argparse.Namespace) -> int:
     root.setLevel(min(root.level, logging.INFO))
     for noisy in ("numba", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    summary = run_party(args.config, args.job, args.member, args.data, args.out)
+    progress = _StageProgress()
+    try:
+        summary = run_party(args.config, args.job, args.member, args.data, args.out,
+                            on_stage=progress.stage)
+    finally:
+        progress.close()
     print(f"party {summary['party']}: job {summary['job_id']} done; outputs in {args.out}")
     return 0
+
+
+class _StageProgress:
+    """A progress bar over the job's stages on a terminal (nothing when piped or logged)."""
+
+    STAGES = ("ingest", "agree", "commit", "psi_exact", "psi_key", "mpc", "report", "anchor",
+              "done")
+
+    def __init__(self) -> None:
+        import sys
+
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=len(self.STAGES), unit="stage", file=sys.stderr,
+                         disable=not sys.stderr.isatty(), leave=False,
+                         bar_format="{desc:<22}{bar:20} {n_fmt}/{total_fmt} stages [{elapsed}]")
+
+    def stage(self, stage: str, detail: str) -> None:
+        if stage in self.STAGES:
+            self._bar.n = self.STAGES.index(stage) + (1 if stage == "done" else 0)
+            self._bar.set_description_str(stage)
+            self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 def _job_init(args: argparse.Namespace) -> int:

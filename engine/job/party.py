@@ -72,6 +72,8 @@ class StageClock:
     """Wall seconds and items per stage (summary.json ``stages``), and progress notes."""
 
     status_path: Path | None = None
+    listener: Any = None
+    """Called with (stage, detail) at every stage change (the CLI's progress display)."""
     seconds: dict[str, float] = field(default_factory=dict)
     items: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
@@ -87,6 +89,8 @@ class StageClock:
             log.warning("fault injection: killing this party at stage %s", stage)
             logging.shutdown()
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.listener is not None:
+            self.listener(stage, detail)
         if self.status_path is not None:
             tmp = self.status_path.with_suffix(".tmp")
             tmp.write_text(f"{stage}\t{detail}\t{time.time():.3f}\n", encoding="utf-8")
@@ -173,7 +177,8 @@ def _session_id(nonce: bytes, job_id: str, label: str) -> bytes:
 
 
 def run_party(config_path: str | Path, job_path: str | Path, member_id: str,
-              data_path: str | Path | None, out_dir: str | Path) -> dict[str, Any]:
+              data_path: str | Path | None, out_dir: str | Path, *,
+              on_stage: Any = None) -> dict[str, Any]:
     """Run this member's part of the job; returns its summary document."""
     consortium = load_consortium(config_path)
     job = load_job(job_path)
@@ -194,7 +199,7 @@ def run_party(config_path: str | Path, job_path: str | Path, member_id: str,
     run = PartyRun(
         consortium=consortium, job=job, rules=rules, role=role, member=member,
         data_path=Path(data_path) if data_path is not None else None, out_dir=out,
-        clock=StageClock(status_path=out / "status"),
+        clock=StageClock(status_path=out / "status", listener=on_stage),
         tls=TlsIdentity.load(member.id, consortium.ca_cert, member.tls_cert, member.tls_key),
         sm2_key=sm2.load_private_key(member.sm2_key),
     )
