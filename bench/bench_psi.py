@@ -29,9 +29,9 @@ when ``PSI_BENCH_SECRETFLOW_PYTHON`` names the interpreter of a separate venv th
 steps); without it its cases are skipped with "not measured" and recorded so in
 results.json.  Both parties get the intersection (``broadcast_result``); each round starts
 both processes together over loopback brpc (they meet on a plain TCP rendezvous before
-linking: started apart, brpc sleeps up to 3 s before it dials again), from CSV files written once from the same
-Parquet files (untimed; SecretFlow's input format), and the outputs are checked against
-the expected record-id pairs, row by row.  Cases: RR22 with the six key columns
+linking: started apart, brpc sleeps 1-4 s before it dials again), from CSV files written
+once from the same Parquet files (untimed; SecretFlow's input format), and the outputs
+are checked against the expected record-id pairs, row by row.  Cases: RR22 with the six key columns
 (``secretflow-rr22``) and with one key column joining them (``secretflow-rr22-onekey``) at
 ``PSI_BENCH_SECRETFLOW_SIZES`` (default ``1000000,10000000``); KKRT, ECDH over Curve25519
 (one key column) and RR22 reading the Parquet files itself (``secretflow-rr22-parquet``,
