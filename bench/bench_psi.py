@@ -20,15 +20,38 @@ extra_info and to ``$PSI_BENCH_DIR/results.json``; bench/RESULTS-psi.md records 
 
 The peer, OpenMined PSI 2.0.4 (ECDH over P-256, ``bench/openmined_peer.py``), runs on the
 same files in the same session; it gives only the client the intersection.
+
+``PSI_BENCH_PORT`` (default 17260) is the first of the ports used (up to +8).
+
+The second peer, SecretFlow PSI (spu 0.9.5 from PyPI, ``bench/secretflow_peer.py``), runs
+when ``PSI_BENCH_SECRETFLOW_PYTHON`` names the interpreter of a separate venv that has
+``spu`` and ``pyarrow`` (it is never installed beside settlechain; RESULTS-psi.md gives the
+steps); without it its cases are skipped with "not measured" and recorded so in
+results.json.  Both parties get the intersection (``broadcast_result``); each round starts
+both processes together over loopback brpc (they meet on a plain TCP rendezvous before
+linking: started apart, brpc sleeps 1-4 s before it dials again), from CSV files written
+once from the same Parquet files (untimed; SecretFlow's input format), and the outputs
+are checked against the expected record-id pairs, row by row.  Cases: RR22 with the six key columns
+(``secretflow-rr22``) and with one key column joining them (``secretflow-rr22-onekey``) at
+``PSI_BENCH_SECRETFLOW_SIZES`` (default ``1000000,10000000``); KKRT, ECDH over Curve25519
+(one key column) and RR22 reading the Parquet files itself (``secretflow-rr22-parquet``,
+converted to CSV with pyarrow inside the timed process) at
+``PSI_BENCH_SECRETFLOW_OTHER_SIZES`` (default ``1000000``).  Bytes on the wire: one more,
+untimed round through a counting TCP relay at ``PSI_BENCH_SECRETFLOW_BYTES_SIZES``
+(default ``1000000``), since SecretFlow's Python API reports none.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
+import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,7 +70,11 @@ SIZES = [int(x) for x in os.environ.get("PSI_BENCH_SIZES", "100000,1000000,10000
 PEER_SIZES = [int(x) for x in os.environ.get("PSI_BENCH_PEER_SIZES", "100000,1000000").split(",") if x]
 ROUNDS = int(os.environ.get("PSI_BENCH_ROUNDS", "3"))
 DATA = Path(os.environ.get("PSI_BENCH_DIR", "/tmp/settlechain-psi-bench"))
-PORT = 17260
+PORT = int(os.environ.get("PSI_BENCH_PORT", "17260"))
+SECRETFLOW_PYTHON = os.environ.get("PSI_BENCH_SECRETFLOW_PYTHON", "")
+SF_SIZES = [int(x) for x in os.environ.get("PSI_BENCH_SECRETFLOW_SIZES", "1000000,10000000").split(",") if x]
+SF_OTHER_SIZES = [int(x) for x in os.environ.get("PSI_BENCH_SECRETFLOW_OTHER_SIZES", "1000000").split(",") if x]
+SF_BYTES_SIZES = [int(x) for x in os.environ.get("PSI_BENCH_SECRETFLOW_BYTES_SIZES", "1000000").split(",") if x]
 RESULTS: dict[str, dict] = {}
 
 
@@ -136,12 +163,14 @@ def run_openmined(directory: Path, n: int, port: int) -> dict:
             "matches": b["matches"]}
 
 
-def _record(name: str, n: int, runs: list[dict], benchmark) -> dict:
-    summary = {"n": n, "rounds": len(runs)}
+def _record(name: str, n: int, runs: list[dict], benchmark, extra: dict | None = None) -> dict:
+    summary = {"n": n, "rounds": len(runs), "measured": True}
     for key in runs[0]:
         if isinstance(runs[0][key], (int, float)):
             summary[key] = statistics.median(r[key] for r in runs)
-    summary["bytes_per_element"] = (summary["server_bytes_sent"] + summary["client_bytes_sent"]) / n
+    if "server_bytes_sent" in summary:
+        summary["bytes_per_element"] = (summary["server_bytes_sent"] + summary["client_bytes_sent"]) / n
+    summary.update(extra or {})
     summary["runs"] = runs
     benchmark.extra_info.update({k: v for k, v in summary.items() if k != "runs"})
     RESULTS[f"{name}/{n}"] = summary
@@ -193,3 +222,244 @@ def test_openmined_ecdh(benchmark, n) -> None:
     result = benchmark.pedantic(once, rounds=rounds, iterations=1)
     assert result["matches"] == expected
     _record("openmined-psi-ecdh-p256", n, runs, benchmark)
+
+
+# --- SecretFlow PSI, the second peer -------------------------------------------------------
+
+SF_KEYS = list(psi_data.COLUMNS)
+SF_TIMEOUT = 1800.0
+# input layouts, each a CSV per side written once from the Parquet files: the key columns
+# come first (SecretFlow sorts its aligned output by the leading columns, so an id in
+# front would break the common order), the record id last
+SF_LAYOUTS = {"columns": SF_KEYS, "onekey": ["key"]}
+SF_CASES = {  # name: (protocol, layout or "parquet")
+    "secretflow-rr22": ("rr22", "columns"),
+    "secretflow-rr22-onekey": ("rr22", "onekey"),
+    "secretflow-kkrt-onekey": ("kkrt", "onekey"),
+    "secretflow-ecdh-25519-onekey": ("ecdh-25519", "onekey"),
+    "secretflow-rr22-parquet": ("rr22", "parquet"),
+}
+_EXPECTED_PAIRS: dict[int, pl.DataFrame] = {}
+
+
+class ByteRelay:
+    """Forwards each TCP connection made to 127.0.0.1:port on to ``target``, counting the
+    bytes each way: ``up`` from the dialling party, ``down`` back to it.  Used only in the
+    untimed traffic round (it adds a copy through Python to every message)."""
+
+    def __init__(self, port: int, target: str) -> None:
+        host, target_port = target.rsplit(":", 1)
+        self.target = (host, int(target_port))
+        self.address = f"127.0.0.1:{port}"
+        self.up = self.down = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._listener = socket.create_server(("127.0.0.1", port))
+        self._listener.settimeout(0.1)
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                incoming, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                outgoing = socket.create_connection(self.target, timeout=5)
+            except OSError:  # the peer's server is not up yet: the dialler retries
+                incoming.close()
+                continue
+            outgoing.settimeout(None)
+            for src, dst, way in ((incoming, outgoing, "up"), (outgoing, incoming, "down")):
+                thread = threading.Thread(target=self._pump, args=(src, dst, way), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, way: str) -> None:
+        moved = 0
+        try:
+            while chunk := src.recv(1 << 20):
+                dst.sendall(chunk)
+                moved += len(chunk)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                setattr(self, way, getattr(self, way) + moved)
+            for sock, how in ((dst, socket.SHUT_WR), (src, socket.SHUT_RD)):
+                try:
+                    sock.shutdown(how)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._accepting.join()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+
+def _expected_pairs(directory: Path, n: int) -> pl.DataFrame:
+    """(record_id_a, record_id_b) of every matching pair, sorted: the plaintext join."""
+    if n not in _EXPECTED_PAIRS:
+        a = pl.read_parquet(directory / "a.parquet")
+        b = pl.read_parquet(directory / "b.parquet")
+        pairs = a.join(b, on=SF_KEYS, how="inner", suffix="_b").select(
+            pl.col("record_id").alias("a"), pl.col("record_id_b").alias("b"))
+        _EXPECTED_PAIRS[n] = pairs.sort("a", "b")
+    return _EXPECTED_PAIRS[n]
+
+
+def _secretflow_inputs(directory: Path, layout: str) -> tuple[Path, Path]:
+    if layout == "parquet":
+        return directory / "a.parquet", directory / "b.parquet"
+    paths = directory / f"sf-a-{layout}.csv", directory / f"sf-b-{layout}.csv"
+    for side, path in zip("ab", paths):
+        if path.exists():
+            continue
+        frame = pl.read_parquet(directory / f"{side}.parquet")
+        if layout == "onekey":
+            frame = frame.select(pl.concat_str([pl.col(c).cast(pl.String) for c in SF_KEYS],
+                                               separator="|").alias("key"), "record_id")
+        else:
+            frame = frame.select(*SF_KEYS, "record_id")
+        frame.write_csv(path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").rename(path)
+    return paths
+
+
+def _kill_unreaped(procs: list[subprocess.Popen]) -> None:
+    # os.kill, not Popen.send_signal: that polls, and would reap the process before wait4
+    for proc in procs:
+        if proc.returncode is None:
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _wait_both(procs: list[subprocess.Popen], start: float, timeout: float) -> list[dict]:
+    """Reaps both processes (wait4: CPU of each with its reaped children, ru_maxrss); kills
+    the other when one fails and both at the deadline, so that no process is left."""
+    out: list[dict | None] = [None, None]
+    while None in out:
+        for i, proc in enumerate(procs):
+            if out[i] is not None:
+                continue
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == 0:
+                continue
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            out[i] = {"code": proc.returncode, "exited_s": time.perf_counter() - start,
+                      "cpu_s": usage.ru_utime + usage.ru_stime, "maxrss_mib": usage.ru_maxrss / 1024.0}
+            if proc.returncode:
+                _kill_unreaped(procs)
+        if time.perf_counter() - start > timeout:
+            _kill_unreaped(procs)
+        time.sleep(0.005)
+    return out  # type: ignore[return-value]
+
+
+def run_secretflow(directory: Path, protocol: str, layout: str, port: int, count_bytes: bool = False) -> dict:
+    # SecretFlow caches key statistics in <input>.meta; every round starts without them,
+    # as every settlechain round reads and checks its input afresh
+    for meta in directory.glob("*.meta"):
+        meta.unlink()
+    inputs = _secretflow_inputs(directory, layout)
+    keys = SF_KEYS if layout in ("columns", "parquet") else SF_LAYOUTS[layout]
+    listen = [f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"]
+    relays: list[ByteRelay] = []
+    views = [listen, listen]
+    if count_bytes:  # each party dials the other through a relay
+        relays = [ByteRelay(port + 2, listen[0]), ByteRelay(port + 3, listen[1])]
+        views = [[listen[0], relays[1].address], [relays[0].address, listen[1]]]
+    procs, logs = [], []
+    start = time.perf_counter()
+    for rank, side in enumerate("ab"):
+        log = open(directory / f"sf-{side}.log", "wb")
+        logs.append(log)
+        procs.append(subprocess.Popen(
+            [SECRETFLOW_PYTHON, str(BENCH / "secretflow_peer.py"), "--rank", str(rank),
+             "--addresses", ",".join(views[rank]), "--rendezvous", f"127.0.0.1:{port + 4}",
+             "--protocol", protocol,
+             "--input", str(inputs[rank]), "--keys", ",".join(keys),
+             "--output", str(directory / f"sf-{side}-out.csv"), "--work-dir", str(directory),
+             "--stats-json", str(directory / f"sf-{side}.json"), "--timeout", str(SF_TIMEOUT)],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+    reaped = _wait_both(procs, start, SF_TIMEOUT + 60)
+    wall = max(r["exited_s"] for r in reaped)
+    for log in logs:
+        log.close()
+    for relay in relays:
+        relay.close()
+    texts = [(directory / f"sf-{side}.log").read_text(errors="replace") for side in "ab"]
+    for text in texts:  # libpsi leaves a perfetto trace per run in /tmp
+        for trace in re.findall(r"Trace has been written to (\S+?\.trace)", text):
+            Path(trace).unlink(missing_ok=True)
+    if any(r["code"] for r in reaped):
+        raise AssertionError("SecretFlow PSI failed: " + "; ".join(
+            f"rank {rank} exit {r['code']}: {text[-2000:]}" for rank, (r, text) in enumerate(zip(reaped, texts))))
+    stats = [json.loads((directory / f"sf-{side}.json").read_text()) for side in "ab"]
+    result = {"wall_s": wall, "a_wall_s": reaped[0]["exited_s"], "b_wall_s": reaped[1]["exited_s"],
+              "a_cpu_s": reaped[0]["cpu_s"], "b_cpu_s": reaped[1]["cpu_s"],
+              "a_peak_rss_mib": stats[0]["peak_rss_mib"], "b_peak_rss_mib": stats[1]["peak_rss_mib"],
+              "a_tree_maxrss_mib": reaped[0]["maxrss_mib"], "b_tree_maxrss_mib": reaped[1]["maxrss_mib"],
+              "matches": stats[0]["intersection_count"], "b_matches": stats[1]["intersection_count"],
+              "a_steps": stats[0]["seconds"], "b_steps": stats[1]["seconds"]}
+    if count_bytes:
+        result.update(a_bytes_sent=relays[1].up + relays[0].down, b_bytes_sent=relays[0].up + relays[1].down)
+    return result
+
+
+def _check_secretflow(directory: Path, n: int) -> None:
+    """Both outputs hold exactly the expected record ids, row i of A's matching row i of B's."""
+    out_a = pl.read_csv(directory / "sf-a-out.csv", columns=["record_id"], infer_schema=False)
+    out_b = pl.read_csv(directory / "sf-b-out.csv", columns=["record_id"], infer_schema=False)
+    assert out_a.height == out_b.height, (out_a.height, out_b.height)
+    got = pl.DataFrame({"a": out_a["record_id"], "b": out_b["record_id"]}).sort("a", "b")
+    assert got.equals(_expected_pairs(directory, n)), "SecretFlow's aligned outputs are not the expected pairs"
+
+
+def _not_measured(name: str, n: int, reason: str) -> None:
+    RESULTS[f"{name}/{n}"] = {"n": n, "measured": False, "reason": reason}
+    DATA.mkdir(parents=True, exist_ok=True)
+    (DATA / "results.json").write_text(json.dumps(RESULTS, indent=2, default=float))
+    pytest.skip(f"{name} n={n} not measured: {reason}")
+
+
+SF_PARAMS = ([("secretflow-rr22", n) for n in SF_SIZES] + [("secretflow-rr22-onekey", n) for n in SF_SIZES]
+             + [(name, n) for name in ("secretflow-kkrt-onekey", "secretflow-ecdh-25519-onekey",
+                                       "secretflow-rr22-parquet") for n in SF_OTHER_SIZES])
+
+
+@pytest.mark.timeout(4 * 3600)
+@pytest.mark.parametrize(("name", "n"), SF_PARAMS)
+def test_secretflow(benchmark, name, n) -> None:
+    if not SECRETFLOW_PYTHON:
+        _not_measured(name, n, "PSI_BENCH_SECRETFLOW_PYTHON is not set (the venv with spu 0.9.5)")
+    protocol, layout = SF_CASES[name]
+    directory, expected = _dataset(n)
+    runs: list[dict] = []
+
+    def once():
+        result = run_secretflow(directory, protocol, layout, PORT + 4)
+        runs.append(result)
+        return result
+
+    result = benchmark.pedantic(once, rounds=ROUNDS, iterations=1)
+    assert result["matches"] == result["b_matches"] == expected
+    _check_secretflow(directory, n)
+    extra = {}
+    if n in SF_BYTES_SIZES:  # one more round through the counting relays, not timed
+        traffic = run_secretflow(directory, protocol, layout, PORT + 4, count_bytes=True)
+        assert traffic["matches"] == expected
+        _check_secretflow(directory, n)
+        extra = {"a_bytes_sent": traffic["a_bytes_sent"], "b_bytes_sent": traffic["b_bytes_sent"],
+                 "bytes_per_element": (traffic["a_bytes_sent"] + traffic["b_bytes_sent"]) / n,
+                 "traffic_round_wall_s": traffic["wall_s"]}
+    _record(name, n, runs, benchmark, extra)
