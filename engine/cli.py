@@ -42,16 +42,7 @@ _ROOT_ERRORS: tuple[tuple[str, str], ...] = (
 
 
 def _root_errors() -> tuple[type[BaseException], ...]:
-    found: list[type[BaseException]] = []
-    for module_name, class_name in _ROOT_ERRORS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        found.append(getattr(module, class_name))
-    return tuple(found)
+    return tuple(getattr(importlib.import_module(module), name) for module, name in _ROOT_ERRORS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,15 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="logging level on stderr (default: warning)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            # During development an area may not have landed yet; any other missing
-            # module is a real error.
-            if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(module_name).register(subparsers)
     return parser
 
 
