@@ -43,11 +43,10 @@ import grpc
 from engine.errors import InputError, JobError
 from engine.job import session_pb2, session_pb2_grpc
 from engine.job.agreement import check_agreement
-from engine.job.commitment import commit_records
 from engine.job.consortium import Consortium, Member, load_consortium
 from engine.job.jobfile import Job, load_job
 from engine.job.session import (
-    PROTOCOL_VERSION, HostLink, JobSessionServicer, RemoteLink, SessionAborted, SessionHost,
+    PROTOCOL_VERSION, JobSessionServicer, RemoteLink, SessionAborted, SessionHost,
 )
 from engine.job.tls import TlsIdentity, keepalive_options
 from engine.rules import Rules, load_rules
@@ -171,7 +170,8 @@ class PartyRun:
     sm2_key: Any = None
 
 
-def _session_id(nonce: bytes, job_id: str, label: str) -> bytes:
+def psi_session_id(nonce: bytes, job_id: str, label: str) -> bytes:
+    """The PSI session of one pass: bound to this run (A's fresh nonce), the job and the pass."""
     return sm3(b"settlechain/psi-session/v1\n" + nonce + job_id.encode() + b"\n"
                + label.encode())[:16]
 
@@ -272,10 +272,3 @@ def verify_entry(run: PartyRun, member_id: str, entry: dict, signature_hex: str)
     except Exception as exc:  # noqa: BLE001 - any failure is a bad signature here
         raise SessionAborted(f"{member_id}'s signature on its {entry.get('kind')} does not "
                              f"verify: {exc}") from None
-
-
-__all__ = [
-    "AbortWatch", "PASS_STAGE", "PartyRun", "SessionAborted", "StageClock", "connect_link",
-    "hello_of", "peak_memory_mib", "run_party", "sign_entry", "start_host", "verify_entry",
-    "_session_id", "HostLink",
-]

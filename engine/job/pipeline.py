@@ -10,18 +10,17 @@ import json
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from engine.errors import InputError, JobError
 from engine.ingest import ingest
 from engine.job.commitment import commit_records
 from engine.job.party import (
-    PASS_STAGE, AbortWatch, HostLink, PartyRun, SessionAborted, _session_id, connect_link,
-    hello_of, peak_memory_mib, sign_entry, start_host, verify_entry,
+    PASS_STAGE, AbortWatch, PartyRun, connect_link, hello_of, peak_memory_mib, psi_session_id,
+    sign_entry, start_host, verify_entry,
 )
+from engine.job.session import HostLink, SessionAborted
 from engine.matching import PartyMatcher, SideFacts
 from engine.outputs import StageTime, statement_document, statement_signing_bytes, \
     summary_document, write_party_outputs
@@ -85,7 +84,7 @@ def _run(run: PartyRun, watch: AbortWatch) -> dict[str, Any]:
             nonce = reply.session_nonce
             sizes = {h.role: (h.input_rows, h.considered_records) for h in reply.parties}
             log.info("agreed: sizes %s", sizes)
-            result = _after_agreement(run, watch, link, channel, psi_servicer, ingested, nonce,
+            result = _after_agreement(run, link, channel, psi_servicer, ingested, nonce,
                                       sizes)
         except SessionAborted:
             raise
@@ -133,7 +132,7 @@ def _rules_adopted(run: PartyRun) -> bool:
         return False
 
 
-def _after_agreement(run, watch, link, channel, psi_servicer, ingested, nonce, sizes):
+def _after_agreement(run, link, channel, psi_servicer, ingested, nonce, sizes):
     clock, job, rules, role = run.clock, run.job, run.rules, run.role
     considered = sizes[role][1]
     matcher = None
@@ -170,7 +169,7 @@ def _after_agreement(run, watch, link, channel, psi_servicer, ingested, nonce, s
             stage = PASS_STAGE[spec.name]
             with clock.timed(stage):
                 elements = matcher.build_pass(spec)
-                session_id = _session_id(nonce, job.id, spec.name)
+                session_id = psi_session_id(nonce, job.id, spec.name)
                 element_set = ElementSet.from_fixed(elements.elements)
                 if role == "A":
                     offered = psi_servicer.offer(session_id, element_set, job.timeouts.stage_s)
@@ -227,7 +226,8 @@ def _after_agreement(run, watch, link, channel, psi_servicer, ingested, nonce, s
             sm2.verify(run.consortium.member(job.member_of(other)).sm2_public_key, signing,
                        bytes.fromhex(signed[other]["sig"]))
         except Exception as exc:  # noqa: BLE001
-            raise SessionAborted(f"{other}'s signature on the statement does not verify: {exc}")
+            raise SessionAborted(f"{other}'s signature on the statement does not verify: "
+                                 f"{exc}") from None
         statement["signatures"] = sorted(
             [{"signer": job.member_of(r), "sig": signed[r]["sig"]} for r in ("A", "B")],
             key=lambda s: s["signer"])

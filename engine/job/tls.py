@@ -88,7 +88,7 @@ def peer_member_id(context: grpc.ServicerContext) -> str | None:
 def make_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name).issuer_name(name).public_key(key.public_key())
@@ -109,7 +109,7 @@ def issue_member_cert(
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     """A TLS certificate for ``member_id`` (CN and SAN), for client and server auth."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     alt_names: list[x509.GeneralName] = [x509.DNSName(member_id), x509.DNSName("localhost")]
     try:
         alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
