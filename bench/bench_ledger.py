@@ -89,17 +89,20 @@ def test_raw_sm2_operations_per_second(benchmark, backend: str, operation: str):
 # -- 1. signed appends per second --------------------------------------------------
 
 # (backend, entries per batch, entries per round, how the authors' signatures are verified)
-APPEND_CASES = [("tongsuopy", 1, 2000, "serial"), ("tongsuopy", 100, 5000, "serial"),
-                ("tongsuopy", 100, 5000, "pooled"),
-                ("gmssl", 1, 100, "serial"), ("gmssl", 100, 300, "serial"), ("gmssl", 100, 300, "pooled")]
+APPEND_CASES = [("tongsuopy", 1, 2000, "serial"),
+                ("tongsuopy", 100, 5000, "serial"), ("tongsuopy", 100, 5000, "pooled"),
+                ("tongsuopy", 1000, 10000, "serial"), ("tongsuopy", 1000, 10000, "default"),
+                ("gmssl", 1, 100, "serial"),
+                ("gmssl", 100, 300, "serial"), ("gmssl", 100, 300, "default")]
 WARM_UP = 100
 
 
-def _verification(backend: str, mode: str) -> ParallelVerification:
-    if mode == "serial":
-        return SERIAL
-    # the default settings (one worker per core beyond the first), with this backend listed
-    return ParallelVerification(backends=frozenset({backend}))
+def _verification(mode: str) -> ParallelVerification:
+    """serial: no worker; default: ParallelVerification() (gmssl batches >= 16 and
+    tongsuopy batches >= 256 signatures go to cores - 1 workers); pooled: any batch
+    of >= 16 signatures of either backend goes to the workers."""
+    return {"serial": SERIAL, "default": ParallelVerification(),
+            "pooled": ParallelVerification(tongsuopy_min_signatures=16)}[mode]
 
 
 @pytest.mark.parametrize(("backend", "batch", "count", "mode"), APPEND_CASES,
@@ -108,22 +111,21 @@ def test_signed_appends_per_second(benchmark, consortium, tmp_path: Path, backen
                                    mode: str):
     """Appends of entries signed by one member: each append verifies the signature,
     hashes the leaf, stores entry + nodes and signs a checkpoint per batch (one
-    transaction per batch).  The authors' signing is measured separately.  ``serial``:
-    the signatures are verified in the appending thread; ``pooled``: a batch's
-    signatures are spread over the signature_pool workers and the appending thread.
-    Each round opens a fresh ledger and first appends one warm-up batch of 100 entries
-    (not timed; for ``pooled`` it starts the workers, whose cold start is reported)."""
+    transaction per batch).  The authors' signing is measured separately.  How the
+    signatures are verified: see _verification (workers: signature_pool).  Each round
+    opens a fresh ledger and first appends one warm-up batch of max(100, batch) entries
+    (not timed; it starts the workers where they are used; its time is reported)."""
     key = sm2.PrivateKey(consortium.member_keys["A"], sm2.get_backend(backend))
     started = time.perf_counter()
     items = _signed(key, count)
     signing_s = time.perf_counter() - started
-    warm_up = _signed(key, WARM_UP, offset=count)
+    warm_up = _signed(key, max(WARM_UP, batch), offset=count)
     runs, cold_s = [], []
 
     def setup():
         db = tmp_path / f"append-{len(runs)}.sqlite"
         ledger = open_ledger(consortium.config_path, db=db, create=True, sm2_backend=backend,
-                             parallel=_verification(backend, mode))
+                             parallel=_verification(mode))
         runs.append(ledger)
         started = time.perf_counter()
         ledger.append_many(warm_up)
@@ -137,10 +139,11 @@ def test_signed_appends_per_second(benchmark, consortium, tmp_path: Path, backen
     benchmark.pedantic(run, setup=setup, rounds=3, iterations=1)
     workers = []
     for ledger in runs:
-        assert ledger.size() == WARM_UP + count
+        assert ledger.size() == len(warm_up) + count
         workers.append(len(ledger.log.verifier.running_workers))
         ledger.close()
-    assert set(workers) == ({0} if mode == "serial" else {ParallelVerification().worker_count()})
+    pooled = mode != "serial" and batch >= _verification(mode).min_signatures(backend)  # type: ignore[operator]
+    assert set(workers) == {ParallelVerification().worker_count() if pooled else 0}
     median = benchmark.stats.stats.median
     cold = sorted(cold_s)[len(cold_s) // 2]
     benchmark.extra_info.update({"backend": backend, "batch": batch, "entries": count, "verification": mode,
@@ -149,7 +152,7 @@ def test_signed_appends_per_second(benchmark, consortium, tmp_path: Path, backen
                                  "author_signatures_per_s": round(count / signing_s, 1),
                                  "peak_memory_mib": round(_peak_mib(), 1)})
     print(f"\n{backend} batch {batch} {mode} ({workers[0]} workers): {count / median:.0f} signed appends/s; "
-          f"warm-up batch of {WARM_UP} {cold:.3f} s (authors sign {count / signing_s:.0f}/s)")
+          f"warm-up batch of {len(warm_up)} {cold:.3f} s (authors sign {count / signing_s:.0f}/s)")
 
 
 # -- 2./3. large ledgers, built once ------------------------------------------------

@@ -245,8 +245,8 @@ def open_ledger(config: str | os.PathLike[str] | ConsortiumConfig, *, log_privat
 
     ``parallel``: when the author signatures of a batch are verified on several cores
     (embedded only; default :class:`~ledger_anchor.signature_pool.ParallelVerification`:
-    gmssl batches of 16 signatures or more, one worker per core beyond the first;
-    ``signature_pool.SERIAL`` never).
+    batches of at least 16 gmssl or 256 tongsuopy signatures, one worker per core
+    beyond the first; ``signature_pool.SERIAL``: never).
     """
     parsed = config if isinstance(config, ConsortiumConfig) else load_config(config)
     backend = sm2.get_backend(sm2_backend)

@@ -15,35 +15,38 @@ log verifies the whole batch before it opens its write transaction.
 
 How:
 
-* The workers are ``python -P -c "...worker_main()"`` subprocesses of this package, talking
-  over their stdin/stdout pipes (length-prefixed pickles; both ends are this module).
-  Not :mod:`multiprocessing`: its ``spawn`` start re-runs the caller's ``__main__``
-  script in every worker (a script without the ``if __name__ == "__main__"`` guard
-  would append again), ``fork`` is unsafe in a multi-threaded gRPC server, and
-  ``ProcessPoolExecutor`` workers outlive a parent killed with SIGKILL.
+* The workers are ``python -P -c "...worker_main()"`` subprocesses of this
+  package, talking over their stdin/stdout pipes (length-prefixed pickles; both ends
+  are this module).  Not :mod:`multiprocessing`: its ``spawn`` start re-runs the
+  caller's ``__main__`` script in every worker (a script without the ``if __name__ ==
+  "__main__"`` guard would append again), ``fork`` is unsafe in a multi-threaded gRPC
+  server, and ``ProcessPoolExecutor`` workers outlive a parent killed with SIGKILL.
 * They start lazily, on the first batch with at least
-  :attr:`ParallelVerification.min_signatures` signatures of a backend listed in
-  :attr:`ParallelVerification.backends` (gmssl by default); importing this module,
-  opening a ledger, reading and single appends start nothing.  They are reused by
-  later batches and stopped by :meth:`BatchVerifier.close` (``TransparencyLog.close``),
-  or at interpreter exit for a log that was never closed.
+  :attr:`ParallelVerification.gmssl_min_signatures` (16) gmssl signatures, or
+  :attr:`~ParallelVerification.tongsuopy_min_signatures` (256) tongsuopy ones;
+  importing this module, opening a ledger, reading and single appends start nothing.
+  They are reused by later batches and stopped by :meth:`BatchVerifier.close`
+  (``TransparencyLog.close``), or at interpreter exit for a log never closed.
 * No orphans: a worker exits when its request pipe reaches end-of-file -- the parent
   holds the only write end, which the kernel closes however the parent dies -- and,
-  as a second guard, when its parent process id changes.  Workers ignore SIGINT (a
-  Ctrl-C reaches the whole process group; the parent decides).
+  as a second guard (a child forked from the parent would hold a copy of that end),
+  when its parent process id changes.  Workers ignore SIGINT (a Ctrl-C reaches the
+  whole process group; the parent decides).
 * Scheduling: the batch is cut into contiguous chunks handed out in batch order
   (guided: large first, small at the end); each worker holds up to two chunks so it
   never waits for the caller, and the calling thread verifies chunks itself between
-  looking for answers, so ``cores - 1`` workers use every core.  After a failure no
-  new chunk is handed out, so a bad batch costs little more than its bad signature;
-  every chunk already handed out is finished, so all signatures before the first
-  failure are verified and the reported failure is the one the serial path reports.
+  looking for answers, so ``cores - 1`` workers use every core.  A worker gets
+  chunks only once it has said it is ready, so the batch that starts the workers is
+  not held up by their start.  After a failure no new chunk is handed out, so a bad
+  batch costs little more than its bad signature; every chunk already handed out is
+  finished, so all signatures before the first failure are verified and the
+  reported failure is the one the serial path reports.
 * Thread safety: one batch at a time uses the workers (a lock); the log's threads
   (e.g. the gRPC service's workers) may call :meth:`BatchVerifier.verify` at once.
 * Failures of the machinery never weaken a check: a worker that dies or answers
   with an unexpected error has its chunks verified by the caller (the workers are
-  then restarted on the next batch); if the workers cannot start at all, this log
-  verifies serially from then on and says so once in the log.
+  then restarted on the next batch); if workers cannot start (three in a row die
+  before they are ready), this log verifies serially from then on and says so.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ import threading
 import traceback
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 
@@ -75,6 +78,8 @@ _MAX_CHUNK = 64
 _HEADER = 8
 _STOP_TIMEOUT_S = 5.0
 _ORPHAN_POLL_S = 0.5
+#: Workers in a row that die before they are ready, after which a log stays serial.
+_MAX_EARLY_EXITS = 3
 
 
 @dataclass(frozen=True)
@@ -83,28 +88,35 @@ class ParallelVerification:
 
     ``workers``: worker processes besides the calling thread; ``None`` = usable cores
     minus one (1 on this 2-core machine; 0 on one core); 0 = always serial.
-    ``min_signatures``: smaller batches are verified serially in the calling thread
-    (and never start the workers).  ``backends``: the SM2 backends whose signatures
-    go to the workers (gmssl; tongsuopy's ~0.3 ms verification gains little -- see
-    bench/RESULTS-ledger.md).
+
+    ``gmssl_min_signatures`` / ``tongsuopy_min_signatures``: a batch goes to the
+    workers when it has at least this many signatures of that backend (``None``: that
+    backend never does); smaller batches are verified serially in the calling thread
+    and never start a worker.  Starting a worker costs ~0.1 s of CPU on another core
+    and ~25 MiB, so the thresholds are about that much serial work: 16 gmssl
+    verifications (~9 ms each), 256 tongsuopy ones (~0.3 ms each).  Measured gains and
+    the crossover: bench/RESULTS-ledger.md.
     """
 
     workers: int | None = None
-    min_signatures: int = 16
-    backends: frozenset[str] = field(default_factory=lambda: frozenset({"gmssl"}))
+    gmssl_min_signatures: int | None = 16
+    tongsuopy_min_signatures: int | None = 256
 
     def __post_init__(self) -> None:
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 0):
             raise ConfigError(f"parallel verification workers: expected None or an integer >= 0, "
                               f"found {self.workers!r}")
-        if not isinstance(self.min_signatures, int) or self.min_signatures < 2:
-            raise ConfigError(f"parallel verification min_signatures: expected an integer >= 2, "
-                              f"found {self.min_signatures!r}")
-        unknown = set(self.backends) - set(BACKEND_NAMES)
-        if unknown:
-            raise ConfigError(f"parallel verification backends: expected some of {', '.join(BACKEND_NAMES)}, "
-                              f"found {', '.join(sorted(unknown))}")
-        object.__setattr__(self, "backends", frozenset(self.backends))
+        for name in BACKEND_NAMES:
+            value = getattr(self, f"{name}_min_signatures")
+            if value is not None and (not isinstance(value, int) or value < 2):
+                raise ConfigError(f"parallel verification {name}_min_signatures: expected None or an "
+                                  f"integer >= 2, found {value!r}")
+
+    def min_signatures(self, backend_name: str | None) -> int | None:
+        """The threshold for ``backend_name`` (None: never in workers)."""
+        if backend_name not in BACKEND_NAMES:
+            return None
+        return getattr(self, f"{backend_name}_min_signatures")
 
     def worker_count(self) -> int:
         if self.workers is not None:
@@ -242,6 +254,7 @@ class BatchVerifier:
         self._owner_pid = os.getpid()
         self._closed = False
         self._unavailable: str | None = None
+        self._early_exits = 0  # workers in a row that died before they were ready
         self._finalizer = weakref.finalize(self, _stop_processes, self._processes)
 
     # -- public -------------------------------------------------------------
@@ -271,6 +284,11 @@ class BatchVerifier:
         """Process ids of the running workers (empty before the first large batch and after close)."""
         return [process.pid for process in self._processes]
 
+    @property
+    def unavailable(self) -> str | None:
+        """Why this verifier stays serial for good (workers could not start), or None."""
+        return self._unavailable
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -279,11 +297,13 @@ class BatchVerifier:
     # -- deciding and starting ----------------------------------------------
 
     def _wants_workers(self, checks: Sequence[SignatureCheck]) -> bool:
-        if len(checks) < self.config.min_signatures or self.config.worker_count() < 1:
+        if len(checks) < 2 or self.config.worker_count() < 1:
             return False
         if os.getpid() != self._owner_pid:  # a forked child does not own these workers
             return False
-        return all(_standard_backend_name(check.key) in self.config.backends for check in checks)
+        thresholds = [self.config.min_signatures(name)
+                      for name in {_standard_backend_name(check.key) for check in checks}]
+        return None not in thresholds and len(checks) >= max(thresholds)  # type: ignore[type-var]
 
     def _start(self) -> list[_Worker]:
         if self._workers:
@@ -320,7 +340,9 @@ class BatchVerifier:
             while True:
                 if not batch.stopped:
                     for worker in list(live):
-                        while len(worker.outstanding) < _DEPTH and batch.has_next():
+                        # Not before it is ready: meanwhile the caller verifies alone, so
+                        # a cold start never makes a batch slower than the serial path.
+                        while worker.ready and len(worker.outstanding) < _DEPTH and batch.has_next():
                             chunk = batch.next_chunk()
                             worker.outstanding.append(chunk)
                             if not self._send(worker, batch, chunk):
@@ -364,9 +386,13 @@ class BatchVerifier:
                 self._accept(worker, batch, answer)
             except (_WorkerGone, OSError, pickle.UnpicklingError, ValueError, TypeError, EOFError) as exc:
                 if not worker.ready:
-                    self._unavailable = f"a worker exited before it was ready ({exc})"
-                    log.warning("parallel signature verification unavailable, verifying serially: %s",
-                                self._unavailable)
+                    self._early_exits += 1
+                    log.warning("signature verification worker %d exited before it was ready (%s)",
+                                worker.process.pid, exc)
+                    if self._early_exits >= _MAX_EARLY_EXITS:
+                        self._unavailable = f"{self._early_exits} workers in a row exited before they were ready"
+                        log.warning("parallel signature verification unavailable, verifying serially: %s",
+                                    self._unavailable)
                 else:
                     log.warning("signature verification worker %d failed (%s); its signatures are "
                                 "verified here", worker.process.pid, exc)
@@ -377,6 +403,7 @@ class BatchVerifier:
             if answer != ("ready", worker.process.pid):
                 raise _WorkerGone(f"expected a ready message, found {answer!r:.80}")
             worker.ready = True
+            self._early_exits = 0
             return
         if not worker.outstanding:
             raise _WorkerGone("an answer nobody asked for")

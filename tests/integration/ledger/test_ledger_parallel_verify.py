@@ -25,7 +25,7 @@ from ledger_anchor.signature_pool import SERIAL, ParallelVerification
 from ledger_anchor.verify import verify_ledger
 from tests.unit.ledger.ledger_consortium import Consortium, make_consortium
 
-POOLED = ParallelVerification(workers=1, min_signatures=4)
+POOLED = ParallelVerification(workers=1, gmssl_min_signatures=4)
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -104,7 +104,7 @@ BAD_CASES = {
     "earliest of two": ({17: "other", 6: "malformed"}, "entries[6]: signature of 'A' on the invoice entry: "
                         "SM2 signature: expected 1 <= r, s <= n-1, found a value outside that range"),
     "unknown signer after a bad one": ({9: "other", 15: "unknown"}, "entries[9]: signature of 'A'"),
-    # only the 2 signatures before it are verified: fewer than min_signatures, so no worker
+    # only the 2 signatures before it are verified: fewer than 4, so no worker
     "unknown signer first": ({2: "unknown", 15: "other"}, "entries[2]: signature by unknown signer 'Z'"),
 }
 
@@ -145,7 +145,7 @@ def tongsuopy_pair(consortium: Consortium, tmp_path_factory: pytest.TempPathFact
     across the examples below so that the workers serve many batches in a row."""
     pytest.importorskip("tongsuopy")
     folder = tmp_path_factory.mktemp("pair")
-    parallel = ParallelVerification(workers=2, min_signatures=2, backends=frozenset({"tongsuopy"}))
+    parallel = ParallelVerification(workers=2, tongsuopy_min_signatures=2)
     with open_ledger(consortium.config_path, db=folder / "pooled.sqlite", create=True, sm2_backend="tongsuopy",
                      parallel=parallel) as pooled, \
             open_ledger(consortium.config_path, db=folder / "serial.sqlite", create=True, sm2_backend="tongsuopy",
@@ -185,17 +185,17 @@ def test_a_killed_worker_is_replaced_and_nothing_goes_unverified(consortium: Con
     items = _items(consortium, 60)
     with open_ledger(consortium.config_path, db=tmp_path / "l.sqlite", create=True, sm2_backend="gmssl",
                      parallel=POOLED) as ledger:
-        ledger.append_many(items[:8])
+        ledger.append_many(items[:30])
         [worker] = ledger.log.verifier.running_workers
         os.kill(worker, signal.SIGKILL)
         assert _wait_gone([worker], 5) == []
-        spoilt = _spoil(consortium, items[8:30], {19: "other"})
-        assert _refusal(ledger, spoilt).startswith("entries[19]: signature of 'A'")  # verified by the caller
-        assert ledger.size() == 8
-        ledger.append_many(items[8:30])
+        spoilt = _spoil(consortium, items[30:], {25: "other"})
+        assert _refusal(ledger, spoilt).startswith("entries[25]: signature of 'A'")  # verified by the caller
+        assert ledger.size() == 30
+        ledger.append_many(items[30:])
         [replacement] = ledger.log.verifier.running_workers
         assert replacement != worker
-        assert ledger.size() == 30
+        assert ledger.size() == 60
 
 
 _WRITER = """
@@ -208,7 +208,7 @@ consortium = make_consortium(Path(sys.argv[1]))
 entries = [{"kind": "invoice", "n": i} for i in range(30)]
 items = [(entry, consortium.sign(entry, "A")) for entry in entries]
 with open_ledger(consortium.config_path, create=True, sm2_backend="gmssl",
-                 parallel=ParallelVerification(workers=2, min_signatures=4)) as ledger:
+                 parallel=ParallelVerification(workers=2, gmssl_min_signatures=4)) as ledger:
     ledger.append_many(items)
     print(" ".join(map(str, ledger.log.verifier.running_workers)), flush=True)
     while True:
@@ -293,3 +293,27 @@ def test_the_grpc_service_verifies_concurrent_batches_in_its_workers(tmp_path: P
         for n in (0, 1, 3):
             stored = [json.loads(ledger.entry_data(i))["n"] for i in outcomes[n]]  # type: ignore[union-attr]
             assert stored == [entry["n"] for entry, _ in batches[n]]  # each batch whole and in order
+
+
+def test_workers_that_cannot_start_leave_the_log_serial(consortium: Consortium, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interpreter that exits at once (here /bin/false) never weakens a check: every
+    batch is verified by the caller, and after three such workers the log stops trying."""
+    pytest.importorskip("tongsuopy")
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    items = _items(consortium, 200)
+    with open_ledger(consortium.config_path, db=tmp_path / "l.sqlite", create=True, sm2_backend="tongsuopy",
+                     parallel=ParallelVerification(workers=1, tongsuopy_min_signatures=2)) as ledger:
+        verifier = ledger.log.verifier
+        batches = 0
+        while verifier.unavailable is None and batches < 20:
+            spoilt = _spoil(consortium, items[10 * batches:10 * batches + 10], {7: "other"})
+            assert _refusal(ledger, spoilt).startswith("entries[7]: signature of 'A'")
+            ledger.append_many(items[10 * batches:10 * batches + 10])
+            batches += 1
+        assert verifier.unavailable == "3 workers in a row exited before they were ready"
+        assert ledger.size() == 10 * batches
+        assert _refusal(ledger, _spoil(consortium, items[-10:], {4: "malformed"})).startswith(
+            "entries[4]: signature of 'A'")
+        ledger.append_many(items[-10:])
+        assert verifier.running_workers == []
