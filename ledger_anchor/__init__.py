@@ -8,6 +8,7 @@ Modules, in topological order of their imports:
 ``errors``      the root error :class:`LedgerError` and its subclasses
 ``sm3``         SM3 through OpenSSL (hashlib), else ``cryptography``
 ``sm2``         SM2 signatures: one interface, backends tongsuopy (fast) and gmssl
+``signature_pool``  a batch's signatures verified on several cores (worker processes)
 ``merkle``      RFC 9162 tree hashing, proofs and verifiers; the hash is a parameter
 ``entries``     RFC 8785 canonical entries with a ``kind`` and author signatures
 ``note``        C2SP signed notes, checkpoints and cosignatures with SM2

@@ -21,6 +21,7 @@ from ledger_anchor.errors import ForkError, LedgerError, StorageError
 from ledger_anchor.governance import AdoptedRule, GovernanceState
 from ledger_anchor.log import AppendReceipt, ForkEvidence, LogIdentity, TransparencyLog
 from ledger_anchor.note import Checkpoint, Cosignature, Note
+from ledger_anchor.signature_pool import ParallelVerification
 from ledger_anchor.witness import WitnessState, cosign, state_after
 
 
@@ -157,14 +158,16 @@ class EmbeddedLedger(LedgerClient):
 
     def __init__(self, config: ConsortiumConfig, *, db: str | os.PathLike[str] | None = None,
                  log_private_key: bytes | sm2.PrivateKey | None = None, create: bool = False,
-                 readonly: bool = False, synchronous: str = "NORMAL", backend: sm2.Backend | None = None) -> None:
+                 readonly: bool = False, synchronous: str = "NORMAL", backend: sm2.Backend | None = None,
+                 parallel: ParallelVerification | None = None) -> None:
         self.config = config
         self.identity = identity_of(config, backend)
         key = log_private_key
         if key is not None and not isinstance(key, sm2.PrivateKey):
             key = sm2.PrivateKey(bytes(key), backend)
         self.log = TransparencyLog(Path(db) if db is not None else config.ledger.db, self.identity,
-                                   log_private_key=key, create=create, readonly=readonly, synchronous=synchronous)
+                                   log_private_key=key, create=create, readonly=readonly, synchronous=synchronous,
+                                   parallel=parallel)
 
     def append_many(self, items):  # type: ignore[no-untyped-def]
         return self.log.append_many([SignedEntry.create(entry, signatures) for entry, signatures in items])
@@ -231,7 +234,7 @@ def _load_log_key(config: ConsortiumConfig, log_private_key: Any) -> bytes | sm2
 def open_ledger(config: str | os.PathLike[str] | ConsortiumConfig, *, log_private_key: Any = None,
                 db: str | os.PathLike[str] | None = None, member_id: str | None = None,
                 create: bool = False, readonly: bool = False, synchronous: str = "NORMAL",
-                sm2_backend: str | None = None) -> LedgerClient:
+                sm2_backend: str | None = None, parallel: ParallelVerification | None = None) -> LedgerClient:
     """Open the ledger described by ``config`` (a consortium file or a parsed one).
 
     Embedded when ``[ledger].endpoint`` is empty (or ``db`` is given): the log key is
@@ -239,13 +242,18 @@ def open_ledger(config: str | os.PathLike[str] | ConsortiumConfig, *, log_privat
     beside the consortium file if present; without one the ledger is read-only.
     Remote otherwise: ``member_id`` says whose TLS certificate (``members/<id>/tls.*``)
     authenticates this client to the service.
+
+    ``parallel``: when the author signatures of a batch are verified on several cores
+    (embedded only; default :class:`~ledger_anchor.signature_pool.ParallelVerification`:
+    batches of at least 16 gmssl or 256 tongsuopy signatures, one worker per core
+    beyond the first; ``signature_pool.SERIAL``: never).
     """
     parsed = config if isinstance(config, ConsortiumConfig) else load_config(config)
     backend = sm2.get_backend(sm2_backend)
     if db is not None or not parsed.ledger.endpoint:
         key = None if readonly else _load_log_key(parsed, log_private_key)
         return EmbeddedLedger(parsed, db=db, log_private_key=key, create=create, readonly=readonly,
-                              synchronous=synchronous, backend=backend)
+                              synchronous=synchronous, backend=backend, parallel=parallel)
     from ledger_anchor.remote import RemoteLedger  # noqa: PLC0415 - gRPC only when needed
 
     if member_id is None:

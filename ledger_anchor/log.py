@@ -21,7 +21,9 @@ durability of each commit.  Concurrent writers in several processes are serialis
 by SQLite's write lock; each writer re-reads the tree size inside its transaction.
 
 Proofs read O(log n) stored nodes (:mod:`ledger_anchor.merkle`), in one query.
-The checkpoint is signed per batch: ``append_many`` amortises the log signature.
+The checkpoint is signed per batch: ``append_many`` amortises the log signature, and
+the author signatures of a large batch are verified on several cores
+(:mod:`ledger_anchor.signature_pool`) before the transaction begins.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from ledger_anchor.note import (
     verify_checkpoint,
     witness_name,
 )
+from ledger_anchor.signature_pool import BatchVerifier, ParallelVerification, SignatureCheck
 from ledger_anchor.sm2 import PrivateKey, PublicKey
 
 log = logging.getLogger(__name__)
@@ -139,7 +142,8 @@ class TransparencyLog:
     """One ledger file.  Thread-safe within a process (one connection, one lock)."""
 
     def __init__(self, path: str | Path, identity: LogIdentity, *, log_private_key: PrivateKey | None = None,
-                 readonly: bool = False, create: bool = False, synchronous: str = "NORMAL") -> None:
+                 readonly: bool = False, create: bool = False, synchronous: str = "NORMAL",
+                 parallel: ParallelVerification | None = None) -> None:
         self.path = Path(path)
         self.identity = identity
         self._key = log_private_key
@@ -149,6 +153,7 @@ class TransparencyLog:
             raise StorageError(f"{self.path}: ledger database not found (create it with `settlechain ledger init`)")
         self._db = connect(self.path, readonly=readonly, synchronous=synchronous)
         self._lock = threading.RLock()
+        self._verifier = BatchVerifier(parallel)  # starts no process until a large batch
         self._frontier: merkle.Frontier | None = None
         self._governance: GovernanceState | None = None
         self._governance_size = -1
@@ -199,6 +204,12 @@ class TransparencyLog:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._verifier.close()
+
+    @property
+    def verifier(self) -> BatchVerifier:
+        """What verifies the author signatures of appended batches (and its workers)."""
+        return self._verifier
 
     def __enter__(self) -> TransparencyLog:
         return self
@@ -341,15 +352,38 @@ class TransparencyLog:
 
     def check_signatures(self, entry: SignedEntry) -> None:
         """Every signer must be a member and every signature must verify."""
-        for signer, signature in entry.signatures.items():
-            key = self.identity.members.get(signer)
-            if key is None:
-                raise EntryError(f"signature by unknown signer {signer!r}: expected one of "
-                                 f"{', '.join(sorted(self.identity.members))}")
-            try:
-                key.verify(entry.signed_bytes, signature)
-            except SignatureError as exc:
-                raise EntryError(f"signature of {signer!r} on the {entry.kind} entry: {exc}") from None
+        self.check_batch_signatures([entry])
+
+    def check_batch_signatures(self, entries: Sequence[SignedEntry]) -> None:
+        """Every signer of every entry must be a member and every signature must verify.
+
+        Raises for the first failure in batch order (entry by entry, signers sorted),
+        naming the entry's position when the batch has more than one.  Large batches are
+        verified on several cores (:mod:`ledger_anchor.signature_pool`); the error is
+        the same either way."""
+        checks: list[SignatureCheck] = []
+        owners: list[tuple[int, str]] = []
+        unknown: tuple[int, str] | None = None
+        for position, entry in enumerate(entries):
+            for signer, signature in entry.signatures.items():
+                key = self.identity.members.get(signer)
+                if key is None:
+                    unknown = (position, signer)
+                    break
+                checks.append(SignatureCheck(key, entry.signed_bytes, signature))
+                owners.append((position, signer))
+            if unknown is not None:
+                break
+        failures = self._verifier.verify(checks)  # only the signatures before an unknown signer
+        if failures:
+            first = min(failures)
+            position, signer = owners[first]
+            raise EntryError(f"{_position(position, len(entries))}signature of {signer!r} on the "
+                             f"{entries[position].kind} entry: {failures[first]}")
+        if unknown is not None:
+            position, signer = unknown
+            raise EntryError(f"{_position(position, len(entries))}signature by unknown signer {signer!r}: "
+                             f"expected one of {', '.join(sorted(self.identity.members))}")
 
     def append(self, entry: SignedEntry) -> AppendReceipt:
         return self.append_many([entry])[0]
@@ -360,8 +394,7 @@ class TransparencyLog:
             raise StorageError("this ledger client has no log private key: appends need ledger/log.key")
         if not entries:
             return []
-        for entry in entries:  # the expensive checks, outside the write lock
-            self.check_signatures(entry)
+        self.check_batch_signatures(entries)  # the expensive checks, all before the write lock
         leaf_hashes = [HASHER.hash_leaf(entry.leaf_data) for entry in entries]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -453,6 +486,11 @@ class TransparencyLog:
             return a.root != b.root
         size = self.size()
         return any(c.size > size or self.root(c.size) != c.root for c in (a, b))
+
+
+def _position(position: int, count: int) -> str:
+    """``entries[i]: `` for an entry of a batch (the service's name for it), nothing for one entry."""
+    return f"entries[{position}]: " if count > 1 else ""
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

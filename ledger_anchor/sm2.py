@@ -352,6 +352,11 @@ class PublicKey:
             raise SignatureError("SM2 public key: expected 128 hex digits x||y, found non-hex text") from None
         return cls(raw, backend)
 
+    @property
+    def backend(self) -> Backend:
+        """The backend that verifies with this key."""
+        return self._backend
+
     def verify(self, message: bytes, signature: bytes, *, user_id: bytes = DEFAULT_USER_ID) -> None:
         if self._object is not None and bytes(user_id) == DEFAULT_USER_ID:
             self._backend.verify_with(self._object, message, signature)  # type: ignore[attr-defined]
