@@ -93,7 +93,7 @@ from protocols.mpc.params import (
     PairValues,
     ToleranceParams,
 )
-from protocols.mpc.reference import reasons_from_flags, summarize
+from protocols.mpc.reference import reasons_from_flags
 
 logger = logging.getLogger(__name__)
 

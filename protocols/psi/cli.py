@@ -256,7 +256,6 @@ def pair_id_series(pair_ids):
 
 
 def _write_output(path: Path, result, ids) -> None:
-    import numpy as np
     import polars as pl
 
     data = {

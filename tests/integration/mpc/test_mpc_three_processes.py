@@ -14,7 +14,7 @@ from mpc_party_process import make_tls_material, party_main
 
 from protocols.mpc import field as F
 from protocols.mpc.cli import generate_pairs
-from protocols.mpc.params import POLICIES, MpcTls, PairValues, ToleranceParams
+from protocols.mpc.params import MpcTls, PairValues, ToleranceParams
 from protocols.mpc.reference import plaintext_discrepancy
 
 PORT_RANGE = range(17330, 17400)

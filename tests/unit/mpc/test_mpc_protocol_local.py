@@ -8,7 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols.mpc import field as F
-from protocols.mpc.errors import MpcInputError
 from protocols.mpc.params import MAX_ABS_VALUE, POLICIES, PairValues, ToleranceParams
 from protocols.mpc.protocol import run_local
 from protocols.mpc.reference import plaintext_discrepancy
