@@ -22,12 +22,15 @@ def check_agreement(
     members: Mapping[str, str],
     rules: Rules,
     rules_adopted: bool = True,
+    settled_at: int | None = None,
 ) -> str | None:
     """None if the job may go on, else the reason every party will report.
 
     ``rules_adopted``: whether the ledger shows the job's rules as adopted by the
     consortium (a ``rule_proposal`` whose vote policy is met); jobs may only use
-    adopted rules.
+    adopted rules.  ``settled_at``: the ledger index of a settlement statement already
+    anchored for this job id, if any; a settled job is not run again (a second statement
+    under the same id would leave an auditor two answers to one question).
     """
     for role in ("A", "B", "H"):
         hello = hellos[role]
@@ -46,6 +49,10 @@ def check_agreement(
                            for role in differing)
         return (f"rules differ from the job's (rules_sm3 {rules_sm3[:16]}…): {detail}")
 
+    if settled_at is not None:
+        return (f"job {job_id!r} is already settled: its settlement statement is ledger entry "
+                f"{settled_at}; to settle again (e.g. on corrected exports) write a new job file "
+                "with a new id (settlechain job init)")
     if not rules_adopted:
         return (f"the rules {rules_sm3[:16]}… are not adopted on the consortium ledger; "
                 "propose them (rule_proposal) and have the members vote (rule_vote) first")

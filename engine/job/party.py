@@ -213,14 +213,14 @@ def run_party(config_path: str | Path, job_path: str | Path, member_id: str,
 
 
 def start_host(run: PartyRun, extra_services, *,
-               rules_adopted: bool) -> tuple[grpc.Server, SessionHost]:
+               rules_adopted: bool, settled_at: int | None = None) -> tuple[grpc.Server, SessionHost]:
     """A's gRPC server: the job session and the PSI service, mutual TLS."""
     job = run.job
     host = SessionHost(
         job.id, job.parties,
         lambda hellos: check_agreement(hellos, job_id=job.id, rules_sm3=job.rules_sm3,
                                        members=job.parties, rules=run.rules,
-                                       rules_adopted=rules_adopted),
+                                       rules_adopted=rules_adopted, settled_at=settled_at),
     )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="job"),
                          options=keepalive_options(job.timeouts.peer_silence_s))

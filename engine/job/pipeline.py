@@ -57,8 +57,9 @@ def _run(run: PartyRun, watch: AbortWatch) -> dict[str, Any]:
         psi_servicer = PsiServicer(PsiConfig(
             peer_timeout_s=job.timeouts.stage_s,
             max_elements=min(rules.circuit_breaker.max_records, 1 << 30)))
+        adopted, settled_at = _ledger_state(run)
         server, host = start_host(run, [psi_servicer.add_to_server],
-                                  rules_adopted=_rules_adopted(run))
+                                  rules_adopted=adopted, settled_at=settled_at)
         host.on_abort(watch)
         link: Any = HostLink(host, "A", job.timeouts.stage_s, job.timeouts.connect_s)
     else:
@@ -122,14 +123,30 @@ def _run(run: PartyRun, watch: AbortWatch) -> dict[str, Any]:
             server.stop(grace=3).wait()
 
 
-def _rules_adopted(run: PartyRun) -> bool:
-    """Jobs may only use rules the consortium adopted on the ledger (DESIGN.md, governance)."""
+def _ledger_state(run: PartyRun) -> tuple[bool, int | None]:
+    """What the agreement step needs from the ledger: are the job's rules adopted (jobs
+    may only use rules the consortium adopted, DESIGN.md governance), and the index of
+    a settlement statement already anchored for this job id, if any."""
     try:
         with open_ledger(run.consortium.path, member_id=run.member.id, readonly=True) as ledger:
-            return bool(ledger.is_rule_adopted(run.job.rules_sm3))
+            return bool(ledger.is_rule_adopted(run.job.rules_sm3)), settled_at(ledger, run.job.id)
     except Exception as exc:  # noqa: BLE001 - no ledger yet: nothing is adopted
         log.warning("cannot read the ledger to check rule adoption: %s", exc)
-        return False
+        return False, None
+
+
+def settled_at(ledger: Any, job_id: str, *, chunk: int = 1024) -> int | None:
+    """The index of the last ``settlement_statement`` for ``job_id`` on ``ledger``, or None.
+    Reads the ledger from its end, ``chunk`` entries at a time (a job's statement is
+    usually among the last entries)."""
+    end = ledger.size()
+    while end > 0:
+        start = max(0, end - chunk)
+        for offset, entry in enumerate(reversed(ledger.entries(start, end))):
+            if entry.get("kind") == "settlement_statement" and entry.get("job_id") == job_id:
+                return end - 1 - offset
+        end = start
+    return None
 
 
 def _after_agreement(run, link, channel, psi_servicer, ingested, nonce, sizes):

@@ -109,3 +109,35 @@ def test_certificate_from_another_ca_is_refused(tmp_path, data):
     assert "could not reach party A" in job.parties["B"].console_text()
     for role in "AH":
         assert "B did not join within 10 s" in job.parties[role].console_text()
+
+
+@pytest.mark.slow
+def test_a_settled_job_is_not_run_again(tmp_path, data):
+    """A second run of a job id whose statement is on the ledger is refused before any
+    record-level message; the ledger and the first run's outputs are left as they were."""
+    import hashlib
+    import json
+
+    from ledger_anchor.client import open_ledger
+
+    job = prepare(tmp_path, data)
+    assert run(job) == {"A": 0, "B": 0, "H": 0}, describe(job)
+    anchor = json.loads((job.parties["A"].out / "summary.json").read_text())["anchor"]["index"]
+    with open_ledger(job.config, readonly=True) as ledger:
+        size = ledger.size()
+        assert ledger.entry(anchor)["kind"] == "settlement_statement"
+    records = {role: hashlib.sha256((job.parties[role].out / "records.parquet").read_bytes()).digest()
+               for role in "AB"}
+
+    codes = run(job)
+    assert codes == {"A": 3, "B": 3, "H": 3}, describe(job)
+    for role, party in job.parties.items():
+        console = party.console_text()
+        assert f"job 'job-1' is already settled: its settlement statement is ledger entry {anchor}" \
+            in console, f"{role}:\n{console}"
+        assert "Traceback" not in console
+    with open_ledger(job.config, readonly=True) as ledger:
+        assert ledger.size() == size
+    for role in "AB":
+        assert hashlib.sha256((job.parties[role].out / "records.parquet").read_bytes()).digest() \
+            == records[role]

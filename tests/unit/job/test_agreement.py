@@ -70,3 +70,48 @@ def test_rules_not_adopted_on_the_ledger(rules):
     reason = check_agreement(hellos(rules.sm3_hash()), job_id="j1", rules_sm3=rules.sm3_hash(),
                              members=MEMBERS, rules=rules, rules_adopted=False)
     assert reason is not None and "not adopted on the consortium ledger" in reason
+
+
+def test_a_settled_job_is_refused_before_the_rules_are_looked_at(rules):
+    reason = check_agreement(hellos(rules.sm3_hash()), job_id="j1", rules_sm3=rules.sm3_hash(),
+                             members=MEMBERS, rules=rules, rules_adopted=False, settled_at=41)
+    assert reason is not None
+    assert reason.startswith("job 'j1' is already settled: its settlement statement is ledger entry 41;")
+    assert check_agreement(hellos(rules.sm3_hash()), job_id="j1", rules_sm3=rules.sm3_hash(),
+                           members=MEMBERS, rules=rules, settled_at=None) is None
+
+
+class _Entries:
+    """Just the two reads settled_at makes (size, entries), over a list of entries."""
+
+    def __init__(self, entries):
+        self.list = entries
+        self.reads = []
+
+    def size(self):
+        return len(self.list)
+
+    def entries(self, start, end):
+        self.reads.append((start, end))
+        return self.list[start:end]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1024])
+def test_settled_at_finds_the_last_statement_of_the_job(chunk):
+    from engine.job.pipeline import settled_at
+
+    entries = [{"kind": "rule_proposal"}, {"kind": "dataset_commitment", "job_id": "j1"},
+               {"kind": "settlement_statement", "job_id": "j1"},
+               {"kind": "settlement_statement", "job_id": "j10"},
+               {"kind": "dataset_commitment", "job_id": "j2"},
+               {"kind": "settlement_statement", "job_id": "j2"}, {"kind": "rule_vote"}]
+    ledger = _Entries(entries)
+    assert settled_at(ledger, "j1", chunk=chunk) == 2
+    assert settled_at(ledger, "j2", chunk=chunk) == 5
+    assert settled_at(ledger, "j3", chunk=chunk) is None
+    # every entry read once when the id is absent, nothing past the start
+    ledger.reads.clear()
+    settled_at(ledger, "j3", chunk=chunk)
+    covered = sorted(i for start, end in ledger.reads for i in range(start, end))
+    assert covered == list(range(len(entries)))
+    assert settled_at(_Entries([]), "j1", chunk=chunk) is None
