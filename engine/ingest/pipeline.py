@@ -194,8 +194,10 @@ class _LocalProcessing:
 
     def _duplicates(self, validated: pl.DataFrame) -> pl.DataFrame:
         keys = list(_DUPLICATE_KEYS)
-        valid = validated.filter(pl.col("failed").is_null()).drop(
-            "failed", "undecodable_column")
+        # (no copy of the whole frame when every row is valid)
+        if validated.get_column("failed").null_count() < validated.height:
+            validated = validated.filter(pl.col("failed").is_null())
+        valid = validated.drop("failed", "undecodable_column")
         # A 64-bit hash of the fields finds the few rows that may repeat an earlier one;
         # the exact comparison then runs on those rows only.
         maybe = valid.select(keys).hash_rows().is_duplicated()
@@ -289,7 +291,12 @@ class _LocalProcessing:
     def _rating(self, candidates: pl.DataFrame,
                 members: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         to_rate = candidates.get_column("exclusion").is_null().to_numpy()
-        rated = rate_arrays(candidates.filter(pl.Series(to_rate)), self.rules)
+        # only the columns rating reads, and no copy when every record is rated
+        inputs = candidates.select("service", "calling", "called", "start", "duration_s",
+                                   "volume_kb")
+        rated = rate_arrays(inputs if to_rate.all() else inputs.filter(pl.Series(to_rate)),
+                            self.rules)
+        del inputs
         rated_charge = np.zeros(candidates.height, dtype=np.int64)
         tariff = np.full(candidates.height, -1, dtype=np.int64)
         rated_charge[to_rate] = rated.rated_charge
@@ -302,8 +309,10 @@ class _LocalProcessing:
         # still in row order: units are positions
         kept = candidates.with_columns(
             pl.when(pl.Series(to_rate)).then(pl.Series(rated_charge)).alias("rated_charge"),
-        ).filter(pl.Series(~unrated)).with_columns(
-            pl.int_range(0, pl.len(), dtype=pl.Int64).alias("unit"))
+        )
+        if unrated.any():
+            kept = kept.filter(pl.Series(~unrated))
+        kept = kept.with_columns(pl.int_range(0, pl.len(), dtype=pl.Int64).alias("unit"))
 
         # rows of kept records: status ok / excluded and their unit (candidate ids are
         # small integers, so plain array lookups do what a join would)

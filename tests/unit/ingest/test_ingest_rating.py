@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from engine.ingest import rate
-from engine.ingest.rating import _END_OF_TIME, _START_BASE, _START_BITS
+from engine.ingest.rating import _END_OF_TIME, _START_BASE, _START_BITS, RatedArrays, rate_arrays
 from engine.rules import Rules, parse_rules
 from tests.unit.ingest import ingest_reference as ref
 from tests.unit.ingest.ingest_helpers import EXAMPLE_RULES
@@ -140,6 +140,17 @@ def test_rating_equals_reference(rules: Rules, records: pl.DataFrame) -> None:
         t = rules.tariffs[tariff]
         assert t.effective_from <= r["start"] and (t.effective_to is None
                                                    or r["start"] < t.effective_to)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rules=random_rules(), records=random_records(), chunk_rows=st.integers(1, 7))
+def test_rating_in_slices_equals_rating_at_once(rules: Rules, records: pl.DataFrame,
+                                                chunk_rows: int) -> None:
+    whole = rate_arrays(records, rules)
+    sliced = rate_arrays(records, rules, chunk_rows=chunk_rows)
+    for name in RatedArrays.__dataclass_fields__:
+        assert getattr(sliced, name).dtype == getattr(whole, name).dtype, name
+        assert np.array_equal(getattr(sliced, name), getattr(whole, name)), name
 
 
 def test_example_rules_known_answers() -> None:
