@@ -62,7 +62,9 @@ SIGKILLs itself when it enters that stage, as if it had crashed."""
 ABORT_GRACE_S = 5.0
 """After an abort, how long the main thread may take to unwind before the process exits."""
 
-PASS_STAGE = {"S1": "psi_exact", "S2a": "psi_key", "S2b": "psi_key", "S3a": "psi_key",
+#: summary.json stage of each PSI pass (docs/records.md: the passes over values, S1 and
+#: S2, are ``psi_exact``; the key-only passes S3 are ``psi_key``), as in the reference.
+PASS_STAGE = {"S1": "psi_exact", "S2a": "psi_exact", "S2b": "psi_exact", "S3a": "psi_key",
               "S3b": "psi_key"}
 
 
@@ -76,13 +78,35 @@ class StageClock:
     seconds: dict[str, float] = field(default_factory=dict)
     items: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    peaks: dict[str, float] = field(default_factory=dict)
+    """Peak resident memory (MiB) while each stage ran (see :meth:`memory_stage`)."""
+    _memory_stage: str = "start"
+    _peak: float = 0.0
 
     def add(self, stage: str, seconds: float, items: int = 0) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
         self.items[stage] = self.items.get(stage, 0) + items
 
+    def memory_stage(self, stage: str) -> None:
+        """From now on, peak memory counts towards ``stage``: the peak so far goes to the
+        stage that ran until now, and the kernel's high-water mark is reset (Linux
+        ``/proc/self/clear_refs``; where that is refused, each stage reports the peak
+        since the process started)."""
+        peak = peak_memory_mib()
+        previous = self._memory_stage
+        self.peaks[previous] = max(self.peaks.get(previous, 0.0), peak)
+        self._peak = max(self._peak, peak)
+        self._memory_stage = stage
+        reset_peak_memory()
+
+    def peak_mib(self) -> float:
+        """The process's peak resident memory (MiB) since it started."""
+        self.memory_stage(self._memory_stage)
+        return self._peak
+
     def note(self, stage: str, detail: str = "") -> None:
         log.info("stage %s %s", stage, detail)
+        self.memory_stage(stage)
         if os.environ.get(FAULT_ENV) == stage:
             # fault injection for the tests (engine.job.local.FAULT_ENV): die like a crash
             log.warning("fault injection: killing this party at stage %s", stage)
@@ -123,6 +147,17 @@ def peak_memory_mib() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def reset_peak_memory() -> bool:
+    """Reset this process's VmHWM to its current resident size (``5`` to
+    ``/proc/self/clear_refs``, Linux 4.0+).  False where the kernel refuses."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
 
 
 class AbortWatch:

@@ -17,7 +17,7 @@ from engine.errors import InputError, JobError
 from engine.ingest import ingest
 from engine.job.commitment import commit_records
 from engine.job.party import (
-    PASS_STAGE, AbortWatch, PartyRun, connect_link, hello_of, peak_memory_mib, psi_session_id,
+    PASS_STAGE, AbortWatch, PartyRun, connect_link, hello_of, psi_session_id,
     sign_entry, start_host, verify_entry,
 )
 from engine.job.session import HostLink, SessionAborted
@@ -103,6 +103,10 @@ def _run(run: PartyRun, watch: AbortWatch) -> dict[str, Any]:
             raise
         result["stages"]["total"] = {"seconds": round(time.perf_counter() - t_total, 6),
                                      "items": input_rows}
+        result["stages"]["peak_memory_mib"] = round(clock.peak_mib(), 1)
+        for name, block in result["stages"].items():
+            if isinstance(block, dict) and name in clock.peaks:
+                block["peak_memory_mib"] = round(clock.peaks[name], 1)
         (run.out_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n",
                                                   encoding="utf-8")
         clock.note("done")
@@ -259,10 +263,11 @@ def _after_agreement(run, link, channel, psi_servicer, ingested, nonce, sizes):
     if outcome is None:
         return _helper_summary(run, sizes, n_pairs, anchor, stages)
     t0 = time.perf_counter()
+    run.clock.memory_stage("report")  # writing the outputs is part of the report stage
     stages["total"] = StageTime(0.0, 0)
     summary = summary_document(outcome, job_id=job.id, period=job.period,
                                rules_sm3=job.rules_sm3, stages=stages,
-                               peak_memory_mib=peak_memory_mib(), anchor=anchor)
+                               peak_memory_mib=run.clock.peak_mib(), anchor=anchor)
     write_party_outputs(run.out_dir, outcome.records, summary, statement)
     write_report(run.out_dir, summary, outcome.records, ingested.records, ingested.rows, rules)
     summary["stages"]["report"]["seconds"] += round(time.perf_counter() - t0, 6)
@@ -317,7 +322,7 @@ def _helper_summary(run, sizes, n_pairs, anchor, stages) -> dict[str, Any]:
         "anchor": anchor,
         "stages": {**{name: {"seconds": round(t.seconds, 6), "items": t.items}
                       for name, t in stages.items()},
-                   "peak_memory_mib": round(peak_memory_mib(), 1)},
+                   "peak_memory_mib": round(run.clock.peak_mib(), 1)},
     }
 
 

@@ -105,6 +105,14 @@ def test_private_job_equals_truth_and_reference(tmp_path, gen, policy):
         assert summaries[role]["totals"] == ref.summary["totals"]
         assert summaries[role]["pairs"] == ref.summary["pairs"]
         assert summaries[role]["reasons"] == ref.summary["reasons"]
+        # the same items per stage as the reference (which passes count where)
+        stages, ref_stages = summaries[role]["stages"], ref.summary["stages"]
+        for name in ("ingest", "psi_exact", "psi_key", "mpc", "report"):
+            assert stages[name]["items"] == ref_stages[name]["items"], (role, name)
+        # each stage's own peak memory, none above the process's
+        peaks = [stages[name]["peak_memory_mib"] for name in ("ingest", "psi_exact", "psi_key",
+                                                              "mpc", "report", "anchor")]
+        assert all(0 < peak <= stages["peak_memory_mib"] for peak in peaks), stages
 
     # 5. both sides signed the same statement; the ledger anchored it
     statements = {role: json.loads((out[role] / "statement.json").read_text()) for role in "AB"}
