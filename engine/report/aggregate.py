@@ -306,6 +306,7 @@ def _days(considered: pl.DataFrame, rules: Rules,
         .group_by(((pl.col("start") + rules.timezone_offset_s) // _SECONDS_PER_DAY).alias("day"),
                   "outcome")
         .agg(pl.len().alias("records"), pl.col("charge").sum().alias("charge"))
+        .filter(pl.col("outcome").is_not_null())
     )
     if period is not None:
         first, last = _day_number(period[0]), _day_number(period[1])
@@ -352,31 +353,52 @@ def _days(considered: pl.DataFrame, rules: Rules,
 
 
 def _considered(statuses: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
-    """The canonical records paired or left unmatched, with their ``outcome``.
+    """The canonical records with their ``outcome``: agreed, disputed, unmatched, or
+    null for records that were not considered (excluded ones; the aggregations skip
+    them).  Not filtered, so the big string columns are shared, never copied.
 
     A canonical record's status is its first row's (every row of a chain shares it,
     docs/records.md), found by position when records.parquet lists rows 1..n in
     order, as the job writes it, else by a join on ``row``."""
     n = statuses.height
     columns = records.select("row", "service", "calling", "called", "start", "charge")
+    # an Enum (one byte per record, not a string): 10^7 records are grouped by it
+    outcome = pl.col("status").replace_strict(_OUTCOME_OF_STATUS, default=None,
+                                              return_dtype=pl.Enum(OUTCOMES)).alias("outcome")
     in_order = n > 0 and bool((statuses["row"] == pl.int_range(1, n + 1, eager=True)).all())
     lowest, highest = records["row"].min(), records["row"].max()
     if in_order and isinstance(lowest, int) and isinstance(highest, int) \
             and lowest >= 1 and highest <= n:
-        with_status = columns.with_columns(
-            statuses["status"].gather(columns["row"] - 1).alias("status"))
-    else:
-        repeated = statuses.filter(pl.col("row").is_duplicated())
-        if repeated.height:
-            raise ReportInputError("row listed twice", file="records.parquet",
-                                   row=repeated["row"][0], column="row",
-                                   expected="one line per input row", found="two or more")
-        with_status = columns.join(statuses.select("row", "status"), on="row", how="inner")
-    return (
-        with_status.filter(pl.col("status").is_in(list(_OUTCOME_OF_STATUS)))
-        .with_columns(pl.col("status").replace_strict(_OUTCOME_OF_STATUS,
-                                                      return_dtype=pl.String).alias("outcome"))
-    )
+        of_row = statuses.select(outcome).to_series()
+        return columns.with_columns(of_row.gather(columns["row"] - 1).alias("outcome"))
+    repeated = statuses.filter(pl.col("row").is_duplicated())
+    if repeated.height:
+        raise ReportInputError("row listed twice", file="records.parquet",
+                               row=repeated["row"][0], column="row",
+                               expected="one line per input row", found="two or more")
+    return columns.join(statuses.select("row", outcome), on="row", how="inner")
+
+
+#: records classified at once: the four label columns and their prefix lookups of a
+#: slice cost tens of megabytes, where the whole of 10^7 records would cost gigabytes
+CLASSIFY_CHUNK_ROWS = 1 << 20
+_CLASS_KEYS = ("service", "call_type", "time_band", "payer", "payee", "outcome")
+
+
+def _by_class(considered: pl.DataFrame, rules: Rules, *,
+              chunk_rows: int = CLASSIFY_CHUNK_ROWS) -> pl.DataFrame:
+    """Records and charge per rate class, operator pair and outcome, classified and
+    counted slice by slice (sums of per-slice sums)."""
+    columns = considered.select("service", "calling", "called", "start", "charge", "outcome")
+    partial = [
+        classify(columns.slice(offset, chunk_rows).filter(pl.col("outcome").is_not_null()),
+                 rules)
+        .group_by(*_CLASS_KEYS)
+        .agg(pl.len().cast(pl.Int64).alias("records"), pl.col("charge").sum().alias("charge"))
+        for offset in range(0, max(columns.height, 1), chunk_rows)
+    ]
+    return (pl.concat(partial).group_by(*_CLASS_KEYS)
+            .agg(pl.col("records").sum(), pl.col("charge").sum()))
 
 
 def _group_amounts(frame: pl.DataFrame, keys: list[str]) -> tuple[ClassAmounts, ...]:
@@ -437,11 +459,8 @@ def aggregate(summary: Mapping[str, Any], statuses: pl.DataFrame, records: pl.Da
     for status, n in counted.iter_rows():
         status_rows[status] = n
 
-    considered = classify(_considered(statuses, records), rules)
-    by_class = (
-        considered.group_by("service", "call_type", "time_band", "payer", "payee", "outcome")
-        .agg(pl.len().alias("records"), pl.col("charge").sum().alias("charge"))
-    )
+    considered = _considered(statuses, records)
+    by_class = _by_class(considered, rules)
     # sorted by service code: voice, sms, data, then call type and band by name
     rate_classes = tuple(
         ClassAmounts(key=(SERVICES[c.key[0]], c.key[1], c.key[2]), charge=c.charge,
