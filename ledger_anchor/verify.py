@@ -15,6 +15,11 @@ In one pass over the entries, in index order:
 The first failure raises :class:`~ledger_anchor.errors.VerificationError` naming the
 index of the bad entry (for a node: the last leaf under it; for a checkpoint or
 cosignature: the checkpoint's last index, ``size - 1``).
+
+The author signatures are verified in windows of :data:`SIGNATURE_WINDOW` entries on
+every core (:mod:`ledger_anchor.signature_pool`); before any other failure is
+reported, the window's signatures up to it are verified, so the failure named is
+still the first in index order.
 """
 
 from __future__ import annotations
@@ -27,12 +32,16 @@ from pathlib import Path
 
 from ledger_anchor import merkle
 from ledger_anchor.entries import GOVERNANCE_KINDS, SignedEntry
-from ledger_anchor.errors import LedgerError, NoteError, SignatureError, VerificationError
+from ledger_anchor.errors import LedgerError, NoteError, VerificationError
 from ledger_anchor.governance import GovernanceState
 from ledger_anchor.log import HASHER, LogIdentity, connect, node_id
 from ledger_anchor.note import Checkpoint, CosignatureVerifier, Note, verify_checkpoint, witness_name
+from ledger_anchor.signature_pool import BatchVerifier, ParallelVerification, SignatureCheck
 
 log = logging.getLogger(__name__)
+
+#: Entries whose author signatures are verified together (see the module docstring).
+SIGNATURE_WINDOW = 1024
 
 
 @dataclass
@@ -46,18 +55,82 @@ class VerificationReport:
 
 
 def verify_ledger(path: str | Path, identity: LogIdentity, *,
-                  progress: Callable[[int], None] | None = None) -> VerificationReport:
+                  progress: Callable[[int], None] | None = None,
+                  parallel: ParallelVerification | None = None) -> VerificationReport:
+    """Verify the ledger file at ``path`` (see the module docstring).  ``parallel``: how
+    the author signatures are spread over the cores (default: every core;
+    ``signature_pool.SERIAL``: in this thread only)."""
     db = connect(path, readonly=True)
+    verifier = BatchVerifier(parallel)
     try:
-        return _verify(db, identity, progress)
+        return _verify(db, identity, progress, _Signatures(verifier))
     except sqlite3.DatabaseError as exc:
         raise VerificationError(f"{path}: database unreadable: {exc}", index=None) from None
     finally:
+        verifier.close()
         db.close()
 
 
+class _Signatures:
+    """The author signatures of the entries read so far and not yet verified."""
+
+    def __init__(self, verifier: BatchVerifier) -> None:
+        self.verifier = verifier
+        self.checks: list[SignatureCheck] = []
+        self.owners: list[tuple[int, str]] = []  # (entry index, signer) per check
+        self.entries = 0
+
+    def add(self, index: int, entry: SignedEntry, identity: LogIdentity) -> None:
+        for signer, signature in entry.signatures.items():
+            key = identity.members.get(signer)
+            if key is None:
+                raise VerificationError(f"signature by unknown signer {signer!r}", index=index)
+            self.checks.append(SignatureCheck(key, entry.signed_bytes, signature))
+            self.owners.append((index, signer))
+        self.entries += 1
+        if self.entries >= SIGNATURE_WINDOW:
+            self.verify()
+
+    def verify(self) -> None:
+        """Verify what is pending; raise for the first bad signature in index order."""
+        failure = self.first_failure()
+        if failure is not None:
+            raise failure
+
+    def first_failure(self, up_to: int | None = None) -> VerificationError | None:
+        """Verify the pending signatures of entries up to index ``up_to`` (all: None) and
+        forget every pending one; the error for the first bad one, or None."""
+        checks, owners = self.checks, self.owners
+        self.checks, self.owners, self.entries = [], [], 0
+        if up_to is not None:
+            count = sum(1 for index, _ in owners if index <= up_to)  # owners are in order
+            checks, owners = checks[:count], owners[:count]
+        if not checks:
+            return None
+        failed = self.verifier.verify(checks)
+        if not failed:
+            return None
+        position = min(failed)
+        index, signer = owners[position]
+        return VerificationError(f"signature of {signer!r}: {failed[position]}", index=index)
+
+
 def _verify(db: sqlite3.Connection, identity: LogIdentity,
-            progress: Callable[[int], None] | None) -> VerificationReport:
+            progress: Callable[[int], None] | None, signatures: _Signatures) -> VerificationReport:
+    try:
+        return _verify_rows(db, identity, progress, signatures)
+    except VerificationError as exc:
+        # Found while signatures were pending: a bad signature at the same entry or
+        # before it is the first failure (a serial pass would have stopped there).
+        earlier = signatures.first_failure(up_to=exc.index)
+        if earlier is not None:
+            raise earlier from None
+        raise
+
+
+def _verify_rows(db: sqlite3.Connection, identity: LogIdentity,
+                 progress: Callable[[int], None] | None,
+                 signatures: _Signatures) -> VerificationReport:
     report = VerificationReport()
     meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
     if meta.get("origin") != identity.origin or meta.get("log_public_key") != identity.log_key.hex():
@@ -113,14 +186,7 @@ def _verify(db: sqlite3.Connection, identity: LogIdentity,
             entry = SignedEntry.from_leaf_data(data)
         except LedgerError as exc:
             raise VerificationError(str(exc), index=index) from None
-        for signer, signature in entry.signatures.items():
-            key = identity.members.get(signer)
-            if key is None:
-                raise VerificationError(f"signature by unknown signer {signer!r}", index=index)
-            try:
-                key.verify(entry.signed_bytes, signature)
-            except SignatureError as exc:
-                raise VerificationError(f"signature of {signer!r}: {exc}", index=index) from None
+        signatures.add(index, entry, identity)
         if entry.kind in GOVERNANCE_KINDS:
             if index not in governance_rows:
                 raise VerificationError("governance entry missing from the governance index", index=index)
@@ -144,6 +210,7 @@ def _verify(db: sqlite3.Connection, identity: LogIdentity,
         if progress is not None and expected_index % 1000 == 0:
             progress(expected_index)
     check_nodes()
+    signatures.verify()
     size = expected_index
     if checkpoint_position < len(checkpoints):
         extra = checkpoints[checkpoint_position][0]

@@ -317,3 +317,68 @@ def test_workers_that_cannot_start_leave_the_log_serial(consortium: Consortium, 
             "entries[4]: signature of 'A'")
         ledger.append_many(items[-10:])
         assert verifier.running_workers == []
+
+
+# -- full verification: signatures in windows, the first failure still first ------------
+
+def _tampered_ledger(consortium: Consortium, tmp_path: Path, name: str, *, bad_signature: int | None,
+                     bad_leaf_hash: int | None) -> Path:
+    """40 entries signed by A and B; optionally entry ``bad_signature`` carries A's
+    signature of another entry (well formed, wrong message) and entry ``bad_leaf_hash``
+    a wrong stored leaf hash."""
+    import sqlite3
+
+    db = tmp_path / f"{name}.sqlite"
+    with open_ledger(consortium.config_path, db=db, create=True, parallel=SERIAL) as ledger:
+        ledger.append_many(_items(consortium, 40, signers=("A", "B")))
+    with sqlite3.connect(db) as connection:
+        if bad_signature is not None:
+            data = json.loads(bytes(connection.execute("SELECT data FROM entries WHERE idx = ?",
+                                                       (bad_signature,)).fetchone()[0]))
+            other = json.loads(bytes(connection.execute("SELECT data FROM entries WHERE idx = 0").fetchone()[0]))
+            for signature, borrowed in zip(data["signatures"], other["signatures"], strict=True):
+                if signature["signer"] == "A":
+                    signature["sig"] = borrowed["sig"]
+            text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+            connection.execute("UPDATE entries SET data = ? WHERE idx = ?", (text, bad_signature))
+        if bad_leaf_hash is not None:
+            connection.execute("UPDATE entries SET leaf_hash = ? WHERE idx = ?", (bytes(32), bad_leaf_hash))
+    return db
+
+
+@pytest.mark.parametrize(("bad_signature", "bad_leaf_hash", "expected"), [
+    (13, None, "entry 13: signature of 'A'"),
+    (13, 10, "entry 10: stored leaf hash"),    # a later bad signature in the same window
+    (9, 12, "entry 9: signature of 'A'"),      # an earlier bad signature, still pending
+    (12, 12, "entry 12: signature of 'A'"),    # the signature comes before the hash
+    (30, 3, "entry 3: stored leaf hash"),      # another window
+])
+def test_full_verification_names_the_first_failure_with_workers(
+        consortium: Consortium, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        bad_signature: int, bad_leaf_hash: int | None, expected: str) -> None:
+    from ledger_anchor import verify
+    from ledger_anchor.errors import VerificationError
+
+    monkeypatch.setattr(verify, "SIGNATURE_WINDOW", 8)  # 16 signatures per window
+    db = _tampered_ledger(consortium, tmp_path, "tampered", bad_signature=bad_signature,
+                          bad_leaf_hash=bad_leaf_hash)
+    identity = identity_of(consortium.config)
+    messages = {}
+    for mode, parallel in (("serial", SERIAL), ("pooled", ParallelVerification(
+            workers=1, gmssl_min_signatures=4, tongsuopy_min_signatures=4))):
+        with pytest.raises(VerificationError) as failed:
+            verify_ledger(db, identity, parallel=parallel)
+        messages[mode] = str(failed.value)
+    assert messages["serial"].startswith(expected), messages
+    assert messages["pooled"] == messages["serial"]
+
+
+def test_full_verification_with_workers_passes_a_sound_ledger(consortium: Consortium, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger_anchor import verify
+
+    monkeypatch.setattr(verify, "SIGNATURE_WINDOW", 8)
+    db = _tampered_ledger(consortium, tmp_path, "sound", bad_signature=None, bad_leaf_hash=None)
+    report = verify_ledger(db, identity_of(consortium.config), parallel=ParallelVerification(
+        workers=1, gmssl_min_signatures=4, tongsuopy_min_signatures=4))
+    assert report.size == 40
