@@ -23,6 +23,7 @@ from ledger_anchor.client import identity_of
 from ledger_anchor.errors import EntryError
 from ledger_anchor.signature_pool import SERIAL, ParallelVerification
 from ledger_anchor.verify import verify_ledger
+from tests.integration.ledger.processes import stop_service
 from tests.unit.ledger.ledger_consortium import Consortium, make_consortium
 
 POOLED = ParallelVerification(workers=1, gmssl_min_signatures=4)
@@ -280,12 +281,7 @@ def test_the_grpc_service_verifies_concurrent_batches_in_its_workers(tmp_path: P
         workers = _children(process.pid)
         assert workers, "the service started no verification worker"
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            assert process.wait(15) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
+        stop_service(process)
     assert _wait_gone(workers, 5) == []
     report = verify_ledger(consortium.config.ledger.db, identity_of(consortium.config))
     assert report.size == 48

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from ledger_anchor.errors import EntryError, StorageError, TransportError
 from ledger_anchor.note import Checkpoint, Note
 from ledger_anchor.remote import RemoteLedger
 from ledger_anchor.verify import verify_ledger
+from tests.integration.ledger.processes import stop_service
 from tests.unit.ledger.ledger_consortium import make_consortium
 
 
@@ -38,12 +38,7 @@ def service(tmp_path: Path):
         time.sleep(0.05)
     endpoint = f"localhost:{port_file.read_text().strip()}"
     yield consortium, endpoint
-    process.send_signal(signal.SIGTERM)
-    try:
-        assert process.wait(15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
+    stop_service(process)
 
 
 def _remote_config(consortium, endpoint: str, tmp_path: Path):
