@@ -33,6 +33,7 @@ empty (as polars reads it): it is counted and reported
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import logging
@@ -320,6 +321,20 @@ def _read_csv_python(path: Path) -> tuple[pl.DataFrame, list[str], pl.Series | N
     return frame, names, field_count
 
 
+def _is_utf8(path: Path, chunk_bytes: int = 1 << 24) -> bool:
+    """Whether the whole file is valid UTF-8, read in chunks (a 1 GB export read at once,
+    then decoded, would cost more than 2 GB)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(chunk_bytes):
+                decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _mark_undecodable(path: Path, frame: pl.DataFrame, names: list[str]) -> pl.Series | None:
     """Per row, the first column (file order) with U+FFFD, if the file is not UTF-8."""
     string_columns = [c for c in frame.columns if frame.schema[c] == pl.String]
@@ -331,11 +346,7 @@ def _mark_undecodable(path: Path, frame: pl.DataFrame, names: list[str]) -> pl.S
     )
     if not hits.select(pl.any_horizontal(pl.all()).any()).item():
         return None
-    try:
-        path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    else:
+    if _is_utf8(path):
         return None  # valid UTF-8: the U+FFFD characters are really in the data
     display = dict(zip(frame.columns, names, strict=True))
     first = pl.coalesce([pl.when(pl.col(c)).then(pl.lit(display[c])) for c in string_columns])
