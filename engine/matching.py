@@ -27,13 +27,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from engine.errors import InputError
 from engine.rules import Rules
+from protocols.mpc.params import DiscrepancyResult
 
 logger = logging.getLogger(__name__)
 
@@ -202,20 +203,6 @@ class CandidateValues:
         return len(self.start)
 
 
-class EvaluationResult(Protocol):
-    """The shape of ``protocols.mpc.DiscrepancyResult`` (docs/interfaces.md "MPC").
-
-    ``engine.tolerance`` returns the same type; the matcher accepts anything of that shape.
-    """
-
-    disputed: np.ndarray
-    reasons: np.ndarray | None
-    differences: Mapping[str, np.ndarray] | None
-    per_reason: Mapping[str, tuple[int, int, int]]
-    tolerance_charge: tuple[int, int]
-    disputed_charge: tuple[int, int]
-
-
 @dataclass(frozen=True)
 class SideFacts:
     """What a party tells its counterparty at the end of a job (docs/matching.md
@@ -372,7 +359,7 @@ class PartyMatcher:
         self._candidates: np.ndarray | None = None
         self._next_pass = 0
         self._pending: PassElements | None = None
-        self._evaluation: _Evaluation | None = None
+        self._evaluation: DiscrepancyResult | None = None
         self._pass_sizes: dict[str, tuple[int, int]] = {}
 
     # -- input checks -------------------------------------------------------
@@ -633,7 +620,7 @@ class PartyMatcher:
     def candidate_count(self) -> int:
         return len(self._candidate_local()) if self.next_pass is None else 0
 
-    def record_evaluation(self, result: EvaluationResult) -> None:
+    def record_evaluation(self, result: DiscrepancyResult) -> None:
         """Record the evaluation of the candidate pairs (MPC or engine.tolerance).
 
         Checks the result against what this party knows: its length, its own charge
@@ -647,7 +634,7 @@ class PartyMatcher:
         if self._evaluation is not None:
             raise MatchingError("evaluation recorded twice", expected="one evaluation",
                                 found="a second one")
-        self._evaluation = _Evaluation.check(result, self)
+        self._evaluation = _checked_evaluation(result, self)
 
     # -- results ------------------------------------------------------------
 
@@ -663,7 +650,7 @@ class PartyMatcher:
                 raise MatchingError("the candidate pairs were not evaluated",
                                     expected=f"record_evaluation for {len(cand)} pairs",
                                     found="none")
-            self._evaluation = _Evaluation.empty()
+            self._evaluation = _empty_evaluation()
         status = np.full(self.considered, _UNMATCHED, dtype=np.int8)
         status[self._stage == 1] = _MATCHED_EXACT
         status[self._stage == 2] = _MATCHED_TOLERANCE
@@ -783,7 +770,7 @@ class PartyMatcher:
             raise MatchingError("pair ids are not unique", expected="one id per pair",
                                 found=f"{int(dup.sum())} records sharing ids")
 
-    def _records_frame(self, status: np.ndarray, ev: _Evaluation) -> pl.DataFrame:
+    def _records_frame(self, status: np.ndarray, ev: DiscrepancyResult) -> pl.DataFrame:
         """The ``records.parquet`` frame: one row per input row, in input order."""
         n_units = self._records.height
         considered = self._unit_of  # unit of each position
@@ -801,7 +788,7 @@ class PartyMatcher:
         unit_mask = np.zeros(n_units, dtype=np.int64)
         disclose_reasons = self.policy in ("flags", "differences")
         if disclose_reasons:
-            assert ev.reasons is not None  # checked by _Evaluation.check
+            assert ev.reasons is not None  # checked by _checked_evaluation
             unit_mask[cand_units] = ev.reasons
         mask_names = pl.Series([_reasons_text(m) for m in range(1 << len(REASON_CODES))],
                                dtype=pl.String)
@@ -816,7 +803,7 @@ class PartyMatcher:
         for name, column in zip(VALUE_NAMES, DIFF_COLUMNS):
             values = np.zeros(n_units, dtype=np.int64)
             if self.policy == "differences":
-                assert ev.differences is not None  # checked by _Evaluation.check
+                assert ev.differences is not None  # checked by _checked_evaluation
                 values[cand_units] = sign * ev.differences[name]
             per_unit[column] = _masked(pl.Series(values),
                                        unit_disputed & (self.policy == "differences"))
@@ -864,112 +851,104 @@ def pair_ids_hex(ids: np.ndarray) -> pl.Series:
 # evaluation, checked
 
 
-@dataclass(frozen=True)
-class _Evaluation:
-    disputed: np.ndarray
-    reasons: np.ndarray | None
-    differences: dict[str, np.ndarray] | None
-    per_reason: dict[str, tuple[int, int, int]]
-    tolerance_charge: tuple[int, int]
-    disputed_charge: tuple[int, int]
+def _empty_evaluation() -> DiscrepancyResult:
+    return DiscrepancyResult(disputed=np.zeros(0, dtype=bool), reasons=np.zeros(0, dtype=np.uint8),
+                             differences={n: np.zeros(0, dtype=np.int64) for n in VALUE_NAMES},
+                             per_reason={c: (0, 0, 0) for c in REASON_CODES},
+                             tolerance_charge=(0, 0), disputed_charge=(0, 0))
 
-    @classmethod
-    def empty(cls) -> _Evaluation:
-        return cls(disputed=np.zeros(0, dtype=bool), reasons=np.zeros(0, dtype=np.uint8),
-                   differences={n: np.zeros(0, dtype=np.int64) for n in VALUE_NAMES},
-                   per_reason={c: (0, 0, 0) for c in REASON_CODES},
-                   tolerance_charge=(0, 0), disputed_charge=(0, 0))
 
-    @classmethod
-    def check(cls, result: EvaluationResult, matcher: PartyMatcher) -> _Evaluation:
-        cand = matcher._candidate_local()
-        k = len(cand)
-        charge = matcher._charge[cand]
-        li = PARTIES.index(matcher.party)
-        policy = matcher.policy
+def _checked_evaluation(result: DiscrepancyResult, matcher: PartyMatcher) -> DiscrepancyResult:
+    """``result`` checked against what ``matcher`` knows (see record_evaluation), as
+    arrays of the documented dtypes."""
+    cand = matcher._candidate_local()
+    k = len(cand)
+    charge = matcher._charge[cand]
+    li = PARTIES.index(matcher.party)
+    policy = matcher.policy
 
-        def fail(message: str, expected: Any, found: Any) -> MatchingError:
-            return MatchingError(f"evaluation result: {message}", expected=str(expected),
-                                 found=str(found))
+    def fail(message: str, expected: Any, found: Any) -> MatchingError:
+        return MatchingError(f"evaluation result: {message}", expected=str(expected),
+                             found=str(found))
 
-        disputed = np.asarray(result.disputed)
-        if disputed.shape != (k,):
-            raise fail("one disputed flag per candidate pair", f"({k},)", disputed.shape)
-        disputed = disputed.astype(bool)
+    disputed = np.asarray(result.disputed)
+    if disputed.shape != (k,):
+        raise fail("one disputed flag per candidate pair", f"({k},)", disputed.shape)
+    disputed = disputed.astype(bool)
 
-        def pair_of_ints(value: Any, name: str) -> tuple[int, int]:
-            try:
-                a, b = value
-                return int(a), int(b)
-            except (TypeError, ValueError):
-                raise fail(f"{name} must be (sum A, sum B)", "two integers", value) from None
+    def pair_of_ints(value: Any, name: str) -> tuple[int, int]:
+        try:
+            a, b = value
+            return int(a), int(b)
+        except (TypeError, ValueError):
+            raise fail(f"{name} must be (sum A, sum B)", "two integers", value) from None
 
-        tolerance_charge = pair_of_ints(result.tolerance_charge, "tolerance_charge")
-        disputed_charge = pair_of_ints(result.disputed_charge, "disputed_charge")
-        own_tolerance = int(charge[~disputed].sum())
-        own_disputed = int(charge[disputed].sum())
-        if tolerance_charge[li] != own_tolerance:
-            raise fail(f"party {matcher.party}'s charge over matched_tolerance pairs",
-                       own_tolerance, tolerance_charge[li])
-        if disputed_charge[li] != own_disputed:
-            raise fail(f"party {matcher.party}'s charge over disputed pairs",
-                       own_disputed, disputed_charge[li])
+    tolerance_charge = pair_of_ints(result.tolerance_charge, "tolerance_charge")
+    disputed_charge = pair_of_ints(result.disputed_charge, "disputed_charge")
+    own_tolerance = int(charge[~disputed].sum())
+    own_disputed = int(charge[disputed].sum())
+    if tolerance_charge[li] != own_tolerance:
+        raise fail(f"party {matcher.party}'s charge over matched_tolerance pairs",
+                   own_tolerance, tolerance_charge[li])
+    if disputed_charge[li] != own_disputed:
+        raise fail(f"party {matcher.party}'s charge over disputed pairs",
+                   own_disputed, disputed_charge[li])
 
-        per_reason: dict[str, tuple[int, int, int]] = {}
-        unknown = set(result.per_reason) - set(REASON_CODES)
-        if unknown:
-            raise fail("unknown reason code", " | ".join(REASON_CODES), sorted(unknown)[0])
+    per_reason: dict[str, tuple[int, int, int]] = {}
+    unknown = set(result.per_reason) - set(REASON_CODES)
+    if unknown:
+        raise fail("unknown reason code", " | ".join(REASON_CODES), sorted(unknown)[0])
+    for code in REASON_CODES:
+        entry = result.per_reason.get(code, (0, 0, 0))
+        try:
+            pairs, a, b = (int(x) for x in entry)
+        except (TypeError, ValueError):
+            raise fail(f"per_reason[{code!r}] must be (pairs, sum A, sum B)",
+                       "three integers", entry) from None
+        per_reason[code] = (pairs, a, b)
+
+    reasons = None
+    if policy in ("flags", "differences"):
+        if result.reasons is None:
+            raise fail(f"reasons are required under policy {policy!r}", "a bitmask per pair",
+                       None)
+        reasons = np.asarray(result.reasons)
+        if reasons.shape != (k,):
+            raise fail("one reasons bitmask per candidate pair", f"({k},)", reasons.shape)
+        reasons = reasons.astype(np.uint8)
+        if ((reasons != 0) != disputed).any():
+            raise fail("reasons must be non-empty exactly for disputed pairs",
+                       "agreement with the disputed flags", "a pair that disagrees")
+        if (reasons >> len(REASON_CODES)).any():
+            raise fail("unknown reason bit", f"< {1 << len(REASON_CODES)}",
+                       int(reasons.max()))
         for code in REASON_CODES:
-            entry = result.per_reason.get(code, (0, 0, 0))
-            try:
-                pairs, a, b = (int(x) for x in entry)
-            except (TypeError, ValueError):
-                raise fail(f"per_reason[{code!r}] must be (pairs, sum A, sum B)",
-                           "three integers", entry) from None
-            per_reason[code] = (pairs, a, b)
+            has = (reasons & REASON_BITS[code]) != 0
+            own = (int(has.sum()), int(charge[has].sum()))
+            if (per_reason[code][0], per_reason[code][1 + li]) != own:
+                raise fail(f"per_reason[{code!r}] disagrees with the per-pair reasons",
+                           own, (per_reason[code][0], per_reason[code][1 + li]))
 
-        reasons = None
-        if policy in ("flags", "differences"):
-            if result.reasons is None:
-                raise fail(f"reasons are required under policy {policy!r}", "a bitmask per pair",
-                           None)
-            reasons = np.asarray(result.reasons)
-            if reasons.shape != (k,):
-                raise fail("one reasons bitmask per candidate pair", f"({k},)", reasons.shape)
-            reasons = reasons.astype(np.uint8)
-            if ((reasons != 0) != disputed).any():
-                raise fail("reasons must be non-empty exactly for disputed pairs",
-                           "agreement with the disputed flags", "a pair that disagrees")
-            if (reasons >> len(REASON_CODES)).any():
-                raise fail("unknown reason bit", f"< {1 << len(REASON_CODES)}",
-                           int(reasons.max()))
-            for code in REASON_CODES:
-                has = (reasons & REASON_BITS[code]) != 0
-                own = (int(has.sum()), int(charge[has].sum()))
-                if (per_reason[code][0], per_reason[code][1 + li]) != own:
-                    raise fail(f"per_reason[{code!r}] disagrees with the per-pair reasons",
-                               own, (per_reason[code][0], per_reason[code][1 + li]))
-
-        differences = None
-        if policy == "differences":
-            if result.differences is None:
-                raise fail("differences are required under policy 'differences'",
-                           "a difference per value", None)
-            differences = {}
-            for name in VALUE_NAMES:
-                if name not in result.differences:
-                    raise fail("missing difference", name, sorted(result.differences))
-                d = np.asarray(result.differences[name])
-                if d.shape != (k,):
-                    raise fail(f"one {name} difference per candidate pair", f"({k},)", d.shape)
-                differences[name] = d.astype(np.int64)
-        return cls(disputed=disputed, reasons=reasons, differences=differences,
-                   per_reason=per_reason, tolerance_charge=tolerance_charge,
-                   disputed_charge=disputed_charge)
+    differences = None
+    if policy == "differences":
+        if result.differences is None:
+            raise fail("differences are required under policy 'differences'",
+                       "a difference per value", None)
+        differences = {}
+        for name in VALUE_NAMES:
+            if name not in result.differences:
+                raise fail("missing difference", name, sorted(result.differences))
+            d = np.asarray(result.differences[name])
+            if d.shape != (k,):
+                raise fail(f"one {name} difference per candidate pair", f"({k},)", d.shape)
+            differences[name] = d.astype(np.int64)
+    return DiscrepancyResult(disputed=disputed, reasons=reasons, differences=differences,
+                             per_reason=per_reason, tolerance_charge=tolerance_charge,
+                             disputed_charge=disputed_charge)
 
 
 __all__ = [
-    "CandidateValues", "DISCLOSURE_POLICIES", "EvaluationResult", "MatchOutcome",
+    "CandidateValues", "DISCLOSURE_POLICIES", "MatchOutcome",
     "MatchingError", "PASSES", "PartyMatcher", "PassElements", "PassSpec", "REASON_BITS",
     "REASON_CODES", "Review", "STATUSES", "SideFacts", "VALUE_NAMES", "check_input_sizes",
     "element_dtype", "encode_elements", "number_codes", "pair_ids_hex",
