@@ -108,10 +108,14 @@ def _transcript(client: ClientHello, server: ServerHello) -> bytes:
 
 def _keystream_u64(rng: RandomBytes, count: int) -> np.ndarray:
     """count uniform 64-bit words: AES-128-CTR keystream under a fresh random key."""
-    out = np.zeros(count * 8, np.uint8)
-    if count:
-        Cipher(algorithms.AES(rng(16)), modes.CTR(bytes(16))).encryptor().update_into(out, out)
-    return out.view(np.uint64)
+    zeros = np.zeros(count * 8, np.uint8)
+    if not count:
+        return zeros.view(np.uint64)
+    # A separate destination: cryptography >= 51 refuses overlapping input and output
+    # buffers ("data and buf must not overlap"); it may also ask for one block of room.
+    out = np.empty(count * 8 + 16, np.uint8)
+    Cipher(algorithms.AES(rng(16)), modes.CTR(bytes(16))).encryptor().update_into(zeros, out)
+    return out[: count * 8].view(np.uint64)
 
 
 class _Role:
