@@ -1,0 +1,52 @@
+"""Salted SM3 commitments: what the ledger holds in place of a private document.
+
+The ledger is read by every consortium member, so a document that concerns only some
+of them (a settlement statement, an invoice, a payment) is on it as a *commitment*:
+
+    commitment = SM3("settlechain/commitment/v1\\n" ‖ kind ‖ "\\n" ‖ salt ‖ document)
+
+with a fresh 32-byte salt from ``secrets`` known to the document's parties only.
+SM3 is collision resistant, so the commitment binds the document (its authors cannot
+later show another); the salt hides it (a member that guesses the document, say an
+amount, cannot test the guess without the salt).  The ``kind`` is inside the hashed
+bytes, so a commitment to one kind of document never opens as another.
+
+Whoever holds ``(salt, document)`` -- the parties, or an auditor they hand them to --
+checks it with :func:`verify_commitment`, which returns nothing or raises.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+
+from ledger_anchor.errors import EntryError
+from ledger_anchor.sm3 import sm3
+
+SALT_BYTES = 32
+_DOMAIN = b"settlechain/commitment/v1\n"
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def new_salt() -> bytes:
+    """A fresh salt from the OS's CSPRNG."""
+    return secrets.token_bytes(SALT_BYTES)
+
+
+def commit(kind: str, salt: bytes, document: bytes) -> str:
+    """The commitment (64 lowercase hex characters) to ``document`` of ``kind`` under ``salt``."""
+    if not _KIND.fullmatch(kind):
+        raise EntryError(f"commitment kind must match {_KIND.pattern}, found {kind!r}")
+    if len(salt) != SALT_BYTES:
+        raise EntryError(f"commitment salt must be {SALT_BYTES} bytes, found {len(salt)}")
+    return sm3(_DOMAIN + kind.encode("ascii") + b"\n" + salt + document).hex()
+
+
+def verify_commitment(commitment: str, kind: str, salt: bytes, document: bytes) -> None:
+    """Return nothing if ``commitment`` opens to ``document`` of ``kind`` under ``salt``; else raise
+    :class:`~ledger_anchor.errors.EntryError` saying got/want."""
+    got = commit(kind, salt, document)
+    if not isinstance(commitment, str) or not hmac.compare_digest(got, commitment.lower()):
+        raise EntryError(f"the {kind} does not open the commitment (got {got[:16]}…, "
+                         f"want {str(commitment)[:16]}…)")
