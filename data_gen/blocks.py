@@ -30,8 +30,8 @@ from data_gen.errors import DataGenError
 #: Events per chunk: one random stream per (purpose, chunk).  Part of the definition of a
 #: scenario (tests shrink it to exercise chunk and block boundaries in small scenarios).
 CHUNK = 1 << 16
-#: Default events per block (a multiple of CHUNK): about 1 GiB of peak memory.
-DEFAULT_BLOCK_EVENTS = 1 << 19
+#: Default events per block (a multiple of CHUNK): under 1 GiB of peak memory in all.
+DEFAULT_BLOCK_EVENTS = 1 << 18
 #: Elements per step of a long vectorised loop (not part of the scenario's definition).
 WORK = 1 << 20
 

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="file format of a.<fmt> and b.<fmt>")
     parser.add_argument("--block-events", type=int, default=DEFAULT_BLOCK_EVENTS, metavar="N",
                         help="events generated and written at a time (rounded up to whole "
-                             f"chunks of {CHUNK}); bounds the peak memory (about 1 GiB at the "
+                             f"chunks of {CHUNK}); bounds the peak memory (under 1 GiB at the "
                              "default), never changes the files")
     for f in dataclasses.fields(GenConfig):
         kind = _TYPES[f.type] if isinstance(f.type, str) else f.type

@@ -54,8 +54,10 @@ from data_gen.truth import (
     TRUTH_SCHEMA,
     PairOutcome,
     RowTruth,
+    TruthPart,
     expected_pairs,
     expected_rows,
+    slice_truth,
     status_counts,
     truth_frame,
 )
@@ -82,6 +84,11 @@ PARQUET_TIME_ZONE = "Asia/Shanghai"
 #: Rows per Parquet row group of every file (fixed: the files do not depend on the block).
 ROW_GROUP_ROWS = 1 << 18
 PARQUET_COMPRESSION = {"compression": "zstd", "compression_level": 1}
+#: Columns worth a Parquet dictionary (a few distinct values); trying one on the others
+#: (record ids, numbers, times) costs more time than it saves space.
+DICTIONARY_COLUMNS = ["service", "trunk_group", "side", "expected_status", "expected_reasons",
+                      "expected_stage", "expected_invalid_code", "expected_invalid_column",
+                      "perturbations"]
 GENERATOR_VERSION = "2"
 
 
@@ -154,6 +161,7 @@ class Dataset:
             truth = {side: expected_rows(emitted[side], lo, canonical[side],
                                          canonical["B" if side == "A" else "A"], outcome, flags)
                      for side in ("A", "B")}
+            del rows, draws, classes     # not held while the block is written
             yield Block(lo=lo, events=events, flags=flags, canonical=canonical, outcome=outcome,
                         rows=emitted, truth=truth, renumbered=lo + victims)
         emitted = {side: sides[side].finish() for side in ("A", "B")}
@@ -173,28 +181,21 @@ class Dataset:
 
     # -- frames of one block ----------------------------------------------------------
 
-    def side_frame(self, rows: SideBlock) -> tuple[pl.DataFrame, np.ndarray]:
-        """One side block's rows in the canonical schema, plus the rows whose text only a
-        CSV file can carry, with raw bytes (``undecodable_bytes``)."""
+    def side_frame(self, rows: TruthPart) -> tuple[pl.DataFrame, np.ndarray]:
+        """One side's rows in the canonical schema, plus the rows whose text only a CSV
+        file can carry, with raw bytes (``undecodable_bytes``).  Every row is made valid
+        first; the few invalid rows then get their corrupted text."""
         side = rows.side
         c = rows.columns
         csv = self.file_format == "csv"
         own, peer = self.operator(side), self.operator("B" if side == "A" else "A")
+        plus = "+" if side == "B" else ""
         frame = pl.DataFrame({
             "_id_row": c["id_row"], "_service": c["service"], "_calling": c["calling"],
             "_called": c["called"], "_start": c["clock"] if csv else c["start"],
             "_utc": c["utc_error"], "_duration": c["duration"], "_volume": c["volume"],
             "_trunk": c["trunk"], "_part_seq": c["part_seq"], "_charge": c["charge"],
-            "_invalid": c["invalid"],
         })
-        kind = pl.col("_invalid")
-
-        def when_kind(code: str, value: pl.Expr, otherwise: pl.Expr) -> pl.Expr:
-            return pl.when(kind == KIND_INDEX[code]).then(value).otherwise(otherwise)
-
-        plus = "+" if side == "B" else ""
-        calling = pl.lit(plus) + pl.col("_calling").cast(pl.String)
-        called = pl.lit(plus) + pl.col("_called").cast(pl.String)
         trunk = pl.lit(pl.Series([f"{own}-{peer}-TG{k + 1:02d}" for k in range(256)])).gather(
             pl.col("_trunk"))
         service = pl.lit(pl.Series(list(SERVICES))).gather(pl.col("_service"))
@@ -208,11 +209,7 @@ class Dataset:
                      .dt.strftime("%Y-%m-%dT%H:%M:%S")
                      + pl.lit(pl.Series(["+08:00", self.config.wrong_utc_offset])).gather(
                          pl.col("_utc").cast(pl.UInt8)))
-            start = when_kind("malformed_timestamp",
-                              start.str.head(5) + "13" + start.str.slice(7), start)
-            start = when_kind("missing_utc_offset", start.str.head(19), start)
-            text = duration.cast(pl.String)
-            duration = when_kind("wrong_type", text + ".5", text)
+            duration = duration.cast(pl.String)
             if yuan:   # 6 fen -> "0.06"
                 charge = ((charge // 100).cast(pl.String) + "."
                           + (charge % 100).cast(pl.String).str.zfill(2))
@@ -223,20 +220,22 @@ class Dataset:
                 charge = charge / 100
         frame = frame.select(
             record_id=record_ids.id_expr(self.id_prefix(side), pl.col("_id_row")),
-            service=when_kind("unknown_service", pl.lit("video"), service),
-            calling=when_kind("missing_value", pl.lit(None, dtype=pl.String), calling),
-            called=when_kind("no_tariff", pl.lit(plus + NO_TARIFF_PREFIX) + called.str.tail(7),
-                             when_kind("malformed_number",
-                                       called.str.head(-8) + "AB" + called.str.tail(6), called)),
+            service=service,
+            calling=pl.lit(plus) + pl.col("_calling").cast(pl.String),
+            called=pl.lit(plus) + pl.col("_called").cast(pl.String),
             start_time=start,
             duration_s=duration,
             volume_kb=pl.col("_volume").cast(pl.Int64),
-            trunk_group=when_kind("oversize_field", (trunk + "-" + "X" * 40).str.head(40), trunk),
+            trunk_group=trunk,
             part_seq=pl.col("_part_seq").cast(pl.Int64),
             charge=charge,
         )
-        raw = np.flatnonzero(c["invalid"] == KIND_INDEX["undecodable_bytes"]) if csv else \
-            np.zeros(0, dtype=np.int64)
+        invalid = c["invalid"]
+        raw = np.zeros(0, dtype=np.int64)
+        if (invalid >= 0).any() and not yuan:
+            frame = _corrupt(frame, invalid, plus)
+            if csv:
+                raw = np.flatnonzero(invalid == KIND_INDEX["undecodable_bytes"])
         return frame, raw
 
     def side_schema(self, side: str) -> pl.Schema:
@@ -248,9 +247,27 @@ class Dataset:
                           "duration_s": pl.Int64(), "volume_kb": pl.Int64(),
                           "trunk_group": text, "part_seq": pl.Int64(), "charge": charge})
 
-    def truth_frame(self, block: Block) -> pl.DataFrame:
-        return truth_frame(self.rules, [(block.rows[s], block.truth[s]) for s in ("A", "B")],
-                           {s: self.id_prefix(s) for s in ("A", "B")})
+    def parts(self, block: Block) -> Iterator[tuple[TruthPart, TruthPart]]:
+        """A block's rows chunk by chunk (the unit the files are written in): A's rows
+        of the chunk and B's, each with its file frame's record ids filled in by
+        :meth:`write_parts`.  Rows are in file order and their chunks never decrease, so
+        each chunk's rows are consecutive."""
+        chunk = {s: block.rows[s].columns["chunk"] for s in ("A", "B")}
+        for value in np.union1d(np.unique(chunk["A"]), np.unique(chunk["B"])).tolist():
+            pair = []
+            for side in ("A", "B"):
+                rows = block.rows[side]
+                lo = int(np.searchsorted(chunk[side], value, side="left"))
+                hi = int(np.searchsorted(chunk[side], value, side="right"))
+                pair.append(TruthPart(side=side, first=rows.first + lo,
+                                      columns={k: v[lo:hi] for k, v in rows.columns.items()},
+                                      truth=slice_truth(block.truth[side], lo, hi),
+                                      ids=pl.Series(dtype=pl.String)))
+            yield pair[0], pair[1]
+
+    def truth_frame(self, part_a: TruthPart, part_b: TruthPart) -> pl.DataFrame:
+        """truth.parquet's rows of A's part, then B's."""
+        return truth_frame(self.rules, part_a, part_b)
 
 
 @dataclass
@@ -410,16 +427,22 @@ def write_dataset(dataset: Dataset, out_dir: str | Path, *, block_events: int | 
                 t0 = time.perf_counter()
                 seconds["generate"] += t0 - made
                 tally.add(block)
-                for side in ("A", "B"):
-                    frame, raw = dataset.side_frame(block.rows[side])
-                    side_writers[side].write(frame, raw)
+                for part_a, part_b in dataset.parts(block):
+                    for part in (part_a, part_b):
+                        frame, raw = dataset.side_frame(part)
+                        part.ids = frame.get_column("record_id")
+                        side_writers[part.side].write(frame, raw)
+                        del frame
+                        t1 = time.perf_counter()
+                        seconds[f"{part.side.lower()}.{fmt}"] += t1 - t0
+                        t0 = t1
+                    truth_writer.write(dataset.truth_frame(part_a, part_b))
                     t1 = time.perf_counter()
-                    seconds[f"{side.lower()}.{fmt}"] += t1 - t0
+                    seconds["truth.parquet"] += t1 - t0
                     t0 = t1
-                truth_writer.write(dataset.truth_frame(block))
-                seconds["truth.parquet"] += time.perf_counter() - t0
                 if on_block is not None and block.events is not None:
                     on_block(block.lo + len(block.events), dataset.config.records)
+                del block
                 made = time.perf_counter()
         finally:
             for writer in (*side_writers.values(), truth_writer):
@@ -465,7 +488,9 @@ class _ParquetWriter:
 
         self.schema = schema
         arrow_schema = _to_arrow(pl.DataFrame(schema=schema)).schema
-        self.writer = pq.ParquetWriter(path, arrow_schema, **PARQUET_COMPRESSION)
+        self.writer = pq.ParquetWriter(
+            path, arrow_schema, use_dictionary=[c for c in schema if c in DICTIONARY_COLUMNS],
+            **PARQUET_COMPRESSION)
         self.buffer: list[pl.DataFrame] = []
         self.buffered = 0
 
@@ -490,6 +515,31 @@ class _ParquetWriter:
         self.buffer = []
         self.buffered = 0
         self.writer.close()
+
+
+#: How each placed invalid kind corrupts the text of its column (``plus``: B's "+").
+_CORRUPTIONS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
+    "missing_value": ("calling", lambda text, plus: None),
+    "wrong_type": ("duration_s", lambda text, plus: text + ".5"),
+    "malformed_number": ("called", lambda text, plus: text[:-8] + "AB" + text[-6:]),
+    "malformed_timestamp": ("start_time", lambda text, plus: text[:5] + "13" + text[7:]),
+    "missing_utc_offset": ("start_time", lambda text, plus: text[:19]),
+    "unknown_service": ("service", lambda text, plus: "video"),
+    "oversize_field": ("trunk_group", lambda text, plus: (text + "-" + "X" * 40)[:40]),
+    "no_tariff": ("called", lambda text, plus: plus + NO_TARIFF_PREFIX + text[-7:]),
+}
+
+
+def _corrupt(frame: pl.DataFrame, invalid: np.ndarray, plus: str) -> pl.DataFrame:
+    """The text of the invalid rows (numeric corruptions are already in the values)."""
+    for code, (column, change) in _CORRUPTIONS.items():
+        at = np.flatnonzero(invalid == KIND_INDEX[code])
+        if at.size == 0:
+            continue
+        series = frame.get_column(column)
+        values = [change(text, plus) for text in series.gather(at).to_list()]
+        frame = frame.with_columns(series.scatter(at, pl.Series(values, dtype=series.dtype)))
+    return frame
 
 
 def _to_arrow(frame: pl.DataFrame) -> Any:

@@ -29,13 +29,14 @@ docs/matching.md (passes, guarantees, tolerance evaluation, reason codes):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from data_gen.config import GenConfig
-from data_gen.record_ids import digits_expr
+from data_gen.errors import DataGenError
 from data_gen.tariff import ScenarioRules
 from data_gen.views import ALL_INVALID, PERTURBATIONS, SideBlock, SideEvents
 
@@ -191,78 +192,110 @@ def expected_rows(rows: SideBlock, lo: int, local: SideEvents, remote: SideEvent
     return truth
 
 
-def truth_frame(rules: ScenarioRules, sides: list[tuple[SideBlock, RowTruth]],
-                prefixes: dict[str, str]) -> pl.DataFrame:
-    """The truth.parquet rows of both sides' rows of one block (schema
-    :data:`TRUTH_SCHEMA`), in the file's order: by chunk of events, A's rows before B's,
-    each side's in row order (so the order does not depend on the block size)."""
-    def cat(get: object) -> np.ndarray:
-        return np.concatenate([get(rows, truth) for rows, truth in sides])  # type: ignore
+@dataclass
+class TruthPart:
+    """Consecutive rows of one side (file rows ``first + 1 ..``) with their values, their
+    truth and their record ids as written."""
 
-    side = cat(lambda r, t: np.full(len(r), 0 if r.side == "A" else 1, dtype=np.uint8))
-    chunk = cat(lambda r, t: r.columns["chunk"])
-    order = np.argsort(chunk, kind="stable")
-    flags = cat(lambda r, t: t.flags)[order]
+    side: str
+    first: int
+    columns: dict[str, np.ndarray]
+    truth: RowTruth
+    ids: pl.Series
+
+    def __len__(self) -> int:
+        return int(self.columns["event"].shape[0])
+
+
+def slice_truth(truth: RowTruth, lo: int, hi: int) -> RowTruth:
+    return RowTruth(**{name: getattr(truth, name)[lo:hi] for name in truth.__dataclass_fields__})
+
+
+def truth_frame(rules: ScenarioRules, part_a: TruthPart, part_b: TruthPart) -> pl.DataFrame:
+    """The truth.parquet rows of A's part, then B's (schema :data:`TRUTH_SCHEMA`).
+
+    The file is written one chunk of events at a time (A's rows of the chunk, then B's),
+    so its order does not depend on the block size; a row's pair and merged_into are
+    first rows of canonical records of events of the same chunk, so their ids are looked
+    up in the parts' ids, not made again."""
+    parts = (part_a, part_b)
+    base = {"A": 0, "B": len(part_a)}
+    first = {"A": part_a.first, "B": part_b.first}
+    other = {"A": "B", "B": "A"}
+    size = {"A": len(part_a), "B": len(part_b)}
+
+    def cat(get: Callable[[TruthPart], np.ndarray]) -> np.ndarray:
+        return np.concatenate([get(part) for part in parts])
+
+    def lookup(part: TruthPart, row: np.ndarray, side: str) -> np.ndarray:
+        """Index into the parts' ids of file row ``row`` of ``side`` (-1 stays -1)."""
+        local = row - first[side]
+        if ((row >= 0) & ((local < 0) | (local >= size[side]))).any():
+            raise DataGenError("internal error: a pair or chain outside its chunk")
+        return np.where(row >= 0, local + base[side], -1)
+
+    flags = cat(lambda p: p.truth.flags)
     # perturbation masks: a dense index over the few distinct masks, then a text lookup
     masks = np.unique(flags)
     mask_text = [",".join(name for bit, name in enumerate(PERTURBATIONS) if int(v) >> bit & 1)
                  or None for v in masks.tolist()]
+    status = cat(lambda p: p.truth.status)
+    # one lookup for every reason but duplicate_of:N (few rows, made apart)
+    reason_text: list[str | None] = [
+        ",".join(code for bit, code in enumerate(REASON_CODES) if mask >> bit & 1) or None
+        for mask in range(32)]
+    invalid_at, exclusion_at = len(reason_text), len(reason_text) + len(ALL_INVALID)
+    reason_text += [k.reason for k in ALL_INVALID]
+    reason_text += [e.name for e in rules.exclusions] + [OUT_OF_PERIOD]
+    invalid = cat(lambda p: p.columns["invalid"])
+    exclusion = cat(lambda p: p.truth.exclusion)
+    reason = np.select(
+        [status == DISPUTED, status == INVALID, status == EXCLUDED],
+        [cat(lambda p: p.truth.reasons).astype(np.int64), invalid_at + invalid.astype(np.int64),
+         exclusion_at + exclusion.astype(np.int64)], 0)
     frame = pl.DataFrame({
-        "_side": side[order],
-        "row": cat(lambda r, t: r.first + 1 + np.arange(len(r), dtype=np.int64))[order],
-        "event_id": cat(lambda r, t: r.columns["event"])[order],
-        "part_seq": cat(lambda r, t: r.columns["part_seq"])[order],
-        "_id_row": cat(lambda r, t: r.columns["id_row"])[order],
-        "_status": cat(lambda r, t: t.status)[order],
-        "_stage": cat(lambda r, t: t.stage)[order],
-        "_reasons": cat(lambda r, t: t.reasons)[order],
-        "_pair": cat(lambda r, t: t.pair_row)[order],
-        "_merged": cat(lambda r, t: t.merged_into)[order],
-        "_invalid": cat(lambda r, t: r.columns["invalid"])[order],
-        "_copy_of": cat(lambda r, t: r.columns["copy_of"])[order],
-        "_exclusion": cat(lambda r, t: t.exclusion)[order],
+        "_side": cat(lambda p: np.full(len(p), 0 if p.side == "A" else 1, dtype=np.uint8)),
+        "row": cat(lambda p: p.first + 1 + np.arange(len(p), dtype=np.int64)),
+        "event_id": cat(lambda p: p.columns["event"]),
+        "part_seq": cat(lambda p: p.columns["part_seq"]),
+        "_status": status,
+        "_stage": cat(lambda p: p.truth.stage),
+        "_reason": reason,
+        "_pair": cat(lambda p: lookup(p, p.truth.pair_row, other[p.side])),
+        "_merged": cat(lambda p: lookup(p, p.truth.merged_into, p.side)),
+        "_invalid": invalid,
         "_flags": np.searchsorted(masks, flags).astype(np.uint32),
-        "_unit": cat(lambda r, t: t.unit)[order],
-        "_charge": cat(lambda r, t: t.charge)[order],
-        "_rated": cat(lambda r, t: t.rated)[order],
-        "_d_start": cat(lambda r, t: t.d_start)[order],
-        "_d_duration": cat(lambda r, t: t.d_duration)[order],
-        "_d_charge": cat(lambda r, t: t.d_charge)[order],
-        "_d_rated": cat(lambda r, t: t.d_rated)[order],
+        "_unit": cat(lambda p: p.truth.unit),
+        "_charge": cat(lambda p: p.truth.charge),
+        "_rated": cat(lambda p: p.truth.rated),
+        "_d_start": cat(lambda p: p.truth.d_start),
+        "_d_duration": cat(lambda p: p.truth.d_duration),
+        "_d_charge": cat(lambda p: p.truth.d_charge),
+        "_d_rated": cat(lambda p: p.truth.d_rated),
     })
-    status = pl.col("_status")
+    ids = pl.concat([part_a.ids, part_b.ids])
     paired = pl.col("_pair") >= 0
-    reason_text = [",".join(code for bit, code in enumerate(REASON_CODES) if mask >> bit & 1)
-                   or None for mask in range(32)]
-    # "invalid" texts are looked up at kind + 1 (index 0: a valid row)
     invalid_code = [None] + [k.code for k in ALL_INVALID]
     invalid_column = [None] + [k.column for k in ALL_INVALID]
-    invalid_reason = [None] + [k.reason for k in ALL_INVALID]
-    exclusion_names = [None] + [e.name for e in rules.exclusions] + [OUT_OF_PERIOD]
 
     def text(values: list[str | None], index: pl.Expr) -> pl.Expr:
+        """values[index]: a lookup, one gather."""
         return pl.lit(pl.Series(values, dtype=pl.String)).gather(index)
 
-    own_prefix = text([prefixes["A"], prefixes["B"]], pl.col("_side"))
-    other_prefix = text([prefixes["B"], prefixes["A"]], pl.col("_side"))
-    return frame.select(
+    def id_at(index: pl.Expr) -> pl.Expr:
+        return pl.lit(ids).gather(index)
+
+    out = frame.select(
         side=text(["A", "B"], pl.col("_side")),
         row=pl.col("row"),
-        record_id=own_prefix + digits_expr(pl.col("_id_row")),
+        record_id=pl.lit(ids),
         event_id=pl.col("event_id"),
         part_seq=pl.col("part_seq"),
         expected_status=text(list(STATUSES), pl.col("_status")),
-        expected_pair_record_id=pl.when(paired).then(other_prefix
-                                                     + digits_expr(pl.col("_pair") + 1)),
-        expected_reasons=(
-            pl.when(status == DISPUTED).then(text(reason_text, pl.col("_reasons")))
-            .when(status == INVALID).then(text(invalid_reason, pl.col("_invalid") + 1))
-            .when(status == DUPLICATE).then(pl.format("duplicate_of:{}", pl.col("_copy_of") + 1))
-            .when(status == EXCLUDED).then(text(exclusion_names, pl.col("_exclusion") + 1))
-        ),
+        expected_pair_record_id=id_at(pl.when(paired).then(pl.col("_pair"))),
+        expected_reasons=text(reason_text, pl.col("_reason")),
         expected_stage=text([None, *STAGES[1:]], pl.col("_stage")),
-        expected_merged_into=pl.when(pl.col("_merged") >= 0).then(
-            own_prefix + digits_expr(pl.col("_merged") + 1)),
+        expected_merged_into=id_at(pl.when(pl.col("_merged") >= 0).then(pl.col("_merged"))),
         expected_invalid_code=text(invalid_code, pl.col("_invalid") + 1),
         expected_invalid_column=text(invalid_column, pl.col("_invalid") + 1),
         canonical_charge=pl.when(pl.col("_unit")).then(pl.col("_charge")),
@@ -272,7 +305,15 @@ def truth_frame(rules: ScenarioRules, sides: list[tuple[SideBlock, RowTruth]],
         diff_charge=pl.when(paired).then(pl.col("_d_charge")),
         diff_rated_charge=pl.when(paired).then(pl.col("_d_rated")),
         perturbations=text(mask_text, pl.col("_flags")),
-    ).cast(TRUTH_SCHEMA)  # type: ignore[arg-type]
+    )
+    duplicates = np.flatnonzero(status == DUPLICATE)
+    if duplicates.size:
+        copy_of = cat(lambda p: p.columns["copy_of"])[duplicates]
+        reasons = out.get_column("expected_reasons").scatter(
+            duplicates, pl.Series([f"duplicate_of:{row + 1}" for row in copy_of.tolist()],
+                                  dtype=pl.String))
+        out = out.with_columns(reasons)
+    return out.cast(TRUTH_SCHEMA)  # type: ignore[arg-type]
 
 
 def status_counts(status: np.ndarray) -> np.ndarray:
