@@ -54,7 +54,7 @@ from data_gen.truth import (
     TRUTH_SCHEMA,
     PairOutcome,
     RowTruth,
-    TruthPart,
+    RowPart,
     expected_pairs,
     expected_rows,
     slice_truth,
@@ -181,7 +181,7 @@ class Dataset:
 
     # -- frames of one block ----------------------------------------------------------
 
-    def side_frame(self, rows: TruthPart) -> tuple[pl.DataFrame, np.ndarray]:
+    def side_frame(self, rows: RowPart) -> tuple[pl.DataFrame, np.ndarray]:
         """One side's rows in the canonical schema, plus the rows whose text only a CSV
         file can carry, with raw bytes (``undecodable_bytes``).  Every row is made valid
         first; the few invalid rows then get their corrupted text."""
@@ -247,11 +247,11 @@ class Dataset:
                           "duration_s": pl.Int64(), "volume_kb": pl.Int64(),
                           "trunk_group": text, "part_seq": pl.Int64(), "charge": charge})
 
-    def parts(self, block: Block) -> Iterator[tuple[TruthPart, TruthPart]]:
+    def parts(self, block: Block) -> Iterator[tuple[RowPart, RowPart]]:
         """A block's rows chunk by chunk (the unit the files are written in): A's rows
-        of the chunk and B's, each with its file frame's record ids filled in by
-        :meth:`write_parts`.  Rows are in file order and their chunks never decrease, so
-        each chunk's rows are consecutive."""
+        of the chunk and B's (their ``ids`` are filled in once their file frames are
+        made).  Rows are in file order and their chunks never decrease, so each chunk's
+        rows are consecutive."""
         chunk = {s: block.rows[s].columns["chunk"] for s in ("A", "B")}
         for value in np.union1d(np.unique(chunk["A"]), np.unique(chunk["B"])).tolist():
             pair = []
@@ -259,13 +259,13 @@ class Dataset:
                 rows = block.rows[side]
                 lo = int(np.searchsorted(chunk[side], value, side="left"))
                 hi = int(np.searchsorted(chunk[side], value, side="right"))
-                pair.append(TruthPart(side=side, first=rows.first + lo,
+                pair.append(RowPart(side=side, first=rows.first + lo,
                                       columns={k: v[lo:hi] for k, v in rows.columns.items()},
                                       truth=slice_truth(block.truth[side], lo, hi),
                                       ids=pl.Series(dtype=pl.String)))
             yield pair[0], pair[1]
 
-    def truth_frame(self, part_a: TruthPart, part_b: TruthPart) -> pl.DataFrame:
+    def truth_frame(self, part_a: RowPart, part_b: RowPart) -> pl.DataFrame:
         """truth.parquet's rows of A's part, then B's."""
         return truth_frame(self.rules, part_a, part_b)
 

@@ -193,9 +193,9 @@ def expected_rows(rows: SideBlock, lo: int, local: SideEvents, remote: SideEvent
 
 
 @dataclass
-class TruthPart:
-    """Consecutive rows of one side (file rows ``first + 1 ..``) with their values, their
-    truth and their record ids as written."""
+class RowPart:
+    """Consecutive rows of one side (file rows ``first + 1 ..``): their values, their
+    truth and their record ids as written (what a chunk's frames are made of)."""
 
     side: str
     first: int
@@ -211,7 +211,7 @@ def slice_truth(truth: RowTruth, lo: int, hi: int) -> RowTruth:
     return RowTruth(**{name: getattr(truth, name)[lo:hi] for name in truth.__dataclass_fields__})
 
 
-def truth_frame(rules: ScenarioRules, part_a: TruthPart, part_b: TruthPart) -> pl.DataFrame:
+def truth_frame(rules: ScenarioRules, part_a: RowPart, part_b: RowPart) -> pl.DataFrame:
     """The truth.parquet rows of A's part, then B's (schema :data:`TRUTH_SCHEMA`).
 
     The file is written one chunk of events at a time (A's rows of the chunk, then B's),
@@ -224,10 +224,10 @@ def truth_frame(rules: ScenarioRules, part_a: TruthPart, part_b: TruthPart) -> p
     other = {"A": "B", "B": "A"}
     size = {"A": len(part_a), "B": len(part_b)}
 
-    def cat(get: Callable[[TruthPart], np.ndarray]) -> np.ndarray:
+    def cat(get: Callable[[RowPart], np.ndarray]) -> np.ndarray:
         return np.concatenate([get(part) for part in parts])
 
-    def lookup(part: TruthPart, row: np.ndarray, side: str) -> np.ndarray:
+    def lookup(part: RowPart, row: np.ndarray, side: str) -> np.ndarray:
         """Index into the parts' ids of file row ``row`` of ``side`` (-1 stays -1)."""
         local = row - first[side]
         if ((row >= 0) & ((local < 0) | (local >= size[side]))).any():
