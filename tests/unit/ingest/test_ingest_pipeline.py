@@ -41,7 +41,7 @@ def test_frames_units_chains_and_exclusions(tmp_path: Path) -> None:
         (5, "b2", "duplicate", "duplicate_of:4", None),
     ]
     records = result.records
-    assert dict(records.schema) == S.RECORDS_SCHEMA
+    assert dict(records.schema) == {**S.RECORDS_SCHEMA, **S.RATE_CLASS_SCHEMA}
     assert dict(result.rows.schema) == S.ROWS_SCHEMA
     # the chain: start of part 1, durations and charges summed, rated once on 70 s
     # (voice, domestic, day band: 6 fen per 60 s, 60/60 billing -> 120 s -> 12)
@@ -52,7 +52,8 @@ def test_frames_units_chains_and_exclusions(tmp_path: Path) -> None:
         (2, "b", 4, 1_790_820_000, 0, 1, 1, 1, False),
     ]
     assert result.counts == {"rows": 5, "ok": 3, "invalid": 0, "duplicate": 1, "excluded": 1,
-                             "records": 3, "considered": 2, "chains": 1, "merged_rows": 2}
+                             "records": 3, "considered": 2, "chains": 1, "merged_rows": 2,
+                             "out_of_period": 0}
 
 
 def test_units_are_in_order_of_the_first_row(tmp_path: Path) -> None:
@@ -136,12 +137,12 @@ def test_progress_reports_every_stage_in_order(tmp_path: Path) -> None:
 
 def test_a_lost_row_is_caught_by_the_invariant(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    original = pipeline_module._LocalProcessing._rows_frame
+    original = pipeline_module._rows_frame
 
-    def lose_one(self: pipeline_module._LocalProcessing) -> pl.DataFrame:
-        return original(self).head(-1)
+    def lose_one(*args) -> pl.DataFrame:
+        return original(*args).head(-1)
 
-    monkeypatch.setattr(pipeline_module._LocalProcessing, "_rows_frame", lose_one)
+    monkeypatch.setattr(pipeline_module, "_rows_frame", lose_one)
     with pytest.raises(RowAccountingError, match=r"2 rows read but 1 in the rows frame"):
         ingest(write_csv(tmp_path / "a.csv", [good_row(), good_row(record_id="r2")]),
                simple_rules())
@@ -149,12 +150,12 @@ def test_a_lost_row_is_caught_by_the_invariant(tmp_path: Path,
 
 def test_a_row_with_two_statuses_is_caught(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    original = pipeline_module._LocalProcessing._rows_frame
+    original = pipeline_module._rows_frame
 
-    def unit_on_invalid(self: pipeline_module._LocalProcessing) -> pl.DataFrame:
-        return original(self).with_columns(pl.lit(0, pl.Int64).alias("unit"))
+    def unit_on_invalid(*args) -> pl.DataFrame:
+        return original(*args).with_columns(pl.lit(0, pl.Int64).alias("unit"))
 
-    monkeypatch.setattr(pipeline_module._LocalProcessing, "_rows_frame", unit_on_invalid)
+    monkeypatch.setattr(pipeline_module, "_rows_frame", unit_on_invalid)
     with pytest.raises(RowAccountingError, match=r"1 rows whose unit does not match"):
         ingest(write_csv(tmp_path / "a.csv", [good_row(), good_row(record_id="r2", calling="1")]),
                simple_rules())
