@@ -10,8 +10,8 @@ circuit breaker (:mod:`engine.breaker`), the same outputs — except that
   (:func:`engine.matching.evaluation.plaintext_evaluation`) instead of by MPC.
 
 So it needs no more memory than the job: a bucket of each side at a time.  Pair ids are
-:func:`engine.matching.elements.reference_pair_ids` (deterministic for a job id, not
-private).  Its outputs are those of a private job on the same inputs, rules and period,
+:func:`engine.matching.elements.pair_ids` under a key derived from the job id alone
+(deterministic, not private).  Its outputs are those of a private job on the same inputs, rules and period,
 except the pair ids, the anchor and the timings.  Use it for testing and debugging:
 whoever runs it sees both files.
 """
@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from engine.breaker import SideSizes, check_considered, check_sizes
 from engine.errors import JobError
 from engine.ingest.reading import CHUNK_ROWS, open_input
-from engine.matching.elements import pair_id_key, plaintext_intersection, reference_pair_ids
+from engine.matching.elements import common_order, plaintext_intersection, reference_pair_key
 from engine.matching.errors import MatchingError
 from engine.matching.evaluation import plaintext_evaluation
 from engine.matching.outcome import Outcome
@@ -77,7 +78,7 @@ def reconcile_files(path_a: str | Path, path_b: str | Path, rules: Rules, *, out
     window = period_window(period, rules.timezone_offset_s) if period else None
     sources = [open_input(path_a), open_input(path_b)]
     n_buckets = bucket_count(max(s.estimated_rows for s in sources), records_per_bucket)
-    partition = Partition(key=pair_id_key(job_id), n_buckets=n_buckets)
+    partition = Partition(key=reference_pair_key(job_id)[:16], n_buckets=n_buckets)
     with tempfile.TemporaryDirectory(prefix="settlechain-reference-") as folder:
         sides = [OperatorSide(SidePlan(party, rules, window, partition,
                                        Path(folder) / party, chunk_rows), source)
@@ -142,7 +143,7 @@ def _reconcile(sides: list[OperatorSide], rules: Rules, *, job_id: str,
     commitments = {s.plan.party: s.commitment().root.hex() for s in sides}
     timed("commit", time.perf_counter() - t0, side_a.considered, side_b.considered)
 
-    key = pair_id_key(job_id)
+    key = reference_pair_key(job_id)
     for b in range(side_a.n_buckets):
         ma, mb = side_a.matcher(b), side_b.matcher(b)
         while ma.next_pass is not None:
@@ -150,9 +151,12 @@ def _reconcile(sides: list[OperatorSide], rules: Rules, *, job_id: str,
             t0 = time.perf_counter()
             ea, eb = ma.build_pass(spec), mb.build_pass(spec)
             ia, ib = plaintext_intersection(ea.elements, eb.elements)
-            ids = reference_pair_ids(key, spec.tag, b, len(ia))
-            ma.record_pass(ea, ia, ids)
-            mb.record_pass(eb, ib, ids)
+            ia, ids_a = common_order(ea.elements, ia, key, b)
+            ib, ids_b = common_order(eb.elements, ib, key, b)
+            if not np.array_equal(ids_a, ids_b):  # pragma: no cover - equal elements, equal ids
+                raise MatchingError("the two sides derived different pair ids")
+            ma.record_pass(ea, ia, ids_a)
+            mb.record_pass(eb, ib, ids_b)
             timed(spec.job_stage, time.perf_counter() - t0, len(ea), len(eb))
         side_a.save_psi(ma)
         side_b.save_psi(mb)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from engine.matching.errors import MatchingError
 from engine.names import ELEMENT_ID_BYTES, PassSpec
@@ -93,28 +92,51 @@ def pair_ids_hex(ids: np.ndarray) -> pl.Series:
 
 
 # ---------------------------------------------------------------------------
-# the reference's plaintext stand-in for the PSI (NO PRIVACY)
+# pair ids and the common order of a pass's pairs
+
+PAIR_KEY_BYTES = 32
+
+
+def pair_ids(key: bytes, bucket: int, elements: np.ndarray) -> np.ndarray:
+    """``(k, 16)`` uint8 pair ids of a pass's matched elements (``(k, w)`` uint8): two
+    SipHash-2-4 PRFs under the halves of ``key`` of (bucket ‖ element).  Both sides hold
+    equal matched elements, so they derive equal ids without sending any; a party that
+    does not hold the key learns nothing from an id; and the ids, like everything else
+    computed from the inputs, are the same on every run of the job (a recovery run
+    rebuilds records.parquet byte for byte).  Elements of one pass are distinct, so their
+    ids are distinct but for a 2^-128 collision (checked per bucket)."""
+    from engine.partition import siphash24_words
+
+    if len(key) != PAIR_KEY_BYTES:
+        raise ValueError(f"pair-id key must be {PAIR_KEY_BYTES} bytes")
+    k, width = elements.shape
+    words_n = -(-width // 8) + 1
+    padded = np.zeros((k, 8 * words_n), dtype=np.uint8)
+    padded[:, :8] = np.frombuffer(int(bucket).to_bytes(8, "little"), dtype=np.uint8)
+    padded[:, 8:8 + width] = elements
+    words = np.ascontiguousarray(padded.view("<u8").T)
+    out = np.empty((k, 2), dtype="<u8")
+    out[:, 0] = siphash24_words(key[:16], words)
+    out[:, 1] = siphash24_words(key[16:], words)
+    return out.view(np.uint8).reshape(k, ELEMENT_ID_BYTES)
+
+
+def common_order(elements: np.ndarray, local_indices: np.ndarray, key: bytes,
+                 bucket: int) -> tuple[np.ndarray, np.ndarray]:
+    """A pass's matched elements in the order both sides agree on without talking (by pair
+    id), with their ids: ``(local indices, pair ids)``."""
+    idx = np.asarray(local_indices, dtype=np.int64)
+    ids = pair_ids(key, bucket, elements[idx])
+    order = np.lexsort(ids.view(">u8").T[::-1]) if len(ids) else np.zeros(0, dtype=np.int64)
+    return idx[order], ids[order]
+
 
 _PAIR_ID_CONTEXT = b"settlechain/reference/pair-id\x00"
 
 
-def pair_id_key(job_id: str) -> bytes:
-    """The AES key of the reference's pair ids for ``job_id``."""
-    return sm3(_PAIR_ID_CONTEXT + job_id.encode("utf-8"))[:16]
-
-
-def reference_pair_ids(key: bytes, tag: int, bucket: int, count: int) -> np.ndarray:
-    """``(count, 16)`` uint8 pair ids of one pass of one bucket:
-    ``AES-128_k(tag ‖ 0^3 ‖ bucket u32 ‖ ordinal u64)``, distinct (AES is a permutation),
-    deterministic for a job id, and not private (anyone who knows the job id can invert
-    them).  The private job takes its pair ids from the PSI instead."""
-    blocks = np.zeros((count, ELEMENT_ID_BYTES), dtype=np.uint8)
-    blocks[:, 0] = tag
-    blocks[:, 4:8] = np.frombuffer(int(bucket).to_bytes(4, "big"), dtype=np.uint8)
-    blocks[:, 8:] = np.arange(count, dtype=">u8").view(np.uint8).reshape(count, 8)
-    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-    out = encryptor.update(blocks.tobytes()) + encryptor.finalize()
-    return np.frombuffer(out, dtype=np.uint8).reshape(count, ELEMENT_ID_BYTES).copy()
+def reference_pair_key(job_id: str) -> bytes:
+    """The reference reconciler's pair-id key (public: derived from the job id alone)."""
+    return sm3(_PAIR_ID_CONTEXT + job_id.encode("utf-8"))
 
 
 def plaintext_intersection(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ from matching_oracle import make_rules
 
 from engine.breaker import SideSizes, check_considered, check_sizes
 from engine.matching import MatchingError, SideFacts, checked_evaluation, plaintext_evaluation
-from engine.matching.elements import plaintext_intersection, reference_pair_ids
+from engine.matching.elements import common_order, pair_ids, plaintext_intersection
 from engine.matching.outcome import JobTally
 from engine.names import PASSES
 from engine.partition import local_partition
@@ -36,7 +36,9 @@ def _run_passes(ma, mb):
     for spec in PASSES:
         ea, eb = ma.build_pass(spec), mb.build_pass(spec)
         ia, ib = plaintext_intersection(ea.elements, eb.elements)
-        ids = reference_pair_ids(bytes(16), spec.tag, 0, len(ia))
+        ia, ids = common_order(ea.elements, ia, bytes(32), 0)
+        ib, ids_b = common_order(eb.elements, ib, bytes(32), 0)
+        assert np.array_equal(ids, ids_b)
         ma.record_pass(ea, ia, ids)
         mb.record_pass(eb, ib, ids)
 
@@ -102,7 +104,9 @@ def test_duplicate_pair_ids_are_refused(tmp_path) -> None:
 def test_candidate_values_are_in_the_common_order(tmp_path) -> None:
     _, _, ma, mb, _ = _evaluated(tmp_path)
     va, vb = ma.candidate_values(), mb.candidate_values()
-    assert va.start.tolist() == [3000, 4000, 5000] and vb.start.tolist() == [3007, 4000, 5003]
+    # pairwise in one order both sides derive (by pair id), whatever that order is
+    assert sorted(zip(va.start.tolist(), vb.start.tolist())) == [(3000, 3007), (4000, 4000),
+                                                                 (5000, 5003)]
     assert va.charge.dtype == np.int64 and len(va) == 3
 
 
@@ -230,10 +234,22 @@ def test_plaintext_intersection_refuses_repeated_elements() -> None:
     assert ia.tolist() == [1, 2] and ib.tolist() == [1, 0]
 
 
-def test_reference_pair_ids_are_distinct() -> None:
-    ids = np.concatenate([reference_pair_ids(bytes(16), tag, bucket, 1000)
-                          for tag in (1, 2) for bucket in (0, 1)])
-    assert len({bytes(r) for r in ids}) == 4000
+def test_pair_ids_are_a_keyed_function_of_bucket_and_element() -> None:
+    rng = np.random.default_rng(5)
+    elements = np.unique(rng.integers(0, 256, (2000, 30), dtype=np.uint8), axis=0)
+    key = bytes(range(32))
+    ids = pair_ids(key, 0, elements)
+    assert ids.shape == (len(elements), 16) and ids.dtype == np.uint8
+    assert len({bytes(r) for r in ids}) == len(elements)            # distinct
+    assert np.array_equal(pair_ids(key, 0, elements[::-1]), ids[::-1])  # per element
+    assert not (pair_ids(key, 1, elements) == ids).all(axis=1).any()    # the bucket counts
+    assert not (pair_ids(bytes(32), 0, elements) == ids).all(axis=1).any()  # the key counts
+    # the common order does not depend on the order a side holds its elements in
+    order_a, ids_a = common_order(elements, np.arange(len(elements)), key, 0)
+    perm = rng.permutation(len(elements))
+    order_b, ids_b = common_order(elements[perm], np.arange(len(elements)), key, 0)
+    assert np.array_equal(ids_a, ids_b)
+    assert np.array_equal(elements[order_a], elements[perm][order_b])
 
 
 def test_plaintext_intersection_survives_mix_collisions(monkeypatch) -> None:
