@@ -403,3 +403,20 @@ class OperatorSide:
     def save_manifest(self, extra: dict) -> None:
         path = self.plan.work / "side.json"
         path.write_text(json.dumps({**self.manifest(), **extra}), encoding="utf-8")
+
+
+def report_frames(side: OperatorSide) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The canonical records and rows in the shape engine.report reads (numbers as text,
+    one unit numbering across buckets), built from the buckets on disk."""
+    records, rows = [], []
+    offset = 0
+    for b in range(side.n_buckets):
+        recs = pl.read_parquet(side.work.bucket_file(b, "records.parquet"))
+        records.append(recs.select(
+            (pl.col("unit") + offset).alias("unit"), "row", pl.lit(None, pl.String).alias("record_id"),
+            "service", pl.col("calling").cast(pl.String), pl.col("called").cast(pl.String),
+            "start", "duration_s", "volume_kb", "charge"))
+        rows.append(pl.read_parquet(side.work.bucket_file(b, "rows.parquet")).select(
+            "row", (pl.col("unit") + offset).alias("unit")))
+        offset += recs.height
+    return pl.concat(records), pl.concat(rows)

@@ -92,11 +92,17 @@ class PartyProcess:
         except OSError:
             return ""
 
-    def stage(self) -> str:
+    def status(self) -> dict:
+        """The party's ``status`` file (engine.job.party.StageClock), or ``starting``."""
+        import json
+
         try:
-            return (self.out / "status").read_text(encoding="utf-8").split("\t", 1)[0]
-        except OSError:
-            return "starting"
+            return json.loads((self.out / "status").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {"stage": "starting"}
+
+    def stage(self) -> str:
+        return str(self.status().get("stage", "starting"))
 
 
 @dataclass
@@ -133,7 +139,7 @@ class LocalJob:
         """Start the three processes (``env``: extra variables per role)."""
         for role, party in self.parties.items():
             party.out.mkdir(parents=True, exist_ok=True)
-            for stale in ("status", "summary.json"):
+            for stale in ("status", "summary.json", "anchor.json", "statement.json"):
                 (party.out / stale).unlink(missing_ok=True)
             environment = dict(os.environ)
             environment.update((env or {}).get(role, {}))
