@@ -149,13 +149,13 @@ class StageClock:
                 round(time.perf_counter() - self.started, 1), "time": round(time.time(), 3)}
 
     def _write(self, force: bool = False) -> None:
-        now = time.perf_counter()
-        if not force and now - self._last_write < 0.5:
-            return
-        self._last_write = now
         document = self.status()
         if self.listener is not None:
             self.listener(document)
+        now = time.perf_counter()
+        if not force and now - self._last_write < 0.5:
+            return  # the file at most twice a second
+        self._last_write = now
         if self.status_path is not None and self._writing_allowed:
             tmp = self.status_path.with_suffix(".tmp")
             try:

@@ -13,7 +13,8 @@ from typing import Any
 from engine.errors import InputError, JobError
 from engine.job.party import AbortWatch, PartyContext, connect_link, start_host
 from engine.job.roles import HelperRun, OperatorRun, host_checks
-from engine.job.session import PROTOCOL_VERSION, HostLink, SessionAborted
+from engine.job.agree import agreement
+from engine.job.session import HostLink, SessionAborted
 from engine.ingest.csvsplit import warm_up as warm_up_csv
 from engine.partition import warm_up as warm_up_partition
 from protocols.errors import ProtocolError
@@ -27,43 +28,6 @@ def _warm_up() -> None:
     warm_up_csv()
     warm_up_partition()
     warm_up_psi()
-
-
-def agreement(ctx: PartyContext, hellos: dict, *, rules_adopted: bool,
-              settled_at: int | None) -> str | None:
-    """The join check A's session runs once on everyone's hello (docs/job.md "agree")."""
-    job = ctx.job
-    for role in ("A", "B", "H"):
-        hello = hellos[role]
-        if hello.job_id != job.id:
-            return f"{role} runs job {hello.job_id!r}, not {job.id!r}"
-        if hello.member_id != job.member_of(role):
-            return f"{role} is member {hello.member_id!r} but the job names {job.member_of(role)!r}"
-        if hello.protocol_version != PROTOCOL_VERSION:
-            return (f"{role} speaks protocol version {hello.protocol_version}, "
-                    f"this job needs {PROTOCOL_VERSION}")
-        if hello.recover != ctx.recover:
-            return (f"{role} {'recovers' if hello.recover else 'runs'} the job while A "
-                    f"{'recovers' if ctx.recover else 'runs'} it (--recover on all three or none)")
-    differing = [r for r in ("A", "B", "H") if hellos[r].rules_sm3 != job.rules_sm3]
-    if differing:
-        detail = ", ".join(f"{r} has {hellos[r].rules_sm3[:16]}…" for r in differing)
-        return f"rules differ from the job's (rules_sm3 {job.rules_sm3[:16]}…): {detail}"
-    for key, what in (("psi_protocol", "PSI protocol"), ("records_per_bucket", "partitioning")):
-        if getattr(hellos["A"], key) != getattr(hellos["B"], key):
-            return (f"A and B run the job with another {what}: {getattr(hellos['A'], key)!r} "
-                    f"vs {getattr(hellos['B'], key)!r} (job.{key})")
-    if ctx.recover:
-        if settled_at is None:
-            return f"nothing to recover: job {job.id!r} is not settled on the ledger"
-    elif settled_at is not None:
-        return (f"job {job.id!r} is already settled: its settlement statement is ledger entry "
-                f"{settled_at}; to settle again (e.g. on corrected exports) write a new job file "
-                "with a new id (settlechain job init)")
-    if not rules_adopted:
-        return (f"the rules {job.rules_sm3[:16]}… are not adopted on the consortium ledger; "
-                "propose them and have the members vote (settlechain governance) first")
-    return None
 
 
 def _ledger_state(ctx: PartyContext) -> tuple[bool, int | None]:
@@ -104,7 +68,8 @@ def _run(ctx: PartyContext, watch: AbortWatch) -> dict[str, Any]:
         adopted, settled_at = _ledger_state(ctx)
         server, host = start_host(
             ctx, [psi_servicer.add_to_server],
-            lambda hellos: agreement(ctx, hellos, rules_adopted=adopted, settled_at=settled_at),
+            lambda hellos: agreement(ctx.job, hellos, recover=ctx.recover, rules_adopted=adopted,
+                                     settled_at=settled_at),
             host_checks(ctx.rules, ctx.recover))
         host.on_abort(watch)
         link: Any = HostLink(host, "A", job.timeouts.stage_s, job.timeouts.connect_s)
