@@ -29,6 +29,7 @@ from engine.errors import SettlechainError
 from engine.matching.outcome import Outcome
 from engine.names import JOB_STAGES, OPERATOR_ROLES
 from engine.side import durable_write
+from ledger_anchor.commitment import document_bytes
 
 SUMMARY_FILE = "summary.json"
 RECORDS_FILE = "records.parquet"
@@ -156,8 +157,9 @@ def statement_document(outcome: Outcome, *, job_id: str, period: str, rules_sm3:
 
 
 def statement_signing_bytes(statement: Mapping[str, Any]) -> bytes:
-    """RFC 8785 canonical JSON of the statement without ``signatures``: what A and B sign."""
-    return rfc8785.dumps({k: v for k, v in statement.items() if k != "signatures"})
+    """What A and B sign and commit to on the ledger: RFC 8785 canonical JSON of the
+    statement without ``signatures`` and ``ledger`` (ledger_anchor.commitment)."""
+    return document_bytes(statement)
 
 
 def write_json(path: Path, document: Mapping[str, Any], *, canonical: bool = False) -> None:

@@ -133,8 +133,15 @@ def _party(args: argparse.Namespace) -> int:
                             on_status=progress.update, on_joined=open_log, recover=args.recover)
     except SettlechainError as exc:
         progress.close()
-        if (args.out / "status").exists() or (args.out / "party.log").exists():
-            open_log()  # the folder is this run's: its log gets the error too
+        from engine.job.jobfile import load_job
+        from engine.job.party import settled_here
+
+        try:
+            settled = settled_here(args.out, load_job(args.job).id) is not None
+        except SettlechainError:
+            settled = False
+        if not settled:
+            open_log()  # this run's folder: its log gets the error too
         logging.getLogger("engine.job").error("%s", exc.diagnostics())
         raise
     finally:

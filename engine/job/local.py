@@ -139,8 +139,6 @@ class LocalJob:
         """Start the three processes (``env``: extra variables per role)."""
         for role, party in self.parties.items():
             party.out.mkdir(parents=True, exist_ok=True)
-            for stale in ("status", "summary.json", "anchor.json", "statement.json"):
-                (party.out / stale).unlink(missing_ok=True)
             environment = dict(os.environ)
             environment.update((env or {}).get(role, {}))
             with open(party.console, "wb") as console:

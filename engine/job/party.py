@@ -355,10 +355,12 @@ def run_party(config_path: str | Path, job_path: str | Path, member_id: str,
     try:
         return run_role(ctx)
     except SettlechainError as exc:
+        clock.allow_status()  # not a settled job's folder (checked above): say what happened
         clock.finish("failed" if not isinstance(exc, JobError) else "stopped",
                      exc.diagnostics().splitlines()[0])
         raise
     except BaseException as exc:
+        clock.allow_status()
         clock.finish("failed", f"{type(exc).__name__}: {exc}")
         raise
 
