@@ -186,6 +186,9 @@ class TransparencyLog:
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise StorageError(f"{self.path}: not a ledger database ({exc})") from None
+        except BaseException:
+            self._db.close()
+            raise
 
     # -- set-up -------------------------------------------------------------
 

@@ -95,3 +95,13 @@ def make_consortium(root: Path, member_ids: tuple[str, ...] = ("A", "B", "C"), *
     config_path = root / "consortium.toml"
     config_path.write_text(tomli_w.dumps(document), encoding="utf-8")
     return Consortium(root, config_path, load_config(config_path), log_private, member_keys)
+
+
+def manifest_entry(manifest, keys: dict[str, bytes]) -> tuple[dict, dict[str, bytes]]:
+    """A membership manifest as an entry, signed by ``keys`` ({label: private key}; a
+    rotated member's new key signs as ``<id>/next``)."""
+    from ledger_anchor.entries import canonical_entry_bytes
+
+    body = manifest.body()
+    message = canonical_entry_bytes(body)
+    return body, {label: sm2.sign(key, message) for label, key in keys.items()}
