@@ -89,8 +89,10 @@ class ConsortiumConfig:
         return self.base_dir / "members" / member_id / "sm2.key"
 
     def member_tls_paths(self, member_id: str) -> tuple[Path, Path]:
-        member = self.member(member_id)
-        cert = member.tls_cert or self.base_dir / "members" / member_id / "tls.crt"
+        """This member's TLS certificate and key; a member that joined after genesis (so
+        is not in this file) keeps them at ``members/<id>/tls.{crt,key}``."""
+        listed = [m for m in self.members if m.id == member_id]
+        cert = (listed[0].tls_cert if listed else None) or self.base_dir / "members" / member_id / "tls.crt"
         return cert, self.base_dir / "members" / member_id / "tls.key"
 
     @property
