@@ -119,7 +119,7 @@ class LocalJob:
         if config is None:
             config = create_consortium(folder / "consortium", roles)
             if adopt:
-                adopt_rules(config, rules.sm3_hash(), rules.version)
+                adopt_rules(config, rules.sm3_hash(), rules.version, effective_from=period)
         job_path = write_job(folder / f"{job_id}.toml", job_id=job_id, period=period,
                              rules=str(Path(rules_path).resolve()), rules_sm3=rules.sm3_hash(),
                              parties=roles, disclosure=rules.disclosure,
