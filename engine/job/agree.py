@@ -14,9 +14,11 @@ from engine.job.jobfile import Job
 from engine.job.session import PROTOCOL_VERSION
 
 
-def agreement(job: Job, hellos: Mapping[str, Any], *, recover: bool, rules_adopted: bool,
-              settled_at: int | None) -> str | None:
-    """The join check A's session runs once on everyone's hello (docs/job.md "agree")."""
+def agreement(job: Job, hellos: Mapping[str, Any], *, recover: bool,
+              rules_not_in_force: str | None, settled_at: int | None) -> str | None:
+    """The join check A's session runs once on everyone's hello (docs/job.md "agree").
+    ``rules_not_in_force``: why the ledger does not have the job's rules in force for its
+    period (governance.rules_in_force), or None."""
     for role in ("A", "B", "H"):
         hello = hellos[role]
         if hello.job_id != job.id:
@@ -44,7 +46,7 @@ def agreement(job: Job, hellos: Mapping[str, Any], *, recover: bool, rules_adopt
         return (f"job {job.id!r} is already settled: its settlement statement is ledger entry "
                 f"{settled_at}; to settle again (e.g. on corrected exports) write a new job file "
                 "with a new id (settlechain job init)")
-    if not rules_adopted:
-        return (f"the rules {job.rules_sm3[:16]}… are not adopted on the consortium ledger; "
-                "propose them and have the members vote (settlechain governance) first")
+    if rules_not_in_force is not None:
+        return (f"the rules {job.rules_sm3[:16]}… are not in force for period {job.period}: "
+                f"{rules_not_in_force} (settlechain governance propose / vote)")
     return None

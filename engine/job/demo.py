@@ -3,7 +3,8 @@
 1. generate two operators' billing exports with the true answer (``data_gen``);
 2. create a three-member consortium — CMCC (A), CUCC (B) and CTCC as the helper H —
    with a CA, TLS certificates, SM2 keys and an SQLite ledger (``keys init``);
-3. adopt the generated rules on the ledger by vote (``rule_proposal``, ``rule_vote``);
+3. adopt the generated rules on the ledger by vote (a ``rule_package`` proposal in force
+   from the data's period, every member's vote: :mod:`governance`);
 4. write the job file and start the three parties as separate processes on loopback;
 5. print the outcome, compare it with the generator's true answer, verify the ledger.
 
@@ -94,7 +95,7 @@ def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | Non
 
     t0 = time.perf_counter()
     config = create_consortium(out / "consortium", name="demo")
-    size = adopt_rules(config, rules.sm3_hash(), rules.version)
+    size = adopt_rules(config, rules.sm3_hash(), rules.version, effective_from=dataset.config.period)
     _say(f"  2. consortium of {', '.join(ROLES.values())}: CA, TLS certificates, SM2 keys in "
          f"{_shown(config.parent)}/; rules {rules.sm3_hash()[:16]}… adopted by vote "
          f"({size} ledger entries) in {time.perf_counter() - t0:.1f} s")

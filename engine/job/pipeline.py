@@ -30,25 +30,32 @@ def _warm_up() -> None:
     warm_up_psi()
 
 
-def _ledger_state(ctx: PartyContext) -> tuple[bool, int | None]:
-    """Are the job's rules adopted, and the index of a statement already anchored for it."""
+def _ledger_state(ctx: PartyContext) -> tuple[str | None, int | None]:
+    """What the agreement needs from the ledger, read by A: why the job's rules are not in
+    force for its period (None when they are: governance.rules_in_force), and the index of
+    a statement already anchored for this job id, if any."""
+    from governance import GovernanceError, rules_in_force
     from ledger_anchor import open_ledger
 
     try:
         with open_ledger(ctx.consortium.path, member_id=ctx.member.id, readonly=True) as ledger:
-            adopted = bool(ledger.is_rule_adopted(ctx.job.rules_sm3))
+            try:
+                rules_in_force(ledger, ctx.job.period, ctx.job.rules_sm3)
+                not_in_force = None
+            except GovernanceError as exc:
+                not_in_force = exc.diagnostics()
             end = ledger.size()
             while end > 0:
                 start = max(0, end - 1024)
                 for offset, entry in enumerate(reversed(ledger.entries(start, end))):
                     if entry.get("kind") == "settlement_statement" and \
                             entry.get("job_id") == ctx.job.id:
-                        return adopted, end - 1 - offset
+                        return not_in_force, end - 1 - offset
                 end = start
-            return adopted, None
-    except Exception as exc:  # noqa: BLE001 - no ledger yet: nothing is adopted
-        log.warning("cannot read the ledger to check rule adoption: %s", exc)
-        return False, None
+            return not_in_force, None
+    except Exception as exc:  # noqa: BLE001 - no ledger yet: nothing is in force
+        log.warning("cannot read the ledger: %s", exc)
+        return f"the ledger cannot be read ({exc})", None
 
 
 def run_role(ctx: PartyContext) -> dict[str, Any]:
@@ -65,11 +72,11 @@ def _run(ctx: PartyContext, watch: AbortWatch) -> dict[str, Any]:
     psi_servicer = None
     if role == "A":
         psi_servicer = PsiServicer()
-        adopted, settled_at = _ledger_state(ctx)
+        not_in_force, settled_at = _ledger_state(ctx)
         server, host = start_host(
             ctx, [psi_servicer.add_to_server],
-            lambda hellos: agreement(ctx.job, hellos, recover=ctx.recover, rules_adopted=adopted,
-                                     settled_at=settled_at),
+            lambda hellos: agreement(ctx.job, hellos, recover=ctx.recover,
+                                     rules_not_in_force=not_in_force, settled_at=settled_at),
             host_checks(ctx.rules, ctx.recover))
         host.on_abort(watch)
         link: Any = HostLink(host, "A", job.timeouts.stage_s, job.timeouts.connect_s)

@@ -34,7 +34,8 @@ def hellos(**changes):
 
 
 def check(job, hs, *, recover=False, adopted=True, settled_at=None):
-    return agreement(job, hs, recover=recover, rules_adopted=adopted, settled_at=settled_at)
+    return agreement(job, hs, recover=recover, settled_at=settled_at,
+                     rules_not_in_force=None if adopted else "no package adopted for 2026-10")
 
 
 def test_agreeing_parties_pass(job):
@@ -56,7 +57,8 @@ def test_disagreement_is_named(job, changes, reason):
 
 
 def test_rules_must_be_adopted_and_the_job_not_settled(job):
-    assert "not adopted" in check(job, hellos(), adopted=False)
+    got = check(job, hellos(), adopted=False)
+    assert "not in force for period 2026-10" in got and "no package adopted" in got
     got = check(job, hellos(), settled_at=7)
     assert "already settled" in got and "entry 7" in got
 
