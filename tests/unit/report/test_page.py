@@ -292,3 +292,35 @@ def test_statuses_in_any_row_order_give_the_same_page() -> None:
     assert shuffled["row"].to_list() != job.statuses["row"].to_list()
     assert render_report(job.summary, shuffled, *job.render_args()[2:]) == \
         render_report(*job.render_args())
+
+
+@pytest.mark.parametrize("policy", ["aggregate", "flags"])
+def test_page_shows_no_more_than_the_policy(policy: str) -> None:
+    """records.parquet holding reasons or differences the policy does not disclose (a
+    bug upstream, or a tampered file): the page flags it and shows none of it."""
+    job = build_job(1500, seed=12, policy="differences")
+    rules = job.rules.with_disclosure(policy)
+    summary = {**job.summary, "disclosure": policy, "rules_sm3": rules.sm3_hash()}
+    html = render_report(summary, job.statuses, job.records, job.rows, rules,
+                         **job.render_kwargs())
+    page = PageReader(html)
+    checks = page.texts["checks"]
+    assert "Inconsistent inputs" in checks
+    assert f"rows with differences (none under the '{policy}' policy)" in checks
+    assert ("disputed rows with reasons" in checks) == (policy == "aggregate")
+    disputes = page.lists["disputes"]
+    assert not [c for c in disputes["data"] if c.startswith("diff_")]
+    assert ("reasons" in disputes["data"]) == (policy == "flags")
+    assert "Δ" not in page.texts["disputes"] and "Σ Δ" not in page.texts["net"]
+    if policy == "aggregate":
+        assert 'class="tag"' not in html.split('id="disputes"')[1].split("</section>")[0]
+
+
+def test_policy_of_summary_and_rules_disagree() -> None:
+    """summary.json says differences, the rules say flags: the page follows the one that
+    discloses less and says so."""
+    job = build_job(800, seed=13, policy="flags")
+    summary = {**job.summary, "disclosure": "differences"}
+    page = PageReader(render_report(summary, *job.render_args()[1:], **job.render_kwargs()))
+    assert "disclosure policy (summary.json vs rules)" in page.texts["checks"]
+    assert not [c for c in page.lists["disputes"]["data"] if c.startswith("diff_")]
