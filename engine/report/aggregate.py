@@ -16,16 +16,17 @@ Money stays in integer minor units (fen) throughout.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
+from engine.errors import InputError
+from engine.names import REASON_CODES, SERVICES
+from engine.period import period_window
 from engine.report.classes import classify
 from engine.report.frames import (
     OUTCOMES, STATUSES, Disclosed, PartyFrames, ReportInputError,
@@ -34,14 +35,10 @@ from engine.report.lists import (
     DISPUTES, INVALID, POLICIES, UNMATCHED, ListSpec, label_calls, list_frame,
 )
 from engine.report.parties import Parties
-from engine.rules import SERVICES, Rules
+from engine.rules import Rules
 
 log = logging.getLogger(__name__)
 
-REASON_CODES: tuple[str, ...] = (
-    "start_time", "duration", "charge_rate_mismatch", "charge_rounding", "charge_unexplained",
-)
-"""Reason codes of a disputed pair (docs/matching.md), in their documented order."""
 
 _SECONDS_PER_DAY = 86_400
 MAX_DAYS = 100
@@ -188,32 +185,23 @@ class ReportData:
 # period and days
 
 
-_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
-_DAY_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})$")
-_RANGE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})\s*(?:/|\.\.)\s*(\d{4}-\d{2}-\d{2})$")
-
-
-def period_days(period: Any) -> tuple[dt.date, dt.date] | None:
-    """First and last day of a period written ``YYYY-MM``, ``YYYY-MM-DD`` or
-    ``YYYY-MM-DD/YYYY-MM-DD`` (also ``..``); None for anything else."""
+def period_days(period: Any, offset_s: int) -> tuple[dt.date, dt.date] | None:
+    """First and last local day of a period: a month ``YYYY-MM`` (a job's period,
+    :mod:`engine.period`) or a span of months ``YYYY-MM/YYYY-MM`` (what the plaintext
+    reference writes for records over several months); None for anything else."""
     if not isinstance(period, str):
         return None
-    text = period.strip()
-    try:
-        if match := _MONTH_RE.match(text):
-            year, month = int(match.group(1)), int(match.group(2))
-            days_in_month = calendar.monthrange(year, month)[1]
-            return dt.date(year, month, 1), dt.date(year, month, days_in_month)
-        if match := _DAY_RE.match(text):
-            day = dt.date.fromisoformat(match.group(1))
-            return day, day
-        if match := _RANGE_RE.match(text):
-            first = dt.date.fromisoformat(match.group(1))
-            last = dt.date.fromisoformat(match.group(2))
-            return (first, last) if first <= last else None
-    except ValueError:
+    months = period.strip().split("/")
+    if len(months) not in (1, 2):
         return None
-    return None
+    try:
+        windows = [period_window(m, offset_s) for m in months]
+    except InputError:
+        return None
+    tz = dt.timezone(dt.timedelta(seconds=offset_s))
+    first = dt.datetime.fromtimestamp(windows[0].start, tz).date()
+    last = dt.datetime.fromtimestamp(windows[-1].end - 1, tz).date()
+    return (first, last) if first <= last else None
 
 
 _EPOCH = dt.date(1970, 1, 1)
@@ -432,7 +420,7 @@ def aggregate(summary: Mapping[str, Any], frames: PartyFrames, rules: Rules,
         for c in _group_amounts(by_class, ["service", "call_type", "time_band"]))
     operator_pairs = _group_amounts(by_class, ["payer", "payee"])
 
-    period = period_days(summary.get("period"))
+    period = period_days(summary.get("period"), rules.timezone_offset_s)
     days = _days(calls, rules, period)
 
     # the disputes in full only where the per-direction sums of differences need them

@@ -72,26 +72,21 @@ from typing import Any
 import polars as pl
 
 from engine.errors import InputError
-from engine.rules import SERVICES
+from engine.names import DIFF_COLUMNS, OUTPUT_STATUSES, ROW_STATUSES, SERVICES
 
 log = logging.getLogger(__name__)
 
-STATUSES: tuple[str, ...] = (
-    "matched_exact", "matched_tolerance", "disputed", "unmatched",
-    "duplicate", "invalid", "excluded",
-)
+STATUSES: tuple[str, ...] = OUTPUT_STATUSES
 """Every status of records.parquet, in the order the report shows them."""
 
 OUTCOMES: tuple[str, ...] = ("agreed", "disputed", "unmatched")
-"""What happened to a considered record: agreed = matched_exact or matched_tolerance."""
+"""What happened to a considered record: agreed = matched_exact or matched_tolerance.
+The report's own grouping (charts, net position), not a status."""
 
 _OUTCOME_OF_STATUS: dict[str, str] = {
     "matched_exact": "agreed", "matched_tolerance": "agreed",
     "disputed": "disputed", "unmatched": "unmatched",
 }
-
-DIFF_COLUMNS: tuple[str, ...] = ("diff_start_s", "diff_duration_s", "diff_charge",
-                                 "diff_rated_charge")
 
 WORKLIST_OUTCOMES: tuple[str, ...] = ("disputed", "unmatched")
 
@@ -120,9 +115,7 @@ _RECORD_OPTIONAL: dict[str, pl.DataType] = {"rated_charge": pl.Int64(), "parts":
 _ROW_COLUMNS: dict[str, pl.DataType] = {"row": pl.Int64(), "unit": pl.Int64()}
 _ROW_OPTIONAL: dict[str, pl.DataType] = {"record_id": pl.String(), "status": pl.String()}
 _INGEST_STATUS: dict[str, str] = {
-    "matched_exact": "ok", "matched_tolerance": "ok", "disputed": "ok", "unmatched": "ok",
-    "duplicate": "duplicate", "invalid": "invalid", "excluded": "excluded",
-}
+    status: (status if status in ROW_STATUSES else "ok") for status in OUTPUT_STATUSES}
 """records.parquet status -> the status ingest gave the row (docs/records.md)."""
 _QUARANTINE_COLUMNS: dict[str, pl.DataType] = {"row": pl.Int64(), "message": pl.String()}
 _NUMBER_COLUMNS = ("calling", "called")

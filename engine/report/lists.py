@@ -31,11 +31,13 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from engine.names import DISCLOSURE_POLICIES, SERVICES
 from engine.report.classes import classify
-from engine.rules import SERVICES, Rules
+from engine.rules import Rules
 
-POLICIES: tuple[str, ...] = ("aggregate", "flags", "differences")
-"""Disclosure policies, from the least disclosed to the most."""
+POLICIES: tuple[str, ...] = DISCLOSURE_POLICIES
+"""Disclosure policies, from the least disclosed to the most (the order of
+:data:`engine.names.DISCLOSURE_POLICIES`)."""
 
 LIST_KINDS: tuple[str, ...] = ("disputes", "unmatched", "invalid")
 

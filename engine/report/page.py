@@ -24,6 +24,7 @@ from typing import Any
 
 import polars as pl
 
+from engine.names import JOB_STAGES
 from engine.report.aggregate import (
     ClassAmounts,
     Direction,
@@ -65,11 +66,15 @@ OUTCOME_NAMES: dict[str, str] = {"agreed": "Agreed", "disputed": "Disputed",
 PAGE_ROWS = 100
 """Rows per page of a worklist table."""
 
-STAGES: tuple[tuple[str, str], ...] = (
-    ("ingest", "Ingest, validate, rate"), ("psi_exact", "PSI: exact and tolerant values"),
-    ("psi_key", "PSI: match key only"), ("mpc", "MPC on differing pairs"),
-    ("report", "Report"), ("anchor", "Ledger anchor"),
-)
+STAGE_NAMES: dict[str, str] = {
+    "ingest": "Ingest, validate, rate", "agree": "Agree (job, rules, sizes)",
+    "commit": "Commit (Merkle root of the records)",
+    "psi_exact": "PSI: exact and tolerant values", "psi_key": "PSI: match key only",
+    "mpc": "MPC on differing pairs", "report": "Report", "anchor": "Ledger anchor",
+}
+STAGES: tuple[tuple[str, str], ...] = tuple((s, STAGE_NAMES[s]) for s in JOB_STAGES)
+"""The job's stages in order (engine.names), with their names on the page; a stage
+summary.json does not list is left out."""
 DISCLOSURE_NAMES: dict[str, str] = {
     "aggregate": "aggregate — only counts and sums per reason",
     "flags": "flags — which values are beyond tolerance, per disputed pair",

@@ -142,6 +142,20 @@ def test_stage_bars(job: Job, page: PageReader) -> None:
         stages["mpc"]["seconds"] * 1000)
     assert page.values("stages", "items processed")["Ingest, validate, rate"] == \
         stages["ingest"]["items"]
+    # the total is summary.json's, as given: the page measures no time
+    assert f"total wall time {stages['total']['seconds']:,.2f} s" in page.texts["stages"]
+
+
+def test_stage_total_is_read_not_computed(job: Job) -> None:
+    summary = {**job.summary, "stages": {**job.summary["stages"],
+                                         "total": {"seconds": 1234.5678, "items": 1},
+                                         "agree": {"seconds": 0.25, "items": 2}}}
+    page = PageReader(render_report(summary, *job.render_args()[1:], **job.render_kwargs()))
+    assert "total wall time 1,234.57 s" in page.texts["stages"]
+    assert page.values("stages", "wall seconds")["Agree (job, rules, sizes)"] == 250
+    rows = [b["data-row"] for b in page.bars["stages"] if b.get("data-column") == "wall seconds"]
+    assert rows.index("Ingest, validate, rate") < rows.index("Agree (job, rules, sizes)") < \
+        rows.index("PSI: exact and tolerant values")
 
 
 def test_worklists_embed_every_call_largest_first(job: Job, page: PageReader) -> None:
