@@ -65,6 +65,8 @@ OUTCOME_NAMES: dict[str, str] = {"agreed": "Agreed", "disputed": "Disputed",
                                  "unmatched": "Unmatched"}
 PAGE_ROWS = 100
 """Rows per page of a worklist table."""
+MAX_TEXT_CHARS = 1_000
+"""A longer text value of a list is cut on the page (the export keeps it whole)."""
 
 STAGE_NAMES: dict[str, str] = {
     "ingest": "Ingest, validate, rate", "agree": "Agree (job, rules, sizes)",
@@ -700,8 +702,19 @@ def _json_for_script(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _list_payload(worklist: WorkList, summary: Mapping[str, Any], rules: Rules) -> str:
-    spec, frame = worklist.spec, worklist.frame
+def clip_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Text values longer than :data:`MAX_TEXT_CHARS` cut, with '…' (an invalid row's
+    record id is as read, of any length: it must not swell the page)."""
+    return frame.with_columns(
+        pl.when(pl.col(name).str.len_chars() > MAX_TEXT_CHARS)
+        .then(pl.col(name).str.slice(0, MAX_TEXT_CHARS - 1) + pl.lit("…"))
+        .otherwise(pl.col(name)).alias(name)
+        for name, dtype in frame.schema.items() if dtype == pl.String)
+
+
+def _list_payload(worklist: WorkList, frame: pl.DataFrame, summary: Mapping[str, Any],
+                  rules: Rules) -> str:
+    spec = worklist.spec
     data: dict[str, list[Any]] = {}
     dicts: dict[str, list[str]] = {}
     for column in spec.columns:
@@ -734,7 +747,7 @@ def _list_payload(worklist: WorkList, summary: Mapping[str, Any], rules: Rules) 
 def _worklist(worklist: WorkList, summary: Mapping[str, Any], rules: Rules, *,
               section_id: str, title: str, noun: str, lead: str, empty: str,
               before: str = "") -> str:
-    spec, frame = worklist.spec, worklist.frame
+    spec, frame = worklist.spec, clip_text(worklist.frame)
     embedded, total = frame.height, worklist.total
     if total == 0:
         return _section(section_id, title, lead, before + f'<p class="empty">{empty}</p>')
@@ -772,7 +785,7 @@ def _worklist(worklist: WorkList, summary: Mapping[str, Any], rules: Rules, *,
     pager = ('<div class="pager" hidden><button type="button" data-action="prev">← Previous'
              '</button> <button type="button" data-action="next">Next →</button></div>')
     body = (before + cap + controls + noscript + table + pager
-            + _list_payload(worklist, summary, rules))
+            + _list_payload(worklist, frame, summary, rules))
     return (f'<section class="card worklist" id="{section_id}" data-list="{spec.kind}">'
             f'<h2>{title}</h2><p class="lead">{lead}</p>{body}</section>')
 

@@ -323,3 +323,16 @@ def test_policy_of_summary_and_rules_disagree() -> None:
     page = PageReader(render_report(summary, *job.render_args()[1:], **job.render_kwargs()))
     assert "disclosure policy (summary.json vs rules)" in page.texts["checks"]
     assert not [c for c in page.lists["disputes"]["data"] if c.startswith("diff_")]
+
+
+def test_huge_text_is_cut_on_the_page_not_in_the_lists() -> None:
+    """An invalid row's record id is as read, of any length: the page cuts it."""
+    base = build_job(600, seed=14)
+    row = base.statuses.filter(pl.col("status") == "invalid")["row"][0]
+    huge = "X" * 200_000
+    job = build_job(600, seed=14, record_ids={row: huge})
+    html = render_report(*job.render_args(), **job.render_kwargs())
+    assert len(html) < len(render_report(*base.render_args(), **base.render_kwargs())) + 5_000
+    page = PageReader(html)
+    clipped = [r["record_id"] for r in page.rows("invalid") if r["row"] == row]
+    assert clipped == ["X" * 999 + "…"]
