@@ -689,7 +689,7 @@ def _display_cell(display: DisplayColumn, row: Mapping[str, Any], offset_s: int)
     elif kind == "direction":
         text = attr(f"{row[display.columns[0]]} → {row[display.columns[1]]}")
     elif kind == "class":
-        text = attr(" · ".join(str(row[c]) for c in display.columns))
+        text = attr(" · ".join("" if row[c] is None else str(row[c]) for c in display.columns))
     else:
         text = missing if value is None else attr(value)
     cls = "num" if display.numeric else "nowrap" if kind in ("direction", "class") else ""
