@@ -210,6 +210,27 @@ def load_party_outputs(party_dir: str | Path) -> tuple[dict[str, Any], pl.DataFr
     return summary, statuses, statement, _quarantine(party_dir)
 
 
+def _commitment_root(records: pl.DataFrame, summary: Mapping[str, Any]) -> str | None:
+    """This party's commitment recomputed from its canonical records, in the format of
+    the job that wrote ``summary``; None where the export cannot recompute it.
+
+    A summary with a ``partition`` is of a job whose commitment is a root over
+    per-bucket roots (engine.commitment): with one bucket every record is in bucket 0;
+    with more, the buckets are keyed by both operators' shares, which the export does
+    not hold.  A summary without one is of a job committing to the whole records frame
+    at once (engine.job.commitment)."""
+    partition = summary.get("partition")
+    if isinstance(partition, Mapping):
+        if partition.get("buckets") != 1:
+            return None
+        from engine.commitment import bucket_root, dataset_commitment
+
+        return dataset_commitment([bucket_root(0, records)]).root.hex()
+    from engine.job.commitment import commit_records
+
+    return commit_records(records).root.hex()
+
+
 def export_lists(party_dir: str | Path, out_dir: str | Path, *, data: str | Path,
                  rules: Rules, rules_file: str | Path | None = None,
                  formats: Sequence[str] = ("csv", "parquet"),
@@ -220,7 +241,6 @@ def export_lists(party_dir: str | Path, out_dir: str | Path, *, data: str | Path
     :class:`~engine.errors.InputError` when the inputs do not belong together (module
     docstring) and :class:`ExportError` when a format cannot be written."""
     from engine.ingest import ingest
-    from engine.job.commitment import commit_records
 
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -261,8 +281,8 @@ def export_lists(party_dir: str | Path, out_dir: str | Path, *, data: str | Path
     committed = None
     if statement is not None and isinstance(statement.get("commitments"), Mapping):
         committed = statement["commitments"].get(party)
-    if isinstance(committed, str):
-        root = commit_records(ingested.records).root.hex()
+    root = _commitment_root(ingested.records, summary) if isinstance(committed, str) else None
+    if root is not None:
         if root != committed:
             raise InputError("the data file is not the one this party's job committed to",
                              file=str(data), column="commitments",
@@ -311,7 +331,7 @@ def export_lists(party_dir: str | Path, out_dir: str | Path, *, data: str | Path
                                      skipped=tuple(skipped)))
     return ExportResult(job_id=summary.get("job_id"), party=party, policy=policy,
                         lists=tuple(exported), input_rows=statuses.height,
-                        commitment_checked=isinstance(committed, str))
+                        commitment_checked=root is not None)
 
 
 __all__ = ["FORMATS", "XLSX_MAX_ROWS", "ExportError", "ExportResult", "ExportedList",

@@ -76,7 +76,7 @@ def handle(args: argparse.Namespace) -> int:
           f"{result.policy}; {args.data} checked against records.parquet "
           f"({result.input_rows:,} rows"
           + (", and the Merkle commitment in statement.json)" if result.commitment_checked
-             else ")"))
+             else "; the Merkle commitment was not checked)"))
     width = max(len(item.kind) for item in result.lists) if result.lists else 0
     for item in result.lists:
         names = ", ".join(str(f) for f in item.files) or "nothing written"

@@ -2,9 +2,10 @@
 
 Read from the documents the job writes, never from the consortium's files:
 
-- ``summary.json``: ``party`` and ``counterparty`` (roles A / B); optionally
-  ``operators`` = ``{"A": {"id", "name", "key_id"}, "B": {...}}`` (each key
-  optional; a plain string is read as the id);
+- ``summary.json``: ``party`` and ``counterparty`` (roles A / B), ``member`` and
+  ``counterparty_member`` (their member ids); optionally ``operators`` =
+  ``{"A": {"id", "name", "key_id"}, "B": {...}}`` (each key optional; a plain string
+  is read as the id);
 - ``statement.json``: ``operators`` = ``{"A": id, "B": id}`` (an object with ``id``,
   ``name``, ``key_id`` is read as above) and ``signatures`` = ``[{"signer": id,
   "sig": hex, ["key_id": hex]}]``;
@@ -159,10 +160,12 @@ def read_parties(summary: Mapping[str, Any], statement: Mapping[str, Any] | None
                     if k.kind == "witness"}
     signed_key = {s["signer"]: _text(s.get("key_id")) for s in signatures}
 
-    def operator(role: str | None, member_id: str | None) -> Operator:
+    def operator(role: str | None, member_id: str | None,
+                 summary_member: str | None = None) -> Operator:
         from_summary = _entry(summary, role) if role else {}
         from_statement = _entry(statement, role) if role else {}
-        member_id = member_id or from_summary.get("id") or from_statement.get("id")
+        member_id = (member_id or from_summary.get("id") or summary_member
+                     or from_statement.get("id"))
         name = (from_summary.get("name") or from_statement.get("name")
                 or (rule_names.get(member_id) if member_id else None))
         key_id, source = None, None
@@ -177,7 +180,8 @@ def read_parties(summary: Mapping[str, Any], statement: Mapping[str, Any] | None
                         key_id_source=source)
 
     party, counterparty = _text(summary.get("party")), _text(summary.get("counterparty"))
-    this, other = operator(party, None), operator(counterparty, None)
+    this = operator(party, None, _text(summary.get("member")))
+    other = operator(counterparty, None, _text(summary.get("counterparty_member")))
     roles = {o.member_id: o.role for o in (this, other) if o.member_id}
     signers = tuple(operator(roles.get(s["signer"]), s["signer"]) for s in signatures)
     return Parties(this=this, other=other, signers=signers,

@@ -114,6 +114,13 @@ def read_xlsx(path: Path) -> tuple[list[list[Any]], str]:
     return rows, xml
 
 
+def read_quarantine(folder: Path) -> list[dict[str, Any]]:
+    """The quarantine file the reference wrote (CSV or Parquet), as dicts."""
+    if (folder / "quarantine.parquet").exists():
+        return pl.read_parquet(folder / "quarantine.parquet").to_dicts()
+    return read_csv(folder / "quarantine.csv")
+
+
 def raw_rows(path: Path) -> dict[int, dict[str, str]]:
     """The billing export, row number -> fields as text (the csv module, not ingest)."""
     with path.open(newline="", encoding="utf-8", errors="replace") as handle:
@@ -195,7 +202,7 @@ def test_lists_equal_records_parquet_and_the_data_file(plain: dict[str, Any]) ->
     assert ("diff_charge" in columns) == (policy == "differences")
     # invalid rows: records.parquet's reason and the quarantine file's message
     invalid = pl.read_parquet(plain["lists"] / "invalid.parquet").to_dicts()
-    quarantine = {int(r["row"]): r for r in read_csv(plain["outputs"] / "quarantine.csv")}
+    quarantine = {int(r["row"]): r for r in read_quarantine(plain["outputs"])}
     assert [i["row"] for i in invalid] == sorted(r for r, s in by_row.items()
                                                  if s["status"] == "invalid")
     assert invalid, "the generated file has invalid rows"
@@ -254,8 +261,9 @@ def test_a_statement_of_another_job_is_refused(plain: dict[str, Any], tmp_path: 
                                                capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "outputs"
     folder.mkdir()
-    for name in ("summary.json", "records.parquet", "quarantine.csv"):
-        (folder / name).write_bytes((plain["outputs"] / name).read_bytes())
+    for name in ("summary.json", "records.parquet", "quarantine.csv", "quarantine.parquet"):
+        if (plain["outputs"] / name).exists():
+            (folder / name).write_bytes((plain["outputs"] / name).read_bytes())
     statement = json.loads((plain["outputs"] / "statement.json").read_text(encoding="utf-8"))
     (folder / "statement.json").write_text(json.dumps({**statement, "job_id": "another"}),
                                            encoding="utf-8")
@@ -364,3 +372,28 @@ def test_private_job_export_refuses_an_edited_charge(private_job: dict[str, Any]
     assert "not the one this party's job committed to" in text
     assert not (tmp_path / "lists").exists()
 
+
+
+def test_commitment_format_follows_the_summary(plain: dict[str, Any], tmp_path: Path) -> None:
+    """Without a partition (a job committing to the whole records frame) the root is
+    recomputed; with buckets keyed by the operators' shares it cannot be, and the
+    export says it did not check rather than refuse."""
+    from engine.ingest import ingest
+    from engine.job.commitment import commit_records
+
+    rules = load_rules(plain["rules"])
+    records = ingest(plain["data"], rules).records
+    assert export._commitment_root(records, {}) == commit_records(records).root.hex()
+    assert export._commitment_root(records, {"partition": {"buckets": 16}}) is None
+
+
+def test_reference_outputs_say_the_commitment_was_not_checked(
+        plain: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    statement = json.loads((plain["outputs"] / "statement.json").read_text(encoding="utf-8"))
+    code, text = _export(["--from", str(plain["outputs"]), "--data", str(plain["data"]),
+                          "--rules", str(plain["rules"]), "--out", str(tmp_path)], capsys)
+    assert code == 0
+    if statement["commitments"]["A"] is None:
+        assert "the Merkle commitment was not checked" in text
+    else:
+        assert "and the Merkle commitment in statement.json" in text

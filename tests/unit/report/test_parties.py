@@ -103,3 +103,13 @@ def test_unreadable_checkpoint_is_reported_not_fatal(job: Job, checkpoint: str) 
     assert all(s.key_id is None for s in parties.signers)
     page = PageReader(render_report(summary, *job.render_args()[1:], **job.render_kwargs()))
     assert "key id not given" in page.texts["signers"]
+
+
+def test_member_ids_from_the_summary(job: Job) -> None:
+    """summary.json may name both members itself: then names need no statement."""
+    summary = {**job.summary, "member": "CUCC", "counterparty_member": "CMCC"}
+    parties = read_parties(summary, None, job.rules)
+    assert (parties.this.member_id, parties.this.name) == ("CUCC", "China Unicom")
+    assert (parties.other.member_id, parties.other.name) == ("CMCC", "China Mobile")
+    page = PageReader(render_report(summary, *job.render_args()[1:]))
+    assert page.texts["title"].startswith("CUCC China Unicom ↔ CMCC China Mobile")
