@@ -548,7 +548,9 @@ class OperatorRun(_Run):
             self.verify(other_member, canonical_entry_bytes(entry), peer.entry_signature,
                         "the statement's ledger entry")
             statement["signatures"] = sorted(
-                [{"signer": self.job.member_of(r), "sig": signed[r].signature.signature.hex()}
+                [{"signer": self.job.member_of(r), "sig": signed[r].signature.signature.hex(),
+                  "key_id": key_fingerprint(self.ctx.consortium.member(
+                      self.job.member_of(r)).sm2_public_key)}
                  for r in OPERATOR_ROLES], key=lambda s: s["signer"])
             self.entry_signatures = {self.job.member_of(r): signed[r].signature.entry_signature
                                      for r in OPERATOR_ROLES}
@@ -627,6 +629,12 @@ class OperatorRun(_Run):
     def _result(self, anchored: session_pb2.AnchorReceipt) -> dict[str, Any]:
         return json.loads((self.ctx.out_dir / SUMMARY_FILE).read_text(encoding="utf-8")) | {
             "anchor": _receipt_json(anchored, self.clock)}
+
+
+def key_fingerprint(public_key: Any) -> str:
+    """An SM2 public key's fingerprint as shown to people: 16 hex of SM3 of the 64-byte key."""
+    raw = public_key.raw if hasattr(public_key, "raw") else bytes(public_key)
+    return sm3(b"settlechain/key-id/v1\n" + raw).hex()[:16]
 
 
 def _digest(path: Path) -> bytes:
