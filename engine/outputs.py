@@ -79,8 +79,10 @@ def summary_document(outcome: Outcome, *, job_id: str, period: str, rules_sm3: s
                      invalid_by_reason: Mapping[str, int],
                      outputs: Mapping[str, str] | None = None,
                      statement_sm3: str | None = None,
-                     partition: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``summary.json`` of one party (docs/records.md)."""
+                     partition: Mapping[str, Any] | None = None,
+                     period_window: Any = None) -> dict[str, Any]:
+    """``summary.json`` of one party (docs/records.md).  ``period_window``: the
+    :class:`engine.period.PeriodWindow` records were checked against (None: no check)."""
     party = outcome.party
     other = OPERATOR_ROLES[1 - OPERATOR_ROLES.index(party)]
     return {
@@ -90,6 +92,8 @@ def summary_document(outcome: Outcome, *, job_id: str, period: str, rules_sm3: s
         "counterparty": other,
         "counterparty_member": operators[other],
         "period": period,
+        "period_window": None if period_window is None else
+        {"start": period_window.start, "end": period_window.end},
         "rules_sm3": rules_sm3,
         "disclosure": outcome.disclosure,
         "counts": dict(outcome.counts),

@@ -207,7 +207,7 @@ def _reconcile(sides: list[OperatorSide], rules: Rules, *, job_id: str,
             stages=stages_json(stages, StageTime(total, side.input_rows), _peak_mib()),
             excluded_by_reason=tally.excluded_by_reason,
             invalid_by_reason=tally.invalid_by_reason, outputs={"records": digests[party]},
-            partition={"buckets": side.n_buckets})
+            partition={"buckets": side.n_buckets}, period_window=window)
         folder = out / party
         write_json(folder / SUMMARY_FILE, summary)
         write_json(folder / STATEMENT_FILE, statements[party], canonical=True)

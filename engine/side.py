@@ -172,8 +172,8 @@ class OperatorSide:
     def scan(self, progress: Progress | None = None) -> ScanResult:
         """Pass 1 (engine.ingest.stream.scan)."""
         if self.plan.work.exists():
-            shutil.rmtree(self.plan.work / "pieces", ignore_errors=True)
-            shutil.rmtree(self.plan.work / "buckets", ignore_errors=True)
+            for stale in ("pieces", "buckets", "quarantine", "records"):
+                shutil.rmtree(self.plan.work / stale, ignore_errors=True)
         self.scanned = scan(self.source, self.plan.rules, self.work, self.plan.partition,
                             chunk_rows=self.plan.chunk_rows, progress=progress)
         return self.scanned
@@ -399,3 +399,40 @@ def report_frames(side: OperatorSide) -> tuple[pl.DataFrame, pl.DataFrame]:
             "row", (pl.col("unit") + offset).alias("unit")))
         offset += recs.height
     return pl.concat(records), pl.concat(rows)
+
+
+def recompute_commitment(data: str | Path, rules: Rules, period: PeriodWindow | None,
+                         partition: Partition, *, chunk_rows: int = CHUNK_ROWS) -> Commitment:
+    """A party's dataset commitment computed again from its export (the same ingest, period
+    and buckets as the job), in a temporary folder: for checks after a job."""
+    import tempfile
+
+    from engine.ingest.reading import open_input
+
+    with tempfile.TemporaryDirectory(prefix="settlechain-commitment-") as folder:
+        side = OperatorSide(SidePlan("A", rules, period, partition, Path(folder), chunk_rows),
+                            open_input(data))
+        side.scan()
+        side.local()
+        return side.commitment()
+
+
+PARTITION_FILE = "partition.json"
+"""In a party's work folder: the job's bucket key and count (secret to the party, like its
+data), so that a later check can recompute the commitment."""
+
+
+def save_partition(work: Path, partition: Partition) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / PARTITION_FILE
+    path.write_text(json.dumps({"key": partition.key.hex(), "buckets": partition.n_buckets}),
+                    encoding="utf-8")
+    os.chmod(path, 0o600)
+
+
+def load_partition(work: Path) -> Partition | None:
+    try:
+        saved = json.loads((work / PARTITION_FILE).read_text(encoding="utf-8"))
+        return Partition(key=bytes.fromhex(saved["key"]), n_buckets=int(saved["buckets"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -210,25 +210,35 @@ def load_party_outputs(party_dir: str | Path) -> tuple[dict[str, Any], pl.DataFr
     return summary, statuses, statement, _quarantine(party_dir)
 
 
-def _commitment_root(records: pl.DataFrame, summary: Mapping[str, Any]) -> str | None:
-    """This party's commitment recomputed from its canonical records, in the format of
-    the job that wrote ``summary``; None where the export cannot recompute it.
+def _commitment_root(data: str | Path, rules: Rules, summary: Mapping[str, Any],
+                     party_dir: Path) -> str | None:
+    """This party's commitment recomputed from its export (engine.side.recompute_commitment,
+    with the job's period and buckets); None where the export cannot recompute it: the
+    buckets of a job with more than one are keyed by both operators' shares, which only the
+    party's work folder keeps (``.work/<job>/partition.json``)."""
+    from engine.partition import local_partition
+    from engine.side import load_partition, recompute_commitment
 
-    A summary with a ``partition`` is of a job whose commitment is a root over
-    per-bucket roots (engine.commitment): with one bucket every record is in bucket 0;
-    with more, the buckets are keyed by both operators' shares, which the export does
-    not hold.  A summary without one is of a job committing to the whole records frame
-    at once (engine.job.commitment)."""
-    partition = summary.get("partition")
-    if isinstance(partition, Mapping):
-        if partition.get("buckets") != 1:
+    buckets = (summary.get("partition") or {}).get("buckets")
+    if buckets == 1:
+        partition = local_partition(1)  # one bucket: the key places nothing
+    else:
+        partition = load_partition(party_dir / ".work" / str(summary.get("job_id")))
+        if partition is None or partition.n_buckets != buckets:
             return None
-        from engine.commitment import bucket_root, dataset_commitment
+    return recompute_commitment(data, rules, _period(summary, rules), partition).root.hex()
 
-        return dataset_commitment([bucket_root(0, records)]).root.hex()
-    from engine.job.commitment import commit_records
 
-    return commit_records(records).root.hex()
+def _period(summary: Mapping[str, Any], rules: Rules):
+    """The period window the job checked records against (summary.json ``period_window``;
+    None when it checked none, as the reference without --period)."""
+    from engine.period import PeriodWindow
+
+    window = summary.get("period_window")
+    if not isinstance(window, Mapping):
+        return None
+    return PeriodWindow(label=str(summary.get("period")), start=int(window["start"]),
+                        end=int(window["end"]))
 
 
 def export_lists(party_dir: str | Path, out_dir: str | Path, *, data: str | Path,
@@ -269,7 +279,7 @@ def export_lists(party_dir: str | Path, out_dir: str | Path, *, data: str | Path
                              file=str(party_dir / "statement.json"), column="job_id",
                              expected=repr(summary.get("job_id")), found=repr(theirs))
 
-    ingested = ingest(data, rules)
+    ingested = ingest(data, rules, period=_period(summary, rules))
     frames = PartyFrames(statuses, ingested.records, ingested.rows, quarantine)
     mismatch = frames.input_mismatch()
     if mismatch is not None:
@@ -281,7 +291,8 @@ def export_lists(party_dir: str | Path, out_dir: str | Path, *, data: str | Path
     committed = None
     if statement is not None and isinstance(statement.get("commitments"), Mapping):
         committed = statement["commitments"].get(party)
-    root = _commitment_root(ingested.records, summary) if isinstance(committed, str) else None
+    root = _commitment_root(data, rules, summary, party_dir) if isinstance(committed, str) \
+        else None
     if root is not None:
         if root != committed:
             raise InputError("the data file is not the one this party's job committed to",

@@ -51,7 +51,7 @@ from engine.outputs import (
     statement_document, statement_signing_bytes, summary_document, write_json,
 )
 from engine.partition import bucket_count, partition_share
-from engine.side import OperatorSide, SidePlan
+from engine.side import OperatorSide, SidePlan, save_partition
 from ledger_anchor import canonical_entry_bytes, open_ledger, sm2
 from ledger_anchor.commitment import commit as salted_commit
 from ledger_anchor.sm3 import sm3
@@ -317,6 +317,7 @@ class OperatorRun(_Run):
             partition = self.secrets.partition(bucket_count(estimate, self.job.records_per_bucket))
             log.info("partition %s: %d buckets for about %d rows", partition.fingerprint(),
                      partition.n_buckets, estimate)
+            save_partition(ctx.work_dir, partition)
             self.side = OperatorSide(SidePlan(self.role, ctx.rules, ctx.period, partition,
                                               ctx.work_dir), source)
             self.side.scan(progress=lambda done, total: self.clock.progress("ingest", done, total,
@@ -532,7 +533,8 @@ class OperatorRun(_Run):
                 stages=self.clock.stages_json(), excluded_by_reason=tally.excluded_by_reason,
                 invalid_by_reason=tally.invalid_by_reason, outputs={"records": digest},
                 statement_sm3=statement_sm3.hex(),
-                partition={"buckets": side.n_buckets, "resumed": len(self.skip)})
+                partition={"buckets": side.n_buckets, "resumed": len(self.skip)},
+                period_window=ctx.period)
             write_json(out / SUMMARY_FILE, summary)
             ctx.write_report(summary, statement, side)
             signed = self.exchange("statement", signature=session_pb2.StatementSignature(

@@ -374,17 +374,22 @@ def test_private_job_export_refuses_an_edited_charge(private_job: dict[str, Any]
 
 
 
-def test_commitment_format_follows_the_summary(plain: dict[str, Any], tmp_path: Path) -> None:
-    """Without a partition (a job committing to the whole records frame) the root is
-    recomputed; with buckets keyed by the operators' shares it cannot be, and the
-    export says it did not check rather than refuse."""
-    from engine.ingest import ingest
-    from engine.job.commitment import commit_records
+def test_commitment_follows_the_summary(plain: dict[str, Any], tmp_path: Path) -> None:
+    """With one bucket the root is recomputed (the key places nothing); with more, only
+    from the bucket key the party's work folder keeps."""
+    from engine.partition import Partition
+    from engine.side import recompute_commitment, save_partition
 
     rules = load_rules(plain["rules"])
-    records = ingest(plain["data"], rules).records
-    assert export._commitment_root(records, {}) == commit_records(records).root.hex()
-    assert export._commitment_root(records, {"partition": {"buckets": 16}}) is None
+    one = recompute_commitment(plain["data"], rules, None, Partition(bytes(16), 1)).root.hex()
+    assert export._commitment_root(plain["data"], rules, {"partition": {"buckets": 1}},
+                                   tmp_path) == one
+    summary = {"job_id": "j", "partition": {"buckets": 4}}
+    assert export._commitment_root(plain["data"], rules, summary, tmp_path) is None
+    four = Partition(bytes(range(16)), 4)
+    save_partition(tmp_path / ".work" / "j", four)
+    assert export._commitment_root(plain["data"], rules, summary, tmp_path) == \
+        recompute_commitment(plain["data"], rules, None, four).root.hex()
 
 
 def test_reference_outputs_say_the_commitment_was_not_checked(

@@ -15,7 +15,7 @@ from engine.outputs import statement_signing_bytes
 from engine.reference import reconcile_plain
 
 SUMMARY_KEYS = ["job_id", "party", "member", "counterparty", "counterparty_member", "period",
-                "rules_sm3", "disclosure", "counts", "excluded_by_reason", "invalid_by_reason",
+                "period_window", "rules_sm3", "disclosure", "counts", "excluded_by_reason", "invalid_by_reason",
                 "pairs", "reasons", "totals", "review", "statement_sm3", "outputs",
                 "partition", "stages"]
 COUNT_KEYS = ["records", "invalid", "excluded", "duplicate", "matched_exact",
