@@ -14,6 +14,8 @@ Modules, in topological order of their imports:
 ``note``        C2SP signed notes, checkpoints and cosignatures with SM2
 ``config``      the consortium file (the keys the ledger needs)
 ``governance``  proposals, votes and adoption
+``commitment``  salted SM3 commitments for documents kept off the ledger
+``sealed``      sealed documents: SM4-GCM bodies, content keys wrapped with SM2 encryption
 ``log``         the log over SQLite (WAL): appends, proofs, checkpoints, cosignatures
 ``witness``     the cosigning step (consistency check, fork evidence)
 ``verify``      full verification of a ledger file
