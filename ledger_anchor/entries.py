@@ -25,6 +25,8 @@ KINDS = frozenset({
     "dataset_commitment", "recon_result", "settlement_statement",
     "rule_proposal", "rule_vote", "member_change",
     "invoice", "payment", "adjustment",
+    # billing (docs/billing.md): sealed netting documents, and each member's sealing (encryption) key
+    "netting", "sealing_key",
 })
 GOVERNANCE_KINDS = frozenset({"rule_proposal", "rule_vote", "member_change"})
 #: Entries carry hashes, counts and totals, never raw records; anything this large is refused.

@@ -1,0 +1,229 @@
+"""One member's billing: its keys, its ledger, its state, and every action it can take.
+
+:class:`BillingMember` is what the CLI and the demo use.  Each action reads the ledger,
+replays the member's state (:mod:`billing.state`), checks the action against it, and
+appends the sealed document(s) in one batch; nothing is kept between actions except the
+ledger (the state is always derived).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from billing import membership
+from billing.config import BillingTerms
+from billing.documents import Fapiao, Hold, Invoice, InvoiceReceipt, InvoiceVoid, document_json, parse_document
+from billing.errors import BillingInputError, RefusedError
+from billing.invoices import draft_invoice, finalize
+from billing.ledgerio import (
+    LedgerView,
+    Outgoing,
+    append_documents,
+    load_or_create_sealing_key,
+    publish_sealing_key,
+    read_ledger,
+)
+from billing.state import BillingState, replay, state_at
+from billing.statement import SettledStatement, find_statement_entry, read_statement_file, settled_statement
+from ledger_anchor import open_ledger, sm2
+from ledger_anchor.config import ConsortiumConfig, load_config
+from ledger_anchor.sm3 import sm3
+
+log = logging.getLogger(__name__)
+
+
+class BillingMember:
+    """``member``'s billing over the consortium's ledger.  Use as a context manager."""
+
+    def __init__(self, consortium: str | os.PathLike[str] | ConsortiumConfig, member: str, terms: BillingTerms,
+                 *, ledger: Any | None = None, statements: Sequence[str | os.PathLike[str]] = ()) -> None:
+        self.config = consortium if isinstance(consortium, ConsortiumConfig) else load_config(consortium)
+        self.config.member(member)  # refuses an unknown member
+        self.member = member
+        self.terms = terms
+        self._own_ledger = ledger is None
+        self.ledger = ledger if ledger is not None else open_ledger(self.config, member_id=member)
+        self.signing_key = sm2.load_private_key(self.config.member_key_path(member))
+        self.sealing_key, created = load_or_create_sealing_key(self.config.base_dir, member)
+        if created:
+            log.info("created the sealing key of %s", member)
+        self.statements: dict[str, SettledStatement] = {}
+        for path in statements:
+            self.read_statement(path)
+
+    def close(self) -> None:
+        if self._own_ledger:
+            self.ledger.close()
+
+    def __enter__(self) -> BillingMember:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def publish_keys(self) -> int | None:
+        """Publish this member's sealing key on the ledger if it is not the one in force."""
+        return publish_sealing_key(self.ledger, self.member, self.signing_key, self.sealing_key)
+
+    def view(self, until: int | None = None) -> LedgerView:
+        return read_ledger(self.ledger, self.member, self.sealing_key,
+                           member_keys=membership.signing_keys(self.config, self.ledger), until=until)
+
+    def state(self, view: LedgerView | None = None) -> BillingState:
+        return replay(view or self.view(), self.terms, self.statements)
+
+    def state_at(self, size: int) -> BillingState:
+        return state_at(self.view(), self.terms, self.statements, size)
+
+    def read_statement(self, path: str | os.PathLike[str]) -> SettledStatement:
+        """Read a statement.json this member holds and check it against the ledger."""
+        statement = read_statement_file(path)
+        job_id = statement.get("job_id")
+        if not isinstance(job_id, str):
+            raise BillingInputError("missing job_id", file=str(path), column="job_id", expected="a string",
+                                    found=repr(job_id))
+        index, entry = find_statement_entry(self.ledger, job_id)
+        settled = settled_statement(statement, entry, index, membership.signing_keys(self.config, self.ledger),
+                                    source=str(path))
+        self.statements[job_id] = settled
+        return settled
+
+    # -- invoices -------------------------------------------------------------------------
+
+    def draft_invoice(self, statement: str | os.PathLike[str] | SettledStatement, issue_date: dt.date) -> Invoice:
+        settled = statement if isinstance(statement, SettledStatement) else self.read_statement(statement)
+        membership.require_final(settled, self.ledger)
+        return draft_invoice(settled, self.member, self.terms, issue_date=issue_date)
+
+    def finalize_invoice(self, draft: Invoice) -> Invoice:
+        """Give ``draft`` its gapless number and append it, sealed to both operators."""
+        if draft.issuer != self.member:
+            raise RefusedError("not_issuer", f"{self.member} cannot finalise an invoice issued by {draft.issuer}")
+        settled = self.statements.get(draft.statement.job_id)
+        if settled is None:
+            raise RefusedError("unknown_statement", f"read the statement of job {draft.statement.job_id} first")
+        membership.require_final(settled, self.ledger)
+        fresh = draft_invoice(settled, self.member, self.terms, issue_date=draft.issue_date, replaces=draft.replaces)
+        if dataclasses.replace(draft, number=0, invoice_id=fresh.invoice_id) != fresh:
+            raise RefusedError("draft_changed", "the draft no longer matches its statement and the billing terms")
+        view = self.view()
+        state = self.state(view)
+        active = state.invoice_of_job.get(draft.statement.job_id)
+        if active is not None:
+            raise RefusedError("already_invoiced", f"job {draft.statement.job_id} is already invoiced by {active}")
+        invoice = finalize(draft, state.next_number(self.member, draft.series))
+        self._append(view, [Outgoing(invoice, (invoice.issuer, invoice.payer))])
+        return invoice
+
+    def issue_invoice(self, statement: str | os.PathLike[str] | SettledStatement, issue_date: dt.date) -> Invoice:
+        return self.finalize_invoice(self.draft_invoice(statement, issue_date))
+
+    def void_invoice(self, invoice_id: str, reason: str, date: dt.date, *, reissue: bool = True
+                     ) -> tuple[InvoiceVoid, Invoice | None]:
+        """Void an unpaid invoice; with ``reissue``, append in the same batch a new invoice for
+        the same statement (issued on ``date``) that replaces it."""
+        view = self.view()
+        state = self.state(view)
+        item = state.items.get(invoice_id)
+        if item is None or item.item_type != "invoice":
+            raise RefusedError("unknown_item", f"no invoice {invoice_id}")
+        if item.creditor != self.member:
+            raise RefusedError("not_issuer", f"{invoice_id} was issued by {item.creditor}")
+        if item.is_void:
+            raise RefusedError("transition", f"{invoice_id} is void already")
+        if item.paid:
+            raise RefusedError("void_paid", f"{invoice_id} has {item.paid} fen paid; correct it by an adjustment")
+        replacement = None
+        outgoing: list[Outgoing] = []
+        if reissue:
+            settled = self.statements.get(item.job_id or "")
+            if settled is None:
+                raise RefusedError("unknown_statement", f"read the statement of job {item.job_id} to reissue")
+            membership.require_final(settled, self.ledger)
+            draft = draft_invoice(settled, self.member, self.terms, issue_date=date, replaces=invoice_id)
+            replacement = finalize(draft, state.next_number(self.member, draft.series))
+        void = InvoiceVoid(invoice_id, reason, replacement.invoice_id if replacement else None, date)
+        outgoing.append(Outgoing(void, (item.creditor, item.debtor)))
+        if replacement is not None:
+            outgoing.append(Outgoing(replacement, (item.creditor, item.debtor)))
+        self._append(view, outgoing)
+        return void, replacement
+
+    def acknowledge(self, invoice_id: str, date: dt.date) -> InvoiceReceipt:
+        view = self.view()
+        item = self.state(view).items.get(invoice_id)
+        if item is None or item.debtor != self.member:
+            raise RefusedError("not_payer", f"{self.member} is not the payer of {invoice_id}")
+        receipt = InvoiceReceipt(invoice_id, date)
+        self._append(view, [Outgoing(receipt, (item.creditor, item.debtor))])
+        return receipt
+
+    def attach_fapiao(self, invoice_id: str, fapiao_number: str, file: str | os.PathLike[str], date: dt.date
+                      ) -> Fapiao:
+        try:
+            digest = sm3(Path(file).read_bytes()).hex()
+        except OSError as exc:
+            raise BillingInputError(f"cannot read the fapiao file: {exc}", file=str(file)) from None
+        view = self.view()
+        item = self.state(view).items.get(invoice_id)
+        if item is None or item.creditor != self.member:
+            raise RefusedError("not_issuer", f"{self.member} did not issue {invoice_id}")
+        doc = Fapiao(invoice_id, fapiao_number, digest, date)
+        self._append(view, [Outgoing(doc, (item.creditor, item.debtor))])
+        return doc
+
+    def hold(self, item_id: str, reason: str, date: dt.date, *, release: bool = False) -> Hold:
+        view = self.view()
+        item = self.state(view).items.get(item_id)
+        if item is None or self.member not in (item.creditor, item.debtor):
+            raise RefusedError("unknown_item", f"no item {item_id} between {self.member} and another operator")
+        doc = Hold(item_id, release, reason, date)
+        self._append(view, [Outgoing(doc, (item.creditor, item.debtor))])
+        return doc
+
+    def _append(self, view: LedgerView, outgoing: Sequence[Outgoing]) -> list[int]:
+        """Append, then replay: every appended document must have been accepted (a document the
+        replay refuses stays on the ledger and is ignored by every state; say so loudly)."""
+        indices = append_documents(self.ledger, view, self.member, self.signing_key, outgoing)
+        refused = [r for r in self.state().refused if r.index in indices]
+        if refused:
+            raise RefusedError(refused[0].rule, f"ledger entry {refused[0].index} was appended but the replay "
+                                                f"refuses it: {refused[0].message}")
+        return indices
+
+
+def save_draft(invoice: Invoice, path: str | os.PathLike[str]) -> Path:
+    import json  # noqa: PLC0415
+
+    target = Path(path)
+    target.write_text(json.dumps(document_json(invoice), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return target
+
+
+def load_draft(path: str | os.PathLike[str]) -> Invoice:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise BillingInputError(f"cannot read the draft: {exc}", file=str(path)) from None
+    doc = parse_document(data)
+    if not isinstance(doc, Invoice):
+        raise BillingInputError("not an invoice draft", file=str(path), column="type", expected="invoice",
+                                found=doc.TYPE)
+    return doc
+
+
+def statements_in(folders: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """statement.json files given directly or inside the given folders."""
+    found: list[Path] = []
+    for entry in folders:
+        path = Path(entry)
+        found.extend(sorted(path.rglob("statement.json")) if path.is_dir() else [path])
+    return found
