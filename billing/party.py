@@ -17,10 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from billing import membership
+from billing.bank import read_bank_file
 from billing.config import BillingTerms
-from billing.documents import Fapiao, Hold, Invoice, InvoiceReceipt, InvoiceVoid, document_json, parse_document
+from billing.documents import (
+    Fapiao,
+    Hold,
+    Invoice,
+    InvoiceReceipt,
+    InvoiceVoid,
+    UnmatchedPayment,
+    document_json,
+    parse_document,
+)
 from billing.errors import BillingInputError, RefusedError
 from billing.invoices import draft_invoice, finalize
+from billing.matching import MatchOutcome, match_transactions
 from billing.ledgerio import (
     LedgerView,
     Outgoing,
@@ -188,6 +199,26 @@ class BillingMember:
         doc = Hold(item_id, release, reason, date)
         self._append(view, [Outgoing(doc, (item.creditor, item.debtor))])
         return doc
+
+    # -- payments ---------------------------------------------------------------------------
+
+    def import_payments(self, path: str | os.PathLike[str], *, account: str = "", dry_run: bool = False
+                        ) -> list[MatchOutcome]:
+        """Match every transaction of a bank file (camt.053/054 or CSV) and record the matches
+        (``payment``, ``payment_reversal``) and the unmatched credits (``payment_unmatched``)."""
+        bank = read_bank_file(path, account=account)
+        view = self.view()
+        outcomes = match_transactions(bank, self.state(view), self.member)
+        outgoing = []
+        for outcome in outcomes:
+            doc = outcome.document
+            if doc is None:
+                continue
+            recipients = (self.member,) if isinstance(doc, UnmatchedPayment) else (doc.payee, doc.payer)
+            outgoing.append(Outgoing(doc, recipients))
+        if outgoing and not dry_run:
+            self._append(view, outgoing)
+        return outcomes
 
     def _append(self, view: LedgerView, outgoing: Sequence[Outgoing]) -> list[int]:
         """Append, then replay: every appended document must have been accepted (a document the
