@@ -25,6 +25,7 @@ from billing.documents import (
     Invoice,
     InvoiceReceipt,
     InvoiceVoid,
+    OverdueAlert,
     UnmatchedPayment,
     document_json,
     parse_document,
@@ -32,6 +33,7 @@ from billing.documents import (
 from billing.errors import BillingInputError, RefusedError
 from billing.invoices import draft_invoice, finalize
 from billing.matching import MatchOutcome, match_transactions
+from billing.overdue import plan_sweep
 from billing.ledgerio import (
     LedgerView,
     Outgoing,
@@ -219,6 +221,18 @@ class BillingMember:
         if outgoing and not dry_run:
             self._append(view, outgoing)
         return outcomes
+
+    # -- overdue --------------------------------------------------------------------------------
+
+    def sweep(self, as_of: dt.date) -> list[OverdueAlert]:
+        """Record the overdue alerts due on ``as_of`` (hooks are the caller's, after this)."""
+        view = self.view()
+        state = self.state(view)
+        alerts = plan_sweep(state, as_of)
+        if alerts:
+            self._append(view, [Outgoing(a, (state.items[a.item_id].creditor, state.items[a.item_id].debtor))
+                                for a in alerts])
+        return alerts
 
     def _append(self, view: LedgerView, outgoing: Sequence[Outgoing]) -> list[int]:
         """Append, then replay: every appended document must have been accepted (a document the
