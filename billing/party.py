@@ -17,14 +17,23 @@ from pathlib import Path
 from typing import Any
 
 from billing import membership
+from billing.adjustments import build_adjustment, countersign, propose, reversal_lines
 from billing.bank import read_bank_file
 from billing.config import BillingTerms
 from billing.documents import (
+    AcceptanceProof,
+    Adjustment,
     Fapiao,
     Hold,
     Invoice,
     InvoiceReceipt,
     InvoiceVoid,
+    Line,
+    NettingAcceptance,
+    NettingCall,
+    NettingFinal,
+    NettingResult,
+    NettingSubmission,
     OverdueAlert,
     UnmatchedPayment,
     document_json,
@@ -32,8 +41,6 @@ from billing.documents import (
 )
 from billing.errors import BillingInputError, RefusedError
 from billing.invoices import draft_invoice, finalize
-from billing.matching import MatchOutcome, match_transactions
-from billing.overdue import plan_sweep
 from billing.ledgerio import (
     LedgerView,
     Outgoing,
@@ -42,7 +49,10 @@ from billing.ledgerio import (
     publish_sealing_key,
     read_ledger,
 )
-from billing.state import BillingState, replay, state_at
+from billing.matching import MatchOutcome, match_transactions
+from billing.netting import bilateral_amounts, check_submissions, netting_id_for, pair_commitment, plan
+from billing.overdue import plan_sweep
+from billing.state import BillingState, NettingRecord, netting_items, replay, state_at
 from billing.statement import SettledStatement, find_statement_entry, read_statement_file, settled_statement
 from ledger_anchor import open_ledger, sm2
 from ledger_anchor.config import ConsortiumConfig, load_config
@@ -233,6 +243,112 @@ class BillingMember:
             self._append(view, [Outgoing(a, (state.items[a.item_id].creditor, state.items[a.item_id].debtor))
                                 for a in alerts])
         return alerts
+
+    # -- adjustments --------------------------------------------------------------------------
+
+    def propose_adjustment(self, job_id: str, lines: Sequence[Line], *, reason: str, period: str,
+                           issue_date: dt.date, reverses: str | None = None) -> dict[str, Any]:
+        """A proposal file for the other operator to countersign (nothing is appended yet)."""
+        settled = self.statements.get(job_id)
+        if settled is None:
+            raise RefusedError("unknown_statement", f"read the statement of job {job_id} first (--statement)")
+        view = self.view()
+        state = self.state(view)
+        if reverses is not None:
+            lines = reversal_lines(state, reverses)
+        adjustment = build_adjustment(state, settled, lines, reason=reason, period=period, issue_date=issue_date,
+                                      terms=self.terms, reverses=reverses)
+        return propose(view, state, adjustment, self.member, self.signing_key, self.sealing_key, self.statements)
+
+    def countersign_adjustment(self, proposal: dict[str, Any]) -> Adjustment:
+        """Check the other operator's proposal and append it with both signatures."""
+        view = self.view()
+        entry, signatures, adjustment = countersign(
+            view, proposal, self.member, self.signing_key, self.sealing_key,
+            membership.signing_keys(self.config, self.ledger), self.terms, self.statements)
+        index = self.ledger.append(entry, signatures).index
+        refused = [r for r in self.state().refused if r.index == index]
+        if refused:
+            raise RefusedError(refused[0].rule, refused[0].message)
+        return adjustment
+
+    # -- netting ------------------------------------------------------------------------------
+
+    def open_netting(self, period: str, settlement_date: dt.date, members: Sequence[str] | None = None
+                     ) -> NettingCall:
+        if self.terms.netting_agent != self.member:
+            raise RefusedError("netting_agent", f"only the rules' netting agent ({self.terms.netting_agent}) "
+                                                "opens a netting run")
+        view = self.view()
+        chosen = tuple(sorted(members or [m.id for m in self.config.members]))
+        call = NettingCall(netting_id_for(period, view.size), period, view.size, self.member, chosen,
+                           settlement_date)
+        self._append(view, [Outgoing(call, chosen)])
+        return call
+
+    def _netting_record(self, state: BillingState, netting_id: str | None) -> NettingRecord:
+        runs = [r for r in state.netting.values() if netting_id in (None, r.call.netting_id)]
+        if netting_id is None:
+            runs = [r for r in runs if r.final is None]
+        if len(runs) != 1:
+            raise RefusedError("unknown_netting", f"expected one open netting run{' ' + netting_id if netting_id else ''}, "
+                                                  f"found {len(runs)}; pass --netting-id")
+        return runs[0]
+
+    def submit_netting(self, netting_id: str | None = None) -> NettingSubmission:
+        view = self.view()
+        record = self._netting_record(self.state(view), netting_id)
+        call = record.call
+        at_cutoff = state_at(view, self.terms, self.statements, call.cutoff)
+        amounts = bilateral_amounts(at_cutoff, self.member, call.netting_id, call.members, call.period, call.cutoff)
+        included = netting_items(at_cutoff, call, self.member)
+        held = [i for i in at_cutoff.items.values() if i.period == call.period and i.payment_status == "held"
+                and self.member in (i.creditor, i.debtor) and not i.is_void]
+        submission = NettingSubmission(
+            call.netting_id, call.period, self.member, call.agent, sum(amounts.values()),
+            tuple((cp, pair_commitment(view, self.member, cp, call.netting_id, call.cutoff, amount))
+                  for cp, amount in sorted(amounts.items())), len(included), len(held))
+        self._append(view, [Outgoing(submission, (self.member, call.agent))])
+        return submission
+
+    def compute_netting(self, netting_id: str | None = None) -> list[NettingResult]:
+        view = self.view()
+        record = self._netting_record(self.state(view), netting_id)
+        if record.call.agent != self.member:
+            raise RefusedError("netting_agent", f"only {record.call.agent} computes {record.call.netting_id}")
+        positions = check_submissions(record)
+        payments, plan_commitment = plan(record, positions)
+        results = [NettingResult(record.call.netting_id, record.call.period, m, self.member, positions[m],
+                                 tuple(p for p in payments if m in (p.payer, p.payee)), len(positions),
+                                 len(payments), plan_commitment) for m in sorted(positions)]
+        self._append(view, [Outgoing(r, (r.member, self.member)) for r in results])
+        return results
+
+    def accept_netting(self, netting_id: str | None = None) -> NettingAcceptance:
+        view = self.view()
+        record = self._netting_record(self.state(view), netting_id)
+        result = record.results.get(self.member)
+        if result is None:
+            raise RefusedError("netting_state", f"{record.call.netting_id} has no result for {self.member} yet")
+        acceptance = NettingAcceptance(record.call.netting_id, self.member, result[1].plan_commitment)
+        self._append(view, [Outgoing(acceptance, (self.member, record.call.agent))])
+        return acceptance
+
+    def finalize_netting(self, netting_id: str | None = None) -> NettingFinal:
+        view = self.view()
+        record = self._netting_record(self.state(view), netting_id)
+        if record.call.agent != self.member:
+            raise RefusedError("netting_agent", f"only {record.call.agent} finalises {record.call.netting_id}")
+        missing = [m for m in record.call.members if m not in record.acceptances]
+        if missing:
+            raise RefusedError("netting_incomplete", f"{record.call.netting_id}: not accepted by {', '.join(missing)}")
+        by_index = {d.index: d for d in view.documents}
+        proofs = tuple(AcceptanceProof(m, record.acceptances[m], by_index[record.acceptances[m]].salt.hex())
+                       for m in sorted(record.call.members))
+        commitment = next(iter(record.results.values()))[1].plan_commitment
+        final = NettingFinal(record.call.netting_id, commitment, proofs)
+        self._append(view, [Outgoing(final, record.call.members)])
+        return final
 
     def _append(self, view: LedgerView, outgoing: Sequence[Outgoing]) -> list[int]:
         """Append, then replay: every appended document must have been accepted (a document the

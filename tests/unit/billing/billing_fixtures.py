@@ -103,10 +103,12 @@ class Consortium:
     def ledger(self):
         return open_ledger(self.config_path)
 
-    def settle(self, job_id: str, *, signers: tuple[str, ...] = ("CMCC", "CUCC"), commitment_format: bool = False,
+    def settle(self, job_id: str, *, signers: tuple[str, ...] | None = None, commitment_format: bool = False,
                **kwargs: Any) -> Path:
-        """Anchor a co-signed statement for ``job_id``; returns the path of statement.json."""
+        """Anchor a statement for ``job_id`` signed by ``signers`` (default: both operators);
+        returns the path of statement.json."""
         statement = statement_document(job_id, **kwargs)
+        signers = tuple(statement["operators"].values()) if signers is None else signers
         if commitment_format:
             salt = secrets.token_bytes(32)
             statement[SALT_FIELD] = salt.hex()
