@@ -22,12 +22,13 @@ section of its own, parsed here and only here (docs/billing.md "Terms")::
 
 The engine hashes the section with the rest of the rules (so the consortium adopts the
 billing terms by the same vote); :attr:`BillingTerms.terms_sm3` is the SM3 of the
-section's RFC 8785 JSON, recorded in every invoice so that anyone can tell which terms
-priced it.  Every problem names the file and the TOML path.
+*effective* terms (defaults filled in) as RFC 8785 JSON, recorded in every invoice and
+note so that anyone can tell which terms priced it.  Every problem names the file and the TOML path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ _SERIES_TEXT = re.compile(r"^[A-Za-z0-9{}_-]{1,40}$")
 MAX_REFERENCE = 35
 NUMBER_DIGITS = 6
 
+#: Without ``[[billing.overdue]]``: a reminder the day after the due date, an escalation a month later.
+DEFAULT_OVERDUE = [{"state": "reminded", "days_past_due": 1, "action": "reminder"},
+                   {"state": "escalated", "days_past_due": 31, "action": "escalation"}]
 DEFAULT_TAX_CLASSES = (("basic_telecom", "9%", ("voice",)), ("value_added_telecom", "6%", ("sms", "data")))
 
 
@@ -160,7 +164,7 @@ def parse_terms(table: dict[str, Any] | None, *, source: str = "<memory>") -> Bi
     table = {} if table is None else table
     if not isinstance(table, dict):
         raise _error(source, "billing", "wrong type", "a table", table)
-    digest = sm3(terms_bytes(table, source)).hex()
+    terms_bytes(table, source)  # refuses floats and other values the terms cannot hold, naming the path
     known = {"currency", "payment_terms_days", "invoice_series", "tax_classes", "overdue", "netting_agent",
              "accounts"}
     _refuse_unknown(table, known, source, "billing")
@@ -224,7 +228,7 @@ def parse_terms(table: dict[str, Any] | None, *, source: str = "<memory>") -> Bi
                      missing)
 
     rules: list[OverdueRule] = []
-    for i, item in enumerate(_take(table, "overdue", list, source, "billing", [])):
+    for i, item in enumerate(_take(table, "overdue", list, source, "billing", DEFAULT_OVERDUE)):
         path = f"billing.overdue[{i}]"
         if not isinstance(item, dict):
             raise _error(source, path, "wrong type", "a table", item)
@@ -258,9 +262,14 @@ def parse_terms(table: dict[str, Any] | None, *, source: str = "<memory>") -> Bi
     accounts = JournalAccounts(**{name: _take(accounts_table, name, str, source, "billing.accounts",
                                               getattr(defaults, name))
                                   for name in defaults.__dataclass_fields__})
-    return BillingTerms(currency=currency, payment_terms_days=terms_days, invoice_series=series,
-                        tax_classes=tuple(taxes), overdue=tuple(sorted(rules, key=lambda r: OVERDUE_STATES.index(
-                            r.state))), netting_agent=agent, accounts=accounts, terms_sm3=digest, source=source)
+    effective = BillingTerms(currency=currency, payment_terms_days=terms_days, invoice_series=series,
+                             tax_classes=tuple(taxes),
+                             overdue=tuple(sorted(rules, key=lambda r: OVERDUE_STATES.index(r.state))),
+                             netting_agent=agent, accounts=accounts, terms_sm3="", source=source)
+    meaning = dataclasses.asdict(effective)
+    meaning.pop("source")
+    meaning.pop("terms_sm3")
+    return dataclasses.replace(effective, terms_sm3=sm3(rfc8785.dumps(meaning)).hex())
 
 
 def load_terms(path: str | Path) -> BillingTerms:

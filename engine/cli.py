@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ledger_anchor.cli",       # ledger ...
     "protocols.psi.cli",       # psi (standalone two-party PSI, for benchmarks and debugging)
     "protocols.mpc.cli",       # mpc (standalone three-party run, for benchmarks and debugging)
+    "billing.cli",             # billing ... (invoices, payments, aging, adjustments, netting)
 )
 
 # Root error types whose diagnostics the CLI prints instead of a traceback.
@@ -38,6 +39,7 @@ _ROOT_ERRORS: tuple[tuple[str, str], ...] = (
     ("data_gen.errors", "DataGenError"),
     ("ledger_anchor.errors", "LedgerError"),
     ("protocols.errors", "ProtocolError"),
+    ("billing.errors", "BillingError"),
 )
 
 
