@@ -31,7 +31,20 @@ def signing_keys(config: Any, ledger: Any | None = None, at_index: int | None = 
 
 def require_final(settled: SettledStatement, ledger: Any | None = None) -> None:
     """Return nothing if ``settled`` is final for payment; else raise ``statement_not_final``."""
-    if settled.settlement != "automatic":
-        raise RefusedError("statement_not_final",
-                           f"job {settled.job_id}: the statement is marked {settled.settlement!r}, not settled "
-                           "automatically; it is final for payment only once approved")
+    Finality(ledger).check(settled.job_id, settled.settlement, before=None)
+
+
+class Finality:
+    """Whether a job's statement is final for payment, as of a ledger index (the replay
+    asks it for every invoice: an invoice appended around the checks is refused too)."""
+
+    def __init__(self, ledger: Any | None = None) -> None:
+        self.ledger = ledger
+
+    def check(self, job_id: str, settlement: str | None, *, before: int | None) -> None:
+        """``settlement``: the statement's ``settlement`` field when known (from the file,
+        or in clear on the entry), else None (then only what the ledger says counts)."""
+        if settlement is not None and settlement != "automatic":
+            raise RefusedError("statement_not_final",
+                               f"job {job_id}: the statement is marked {settlement!r}, not settled "
+                               "automatically; it is final for payment only once approved")

@@ -101,10 +101,10 @@ class BillingMember:
                            member_keys=membership.signing_keys(self.config, self.ledger), until=until)
 
     def state(self, view: LedgerView | None = None) -> BillingState:
-        return replay(view or self.view(), self.terms, self.statements)
+        return replay(view or self.view(), self.terms, self.statements, membership.Finality(self.ledger))
 
     def state_at(self, size: int) -> BillingState:
-        return state_at(self.view(), self.terms, self.statements, size)
+        return state_at(self.view(), self.terms, self.statements, size, membership.Finality(self.ledger))
 
     def read_statement(self, path: str | os.PathLike[str]) -> SettledStatement:
         """Read a statement.json this member holds and check it against the ledger."""
@@ -299,7 +299,7 @@ class BillingMember:
         view = self.view()
         record = self._netting_record(self.state(view), netting_id)
         call = record.call
-        at_cutoff = state_at(view, self.terms, self.statements, call.cutoff)
+        at_cutoff = state_at(view, self.terms, self.statements, call.cutoff, membership.Finality(self.ledger))
         amounts = bilateral_amounts(at_cutoff, self.member, call.netting_id, call.members, call.period, call.cutoff)
         included = netting_items(at_cutoff, call, self.member)
         held = [i for i in at_cutoff.items.values() if i.period == call.period and i.payment_status == "held"

@@ -43,6 +43,7 @@ from billing.documents import (
 from billing.errors import RefusedError
 from billing.invoices import charge_of, draft_invoice, reference
 from billing.ledgerio import LedgerView, OpenedEntry
+from billing.membership import Finality
 from billing.statement import SettledStatement
 
 log = logging.getLogger(__name__)
@@ -188,10 +189,12 @@ def _require(condition: bool, rule: str, message: str) -> None:
 
 
 class _Replay:
-    def __init__(self, view: LedgerView, terms: BillingTerms, statements: Mapping[str, SettledStatement]) -> None:
+    def __init__(self, view: LedgerView, terms: BillingTerms, statements: Mapping[str, SettledStatement],
+                 finality: Finality | None = None) -> None:
         self.view = view
         self.state = BillingState(view.member, terms, size=view.size, unreadable=list(view.unreadable))
         self.statements = statements
+        self.finality = finality or Finality()
 
     def run(self, documents: Iterable[OpenedEntry]) -> BillingState:
         for opened in documents:
@@ -266,6 +269,10 @@ class _Replay:
         if isinstance(operators, Mapping):
             _require({doc.issuer, doc.payer} == set(operators.values()), "parties",
                      f"job {doc.statement.job_id} is between {sorted(operators.values())}, not the invoice's parties")
+        known = self.statements.get(doc.statement.job_id)
+        settlement = known.settlement if known is not None else entry.get("settlement")
+        self.finality.check(doc.statement.job_id, settlement if isinstance(settlement, str) else None,
+                            before=opened.index)
         check = charge_of(doc.charge.lines, doc.issuer, doc.payer, terms)
         _require(check == doc.charge, "amounts", "the invoice's tax lines or totals do not follow from its lines")
         settled = self.statements.get(doc.statement.job_id)
@@ -575,7 +582,7 @@ class _Replay:
         payment booked after the cutoff becomes the debtor's credit)."""
         member = self.state.member
         call = record.call
-        at_cutoff = state_at(self.view, self.state.terms, self.statements, call.cutoff)
+        at_cutoff = state_at(self.view, self.state.terms, self.statements, call.cutoff, self.finality)
         netted = []
         for then in netting_items(at_cutoff, call, member):
             item = self.state.items[then.item_id]
@@ -642,15 +649,15 @@ def netting_items(state: BillingState, call: NettingCall, member: str) -> list[I
     return chosen
 
 
-def replay(view: LedgerView, terms: BillingTerms, statements: Mapping[str, SettledStatement] | None = None
-           ) -> BillingState:
+def replay(view: LedgerView, terms: BillingTerms, statements: Mapping[str, SettledStatement] | None = None,
+           finality: Finality | None = None) -> BillingState:
     """The billing state of ``view.member`` from the documents it opened, in ledger order."""
-    return _Replay(view, terms, statements or {}).run(view.documents)
+    return _Replay(view, terms, statements or {}, finality).run(view.documents)
 
 
 def state_at(view: LedgerView, terms: BillingTerms, statements: Mapping[str, SettledStatement] | None,
-             size: int) -> BillingState:
+             size: int, finality: Finality | None = None) -> BillingState:
     """The state as it was when the ledger had ``size`` entries."""
-    state = _Replay(view, terms, statements or {}).run(d for d in view.documents if d.index < size)
+    state = _Replay(view, terms, statements or {}, finality).run(d for d in view.documents if d.index < size)
     state.size = size
     return state
