@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "engine.ingest.cli",       # validate
     "engine.reference_cli",    # reconcile-plain
     "ledger_anchor.cli",       # ledger ...
+    "governance.cli",          # governance, people, approve, audit
     "protocols.psi.cli",       # psi (standalone two-party PSI, for benchmarks and debugging)
     "protocols.mpc.cli",       # mpc (standalone three-party run, for benchmarks and debugging)
     "billing.cli",             # billing ... (invoices, payments, aging, adjustments, netting)
@@ -38,6 +39,7 @@ _ROOT_ERRORS: tuple[tuple[str, str], ...] = (
     ("engine.errors", "SettlechainError"),
     ("data_gen.errors", "DataGenError"),
     ("ledger_anchor.errors", "LedgerError"),
+    ("governance.errors", "GovernanceError"),
     ("protocols.errors", "ProtocolError"),
     ("billing.errors", "BillingError"),
 )

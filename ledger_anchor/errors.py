@@ -84,10 +84,6 @@ class VerificationError(LedgerError):
         self.what = what
 
 
-class GovernanceError(EntryError):
-    """A governance entry (proposal or vote) is inconsistent with the ledger."""
-
-
 class TransportError(LedgerError):
     """The gRPC ledger service could not be reached or answered with an error."""
 

@@ -131,9 +131,17 @@ def _ledger_state(run: PartyRun) -> tuple[bool, int | None]:
     """What the agreement step needs from the ledger: are the job's rules adopted (jobs
     may only use rules the consortium adopted, DESIGN.md governance), and the index of
     a settlement statement already anchored for this job id, if any."""
+    from governance import GovernanceError, rules_in_force
+
     try:
         with open_ledger(run.consortium.path, member_id=run.member.id, readonly=True) as ledger:
-            return bool(ledger.is_rule_adopted(run.job.rules_sm3)), settled_at(ledger, run.job.id)
+            try:
+                rules_in_force(ledger, run.job.period, run.job.rules_sm3)
+                adopted = True
+            except GovernanceError as exc:
+                log.warning("%s", exc.diagnostics())
+                adopted = False
+            return adopted, settled_at(ledger, run.job.id)
     except Exception as exc:  # noqa: BLE001 - no ledger yet: nothing is adopted
         log.warning("cannot read the ledger to check rule adoption: %s", exc)
         return False, None
