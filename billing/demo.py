@@ -9,7 +9,9 @@
 It plays every member on this machine, as the job demo does:
 
 1. each member publishes its sealing key;
-2. for each job, the operator owed money issues its invoice (numbered, sealed to both);
+2. for each job whose statement is not yet final for payment, each operator's finance
+   approver (certified once, key in ``<out>/billing/people/``) approves it (governance);
+   then the operator owed money issues its invoice (numbered, sealed to both);
 3. one adjustment: the disputed pairs of the first job resolved -- the lower of the two
    sides' disputed amounts is owed after all -- proposed by the issuer, countersigned by
    the payer: a debit note in the next period;
@@ -44,6 +46,7 @@ from billing.money import show
 from billing.party import BillingMember
 from billing.report import write_report
 from data_gen.bank import BankConfig, Receivable, generate_bank_statement, write_bank_files
+from ledger_anchor import sm2
 from ledger_anchor.config import load_config
 from ledger_anchor.sm3 import sm3
 
@@ -89,6 +92,9 @@ def run_billing_demo(out: Path, consortium: Path, rules: Path, jobs: Sequence[De
         for job in jobs:
             for member_id, path in job.statements.items():
                 settled.append((member_id, members[member_id].read_statement(path)))
+        for job in jobs:
+            statement = next(s for m, s in settled if s.job_id == job.job_id)
+            _approve_if_needed(members, statement, folder, say)
         first_issued: dt.date | None = None
         creditor_of_first = None
         for job in jobs:
@@ -190,6 +196,44 @@ def run_billing_demo(out: Path, consortium: Path, rules: Path, jobs: Sequence[De
         for member in members.values():
             member.close()
     return outcome
+
+
+def _approve_if_needed(members: Mapping[str, BillingMember], statement: Any, folder: Path,
+                       say: Callable[[str], None]) -> None:
+    """The demo plays the people too: when the statement is not yet final for payment, each
+    operator certifies a finance approver (once) and both approve the statement."""
+    from governance import api as governance_api  # noqa: PLC0415
+
+    from billing import membership  # noqa: PLC0415
+    from billing.errors import RefusedError  # noqa: PLC0415
+
+    ledger = members[statement.members[0]].ledger
+    try:
+        membership.require_final(statement, ledger)
+        return
+    except RefusedError:
+        pass
+    request_id = governance_api.request_statement_approval(
+        ledger, job_id=statement.job_id, requester=statement.members[0],
+        key=members[statement.members[0]].signing_key, operators=statement.members)
+    for operator in statement.members:
+        key_path = folder / "people" / f"{operator}-finance.key"
+        state = governance_api.replay(ledger)
+        certs = [c.certificate.cert_id for c in state.certificates.values()
+                 if c.certificate.operator == operator and c.certificate.role == "finance" and c.revoked_at is None]
+        if key_path.exists() and certs:
+            person, cert_id = sm2.load_private_key(key_path), certs[-1]
+        else:
+            person, public = sm2.generate_keypair()
+            sm2.save_private_key(key_path, person)
+            cert_id, _ = governance_api.certify(ledger, operator=operator, key=members[operator].signing_key,
+                                                person=f"{operator.lower()}-finance", role="finance",
+                                                public_key=public)
+        governance_api.sign_approval(ledger, request_id=request_id, cert_id=cert_id, person_key=person,
+                                     relay_key=members[operator].signing_key)
+    membership.require_final(statement, ledger)
+    say(f"     statement of {statement.job_id} approved for payment by the finance approvers of "
+        f"{' and '.join(statement.members)} ({request_id})")
 
 
 def _disputed_agreed(statement_path: Path) -> int:

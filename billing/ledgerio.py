@@ -65,8 +65,12 @@ class LedgerView:
     unreadable: list[tuple[int, str]] = field(default_factory=list)
     sealed_for_others: int = 0
     entries_by_index: dict[int, dict[str, Any]] = field(default_factory=dict)
+    members_in_force: frozenset[str] | None = None
 
     def sealing_key_of(self, member: str, before: int | None = None) -> bytes:
+        if self.members_in_force is not None and member not in self.members_in_force:
+            raise RefusedError("not_a_member", f"{member} is not a member of the consortium in force; nothing is "
+                                               "sealed to it")
         keys = [key for index, key in self.sealing_keys.get(member, []) if before is None or index < before]
         if not keys:
             raise RefusedError("no_sealing_key", f"{member} has published no sealing key on the ledger "

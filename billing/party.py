@@ -97,8 +97,9 @@ class BillingMember:
         return publish_sealing_key(self.ledger, self.member, self.signing_key, self.sealing_key)
 
     def view(self, until: int | None = None) -> LedgerView:
-        return read_ledger(self.ledger, self.member, self.sealing_key,
-                           member_keys=membership.signing_keys(self.config, self.ledger), until=until)
+        view = read_ledger(self.ledger, self.member, self.sealing_key, until=until)
+        view.members_in_force = membership.members_in_force(self.config, self.ledger)
+        return view
 
     def state(self, view: LedgerView | None = None) -> BillingState:
         return replay(view or self.view(), self.terms, self.statements, membership.Finality(self.ledger))
@@ -114,7 +115,7 @@ class BillingMember:
             raise BillingInputError("missing job_id", file=str(path), column="job_id", expected="a string",
                                     found=repr(job_id))
         index, entry = find_statement_entry(self.ledger, job_id)
-        settled = settled_statement(statement, entry, index, membership.signing_keys(self.config, self.ledger),
+        settled = settled_statement(statement, entry, index, membership.signing_keys(self.config, self.ledger, index),
                                     source=str(path))
         self.statements[job_id] = settled
         return settled

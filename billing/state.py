@@ -272,7 +272,7 @@ class _Replay:
         known = self.statements.get(doc.statement.job_id)
         settlement = known.settlement if known is not None else entry.get("settlement")
         self.finality.check(doc.statement.job_id, settlement if isinstance(settlement, str) else None,
-                            before=opened.index)
+                            before=opened.index, statement_index=doc.statement.ledger_index)
         check = charge_of(doc.charge.lines, doc.issuer, doc.payer, terms)
         _require(check == doc.charge, "amounts", "the invoice's tax lines or totals do not follow from its lines")
         settled = self.statements.get(doc.statement.job_id)

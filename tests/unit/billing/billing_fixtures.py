@@ -20,6 +20,7 @@ from billing.config import BillingTerms, parse_terms
 from billing.party import BillingMember
 from billing.statement import SALT_FIELD, signing_bytes
 from engine.job.local import create_consortium
+from governance import api as governance_api
 from ledger_anchor import canonical_entry_bytes, open_ledger, sm2
 from ledger_anchor.commitment import commit
 from ledger_anchor.config import load_config
@@ -81,6 +82,7 @@ class Consortium:
     folder: Path
     config_path: Path
     terms: BillingTerms = field(default_factory=terms)
+    finance: dict[str, tuple[str, bytes]] = field(default_factory=dict)   # operator -> (cert id, person key)
 
     @classmethod
     def create(cls, folder: Path, **term_changes: Any) -> Consortium:
@@ -91,7 +93,26 @@ class Consortium:
         for member in ROLES.values():  # every member publishes its sealing key, as `billing keys` does
             with BillingMember(path, member, made.terms) as billing:
                 billing.publish_keys()
+        with made.ledger() as ledger:  # one certified finance approver per operator (governance)
+            for member in ROLES.values():
+                private, public = sm2.generate_keypair()
+                cert_id, _ = governance_api.certify(ledger, operator=member, key=made.signing_key(member),
+                                                    person=f"{member.lower()}-finance", role="finance",
+                                                    public_key=public)
+                made.finance[member] = (cert_id, private)
         return made
+
+    def approve(self, job_id: str, operators: tuple[str, str]) -> str:
+        """The statement's approval request, signed by both operators' finance approvers."""
+        with self.ledger() as ledger:
+            request_id = governance_api.request_statement_approval(
+                ledger, job_id=job_id, requester=operators[0], key=self.signing_key(operators[0]),
+                operators=operators)
+            for operator in operators:
+                cert_id, person = self.finance[operator]
+                governance_api.sign_approval(ledger, request_id=request_id, cert_id=cert_id, person_key=person,
+                                             relay_key=self.signing_key(operator))
+        return request_id
 
     @property
     def config(self):
@@ -104,9 +125,9 @@ class Consortium:
         return open_ledger(self.config_path)
 
     def settle(self, job_id: str, *, signers: tuple[str, ...] | None = None, commitment_format: bool = False,
-               **kwargs: Any) -> Path:
-        """Anchor a statement for ``job_id`` signed by ``signers`` (default: both operators);
-        returns the path of statement.json."""
+               approve: bool = True, **kwargs: Any) -> Path:
+        """Anchor a statement for ``job_id`` signed by ``signers`` (default: both operators) and,
+        unless ``approve`` is false, approved by both finance approvers; returns statement.json."""
         statement = statement_document(job_id, **kwargs)
         signers = tuple(statement["operators"].values()) if signers is None else signers
         if commitment_format:
@@ -120,6 +141,8 @@ class Consortium:
         with self.ledger() as ledger:
             ledger.append(entry, signatures)
         statement["signatures"] = [{"signer": m, "sig": signatures[m].hex()} for m in sorted(signatures)]
+        if approve and len(signers) == 2:
+            self.approve(job_id, (statement["operators"]["A"], statement["operators"]["B"]))
         path = self.folder / job_id / "statement.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(rfc8785.dumps(statement))

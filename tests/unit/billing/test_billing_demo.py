@@ -44,3 +44,12 @@ def test_demo_with_one_job(tmp_path) -> None:
     assert outcome.alerts == [f"{outcome.invoices[0]}: reminded"]
     assert any("CTCC (not a party) sees" in line and "opens none" in line for line in lines)
     print("\n".join(lines))
+
+
+def test_demo_approves_an_unapproved_statement(tmp_path) -> None:
+    consortium = Consortium.create(tmp_path)
+    path = consortium.settle("demo-unapproved", approve=False)
+    lines: list[str] = []
+    outcome = run_billing_demo(tmp_path, consortium.config_path, _rules(tmp_path),
+                               [DemoJob("demo-unapproved", {"CMCC": path, "CUCC": path})], say=lines.append)
+    assert any("approved for payment" in line for line in lines) and len(outcome.invoices) == 1

@@ -75,7 +75,7 @@ def test_gapless_numbers_per_issuer_and_series(consortium) -> None:
 
 
 def test_refuses_a_statement_that_is_not_final(consortium) -> None:
-    path = consortium.settle("job-review", settlement="manual_review")
+    path = consortium.settle("job-review", settlement="manual_review", approve=False)
     with consortium.member("CUCC", path) as cucc, pytest.raises(RefusedError) as refusal:
         cucc.issue_invoice(path, ISSUED)
     assert refusal.value.rule == "statement_not_final"
@@ -144,3 +144,46 @@ def test_void_links_to_the_regenerated_invoice(consortium) -> None:
             assert not state.refused
         with pytest.raises(RefusedError):
             cucc.void_invoice(first.invoice_id, "again", ISSUED)
+
+
+def test_a_statement_is_final_only_once_its_approval_is_met(consortium) -> None:
+    from governance import api as governance_api
+
+    path = consortium.settle("job-unapproved", approve=False)
+    with consortium.member("CUCC", path) as cucc:
+        with pytest.raises(RefusedError, match="no approval request"):
+            cucc.issue_invoice(path, ISSUED)
+        with consortium.ledger() as ledger:   # one finance approver of the two
+            request_id = governance_api.request_statement_approval(
+                ledger, job_id="job-unapproved", requester="CUCC", key=consortium.signing_key("CUCC"),
+                operators=("CMCC", "CUCC"))
+            cert_id, person = consortium.finance["CMCC"]
+            governance_api.sign_approval(ledger, request_id=request_id, cert_id=cert_id, person_key=person,
+                                         relay_key=consortium.signing_key("CMCC"))
+        with pytest.raises(RefusedError, match="pending") as refusal:
+            cucc.issue_invoice(path, ISSUED)
+        assert refusal.value.rule == "statement_not_final"
+        with consortium.ledger() as ledger:
+            cert_id, person = consortium.finance["CUCC"]
+            governance_api.sign_approval(ledger, request_id=request_id, cert_id=cert_id, person_key=person,
+                                         relay_key=consortium.signing_key("CUCC"))
+        assert cucc.issue_invoice(path, ISSUED).number == 1
+
+
+def test_a_statement_for_manual_review_is_final_once_approved(consortium) -> None:
+    path = consortium.settle("job-reviewed", settlement="manual_review", approve=True)
+    with consortium.member("CUCC", path) as cucc:
+        assert cucc.issue_invoice(path, ISSUED).statement.job_id == "job-reviewed"
+
+
+def test_an_invoice_appended_before_the_approval_is_refused_on_replay(consortium) -> None:
+    from billing.invoices import draft_invoice, finalize
+    from billing.ledgerio import Outgoing, append_documents
+
+    path = consortium.settle("job-early", approve=False)
+    with consortium.member("CUCC", path) as cucc, consortium.member("CMCC", path) as cmcc:
+        early = finalize(draft_invoice(cucc.statements["job-early"], "CUCC", cucc.terms, issue_date=ISSUED), 1)
+        [index] = append_documents(cucc.ledger, cucc.view(), "CUCC", cucc.signing_key,
+                                   [Outgoing(early, ("CUCC", "CMCC"))])
+        consortium.approve("job-early", ("CMCC", "CUCC"))          # approved only afterwards
+        assert [r.rule for r in cmcc.state().refused if r.index == index] == ["statement_not_final"]

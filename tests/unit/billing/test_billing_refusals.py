@@ -73,7 +73,7 @@ def test_an_invoice_by_a_member_that_is_not_its_issuer(setup) -> None:
 
 def test_a_statement_that_is_not_final_cannot_be_invoiced_even_around_the_checks(setup, tmp_path) -> None:
     consortium, cucc, cmcc, _, _ = setup
-    review = consortium.settle("job-review", settlement="manual_review")
+    review = consortium.settle("job-review", settlement="manual_review", approve=False)
     cucc.read_statement(review)
     cmcc.read_statement(review)
     from billing.invoices import draft_invoice
