@@ -21,7 +21,6 @@ it that does not open is listed in ``unreadable`` with the reason, never dropped
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,11 +211,3 @@ def append_documents(ledger: Any, view: LedgerView, member: str, signing_key: by
         entry = prepare(view, item)
         items.append((entry, {member: sign_entry(entry, signing_key)}))
     return [receipt.index for receipt in ledger.append_many(items)]
-
-
-def consortium_paths(config: Any) -> tuple[Path, Any]:
-    """(base directory, parsed consortium) of a consortium file or parsed config."""
-    from ledger_anchor.config import ConsortiumConfig, load_config  # noqa: PLC0415
-
-    parsed = config if isinstance(config, ConsortiumConfig) else load_config(os.fspath(config))
-    return parsed.base_dir, parsed
