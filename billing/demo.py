@@ -31,21 +31,24 @@ Returns what it did (for the tests), and says it line by line through ``say``.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from billing import membership
 from billing.aging import aging
 from billing.config import load_terms
 from billing.documents import Line
-from billing.errors import BillingError
+from billing.errors import BillingError, RefusedError
 from billing.exports import write_exports
 from billing.matching import counts
 from billing.money import show
 from billing.party import BillingMember
 from billing.report import write_report
 from data_gen.bank import BankConfig, Receivable, generate_bank_statement, write_bank_files
+from governance import api as governance_api
 from ledger_anchor import sm2
 from ledger_anchor.config import load_config
 from ledger_anchor.sm3 import sm3
@@ -202,11 +205,6 @@ def _approve_if_needed(members: Mapping[str, BillingMember], statement: Any, fol
                        say: Callable[[str], None]) -> None:
     """The demo plays the people too: when the statement is not yet final for payment, each
     operator certifies a finance approver (once) and both approve the statement."""
-    from governance import api as governance_api  # noqa: PLC0415
-
-    from billing import membership  # noqa: PLC0415
-    from billing.errors import RefusedError  # noqa: PLC0415
-
     ledger = members[statement.members[0]].ledger
     try:
         membership.require_final(statement, ledger)
@@ -238,8 +236,6 @@ def _approve_if_needed(members: Mapping[str, BillingMember], statement: Any, fol
 
 def _disputed_agreed(statement_path: Path) -> int:
     """The lower of the two sides' disputed amounts in a statement (0 when none)."""
-    import json  # noqa: PLC0415
-
     totals: Any = json.loads(Path(statement_path).read_text(encoding="utf-8")).get("totals", {})
     values = [totals.get("a_disputed_charge"), totals.get("b_disputed_charge")]
     return min(v for v in values if isinstance(v, int)) if all(isinstance(v, int) for v in values) else 0

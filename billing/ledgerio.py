@@ -65,6 +65,7 @@ class LedgerView:
     sealed_for_others: int = 0
     entries_by_index: dict[int, dict[str, Any]] = field(default_factory=dict)
     members_in_force: frozenset[str] | None = None
+    cache: dict[int, tuple[str, OpenedEntry | None]] | None = None
 
     def sealing_key_of(self, member: str, before: int | None = None) -> bytes:
         if self.members_in_force is not None and member not in self.members_in_force:
@@ -116,11 +117,15 @@ def _signers(entry: Mapping[str, Any]) -> frozenset[str]:
 
 
 def read_ledger(ledger: Any, member: str, sealing_private: bytes | None, *,
-                member_keys: Mapping[str, bytes] | None = None, until: int | None = None) -> LedgerView:
+                member_keys: Mapping[str, bytes] | None = None, until: int | None = None,
+                cache: dict[int, tuple[str, OpenedEntry | None]] | None = None) -> LedgerView:
     """Everything billing needs from the ledger, as ``member`` sees it (``sealing_private``
     None: no documents are opened, e.g. to read the sealing keys only).  ``until``: stop
-    before that index (the state of the ledger at that size)."""
+    before that index (the state of the ledger at that size).  ``cache``: index ->
+    (commitment, opened document) of entries opened before by this process; an entry is
+    opened again if its commitment changed."""
     view = LedgerView(member)
+    view.cache = cache
     size = ledger.size() if until is None else min(until, ledger.size())
     view.size = size
     for start in range(0, size, READ_CHUNK):
@@ -169,6 +174,10 @@ def _billing_entry(view: LedgerView, index: int, entry: Mapping[str, Any], membe
         return
     if sealing_private is None:
         return
+    cached = view.cache.get(index) if view.cache is not None else None
+    if cached is not None and cached[0] == sealed.commitment and cached[1] is not None:
+        view.documents.append(cached[1])
+        return
     try:
         opened = open_sealed(sealed, member, sealing_private)
         document = parse_document(opened.document, kind=sealed.kind)
@@ -176,8 +185,11 @@ def _billing_entry(view: LedgerView, index: int, entry: Mapping[str, Any], membe
         view.unreadable.append((index, f"{sealed.kind} entry sealed to {member} does not open: "
                                        f"{getattr(exc, 'diagnostics', lambda: str(exc))()}"))
         return
-    view.documents.append(OpenedEntry(index, sealed.kind, document, _signers(entry), sealed.members,
-                                      opened.salt, opened.commitment))
+    result = OpenedEntry(index, sealed.kind, document, _signers(entry), sealed.members, opened.salt,
+                         opened.commitment)
+    view.documents.append(result)
+    if view.cache is not None:
+        view.cache[index] = (sealed.commitment, result)
 
 
 # ---------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from itertools import combinations
 
 import rfc8785
 
-from billing.documents import NettingSubmission, Payment1
+from billing.documents import NettingCall, NettingSubmission, Payment1
 from billing.errors import RefusedError
 from billing.ledgerio import LedgerView
 from billing.state import BillingState, NettingRecord, netting_items
@@ -109,8 +109,6 @@ def fewest_payments(positions: Mapping[str, int]) -> list[tuple[str, str, int]]:
 def bilateral_amounts(state_at_cutoff: BillingState, member: str, netting_id: str, members: Sequence[str],
                       period: str, cutoff: int) -> dict[str, int]:
     """counterparty -> what it owes ``member`` net over the run's items (negative: member owes)."""
-    from billing.documents import NettingCall  # noqa: PLC0415
-
     call = NettingCall(netting_id, period, cutoff, "", tuple(members), dt.date(2000, 1, 1))
     amounts = {m: 0 for m in members if m != member}
     for item in netting_items(state_at_cutoff, call, member):

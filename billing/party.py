@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -77,6 +78,7 @@ class BillingMember:
         if created:
             log.info("created the sealing key of %s", member)
         self.statements: dict[str, SettledStatement] = {}
+        self._opened: dict[int, Any] = {}   # ledger index -> (commitment, opened document): entries never change
         for path in statements:
             self.read_statement(path)
 
@@ -97,7 +99,7 @@ class BillingMember:
         return publish_sealing_key(self.ledger, self.member, self.signing_key, self.sealing_key)
 
     def view(self, until: int | None = None) -> LedgerView:
-        view = read_ledger(self.ledger, self.member, self.sealing_key, until=until)
+        view = read_ledger(self.ledger, self.member, self.sealing_key, until=until, cache=self._opened)
         view.members_in_force = membership.members_in_force(self.config, self.ledger)
         return view
 
@@ -363,8 +365,6 @@ class BillingMember:
 
 
 def save_draft(invoice: Invoice, path: str | os.PathLike[str]) -> Path:
-    import json  # noqa: PLC0415
-
     target = Path(path)
     target.write_text(json.dumps(document_json(invoice), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return target

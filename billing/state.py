@@ -25,6 +25,7 @@ from billing import machines
 from billing.config import BillingTerms
 from billing.documents import (
     Adjustment,
+    Line,
     Fapiao,
     Hold,
     Invoice,
@@ -39,12 +40,15 @@ from billing.documents import (
     Payment,
     PaymentReversal,
     UnmatchedPayment,
+    document_bytes,
 )
 from billing.errors import RefusedError
 from billing.invoices import charge_of, draft_invoice, reference
 from billing.ledgerio import LedgerView, OpenedEntry
 from billing.membership import Finality
 from billing.statement import SettledStatement
+from ledger_anchor.commitment import verify_commitment
+from ledger_anchor.errors import LedgerError
 
 log = logging.getLogger(__name__)
 
@@ -551,11 +555,6 @@ class _Replay:
         members = sorted(p.member for p in doc.acceptances)
         _require(members == sorted(record.call.members), "netting_incomplete",
                  f"{doc.netting_id} is final only when every member accepted; proofs for {members}")
-        from ledger_anchor.commitment import verify_commitment  # noqa: PLC0415
-        from ledger_anchor.errors import LedgerError  # noqa: PLC0415
-
-        from billing.documents import document_bytes  # noqa: PLC0415
-
         for proof in doc.acceptances:
             entry = self.view.entries_by_index.get(proof.ledger_index)
             _require(entry is not None and entry.get("kind") == "netting"
@@ -573,7 +572,8 @@ class _Replay:
                      "the final plan is not the one this member was given")
         record.final = doc
         record.final_index = opened.index
-        record.machine.send("compute") if machines.state_of(record.machine) == "collecting" else None
+        if machines.state_of(record.machine) == "collecting":  # a member given no result sees only the call
+            record.machine.send("compute")
         record.machine.send("accept", missing=0)
         self._settle_by_netting(opened, record)
 
@@ -623,8 +623,6 @@ def _line_key(line: Any) -> tuple:
 def _note_lines(lines: Iterable[Any]) -> tuple:
     """An adjustment's signed lines as a note's non-negative lines: a negative amount owed by
     payer to payee is the same amount owed by payee to payer."""
-    from billing.documents import Line  # noqa: PLC0415
-
     result = []
     for x in lines:
         if x.amount >= 0:
