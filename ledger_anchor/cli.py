@@ -256,10 +256,42 @@ def _check(args: argparse.Namespace) -> int:
             document = json.loads(args.entry.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BundleError(f"{args.entry}: cannot read a JSON document: {exc}") from None
-        if rfc8785.dumps(document) != rfc8785.dumps(report.entry):
-            raise BundleError(f"{args.entry}: differs from entry {report.index} of the bundle "
-                              "(canonical JSON compared)")
-        print(f"ok: {args.entry} is entry {report.index}")
+        if "commitment" in report.entry:
+            # the ledger holds a salted commitment to the document (its amounts stay off the
+            # ledger): the document must open it, and carry its authors' signatures
+            from ledger_anchor.commitment import document_bytes, open_document  # noqa: PLC0415
+            from ledger_anchor.entries import parse_signature_list  # noqa: PLC0415
+            from ledger_anchor.errors import EntryError, MismatchError  # noqa: PLC0415
+
+            try:
+                open_document(document, report.entry)
+            except EntryError as exc:
+                raise MismatchError(f"{args.entry}: differs from entry {report.index} of the "
+                                    f"bundle: {exc}") from None
+            try:
+                signatures = parse_signature_list(document.get("signatures"))
+            except Exception as exc:  # noqa: BLE001 - any malformed list is a mismatch
+                raise MismatchError(f"{args.entry}: malformed signatures: {exc}") from None
+            authors = set(parse_signature_list(report.entry.get("signatures", [])))
+            if set(signatures) != authors:
+                raise MismatchError(f"{args.entry}: signed by {sorted(signatures)}, the entry by "
+                                    f"{sorted(authors)}")
+            signed = document_bytes(document)
+            for signer, signature in signatures.items():
+                try:
+                    identity.members[signer].verify(signed, signature)
+                except Exception as exc:  # noqa: BLE001 - a bad signature is a mismatch
+                    raise MismatchError(f"{args.entry}: {signer}'s signature does not verify: "
+                                        f"{exc}") from None
+            print(f"ok: {args.entry} opens the commitment of entry {report.index} and is signed "
+                  f"by {', '.join(sorted(signatures))}")
+        else:
+            if rfc8785.dumps(document) != rfc8785.dumps(report.entry):
+                from ledger_anchor.errors import MismatchError  # noqa: PLC0415
+
+                raise MismatchError(f"{args.entry}: differs from entry {report.index} of the "
+                                    "bundle (canonical JSON compared)")
+            print(f"ok: {args.entry} is entry {report.index}")
     print(f"ok: entry {report.index} ({report.entry['kind']}) is in the log at size "
           f"{report.checkpoint.checkpoint.size}, cosigned by {', '.join(report.checkpoint.cosigners) or 'no member'}")
     return 0

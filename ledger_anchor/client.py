@@ -95,7 +95,9 @@ class LedgerClient(abc.ABC):
         proposals, votes, people's certificates, approvals) from ``start`` on."""
 
     def membership(self) -> Membership:
-        """The membership manifests of this log, replayed from its manifest entries."""
+        """The membership manifests of this log, replayed from its manifest entries as the
+        log serves them (their signatures are checked by the log on append, by
+        :meth:`check_before_rely` and by ``verify_ledger``, not here)."""
         membership = Membership(self.identity.genesis_manifest())
         for index, entry in self.governance_entries():
             if entry["kind"] == "membership_manifest":

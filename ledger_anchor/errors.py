@@ -96,3 +96,9 @@ def _show(value: object) -> str:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).hex() if len(value) <= 64 else bytes(value[:32]).hex() + "..."
     return repr(value)
+
+
+class MismatchError(LedgerError):
+    """A document handed to the auditor does not match what the ledger holds (exit 3)."""
+
+    exit_code = 3

@@ -39,7 +39,7 @@ from typing import Any
 
 import rfc8785
 
-from ledger_anchor.errors import EntryError
+from ledger_anchor.errors import EntryError, SignatureError
 from ledger_anchor.sm2 import PublicKey, check_public_key
 from ledger_anchor.sm3 import sm3
 
@@ -275,9 +275,7 @@ def _key(text: Any, where: str) -> bytes:
         check_public_key(raw)
     except ValueError:
         raise ManifestError(f"{where}: expected hex digits, found {text[:20]!r}...") from None
-    except EntryError:
-        raise
-    except Exception as exc:  # SignatureError: not a curve point
+    except SignatureError as exc:  # not a point of the curve
         raise ManifestError(f"{where}: {exc}") from None
     return raw
 

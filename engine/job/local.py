@@ -94,11 +94,17 @@ class PartyProcess:
         except OSError:
             return ""
 
-    def stage(self) -> str:
+    def status(self) -> dict:
+        """The party's ``status`` file (engine.job.party.StageClock), or ``starting``."""
+        import json
+
         try:
-            return (self.out / "status").read_text(encoding="utf-8").split("\t", 1)[0]
-        except OSError:
-            return "starting"
+            return json.loads((self.out / "status").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {"stage": "starting"}
+
+    def stage(self) -> str:
+        return str(self.status().get("stage", "starting"))
 
 
 @dataclass
@@ -119,7 +125,7 @@ class LocalJob:
         if config is None:
             config = create_consortium(folder / "consortium", roles)
             if adopt:
-                adopt_rules(config, rules.sm3_hash(), rules.version)
+                adopt_rules(config, rules.sm3_hash(), rules.version, effective_from=period)
         job_path = write_job(folder / f"{job_id}.toml", job_id=job_id, period=period,
                              rules=str(Path(rules_path).resolve()), rules_sm3=rules.sm3_hash(),
                              parties=roles, disclosure=rules.disclosure,
@@ -135,8 +141,6 @@ class LocalJob:
         """Start the three processes (``env``: extra variables per role)."""
         for role, party in self.parties.items():
             party.out.mkdir(parents=True, exist_ok=True)
-            for stale in ("status", "summary.json"):
-                (party.out / stale).unlink(missing_ok=True)
             environment = dict(os.environ)
             environment.update((env or {}).get(role, {}))
             with open(party.console, "wb") as console:
