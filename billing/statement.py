@@ -19,11 +19,12 @@ file's field names, so a change of the statement format is a change here only):
   rate class, so a statement without ``classes`` cannot be invoiced and is refused with
   that reason.
 
-How a statement opens its ledger entry (:func:`opens_entry`): when the entry carries a
-``commitment`` (the privacy issue's format: a salted commitment instead of amounts), the
-file's ``commitment_salt`` and its canonical bytes must open it with
-:func:`ledger_anchor.commitment.verify_commitment`; otherwise (the format before it) the
-entry must hold exactly the file's fields.
+How a statement opens its ledger entry (:func:`opens_entry`): the entry holds a salted
+commitment instead of amounts (the privacy issue's format); the file's
+``ledger.commitment_salt`` and its canonical bytes (without ``signatures`` and ``ledger``)
+must open it (:func:`ledger_anchor.commitment.open_document`).  Both operators signed
+the entry (checked against the membership in force at it) and the statement itself (the
+file's ``signatures``).
 """
 
 from __future__ import annotations
@@ -34,11 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import rfc8785
-
 from billing.errors import BillingInputError, StatementError
 from ledger_anchor import sm2
-from ledger_anchor.commitment import verify_commitment
+from ledger_anchor.commitment import document_bytes, open_document
 from ledger_anchor.entries import canonical_entry_bytes, parse_signature_list
 from ledger_anchor.errors import LedgerError
 from ledger_anchor.sm3 import sm3
@@ -47,8 +46,6 @@ STATEMENT_KIND = "settlement_statement"
 ROLES = ("A", "B")
 SERVICES = ("voice", "sms", "data")
 #: The adapter's field names, in one place.
-COMMITMENT_FIELD = "commitment"          # on the ledger entry (privacy issue format)
-SALT_FIELD = "commitment_salt"           # in statement.json, hex (privacy issue format)
 CLASSES_FIELD = "classes"
 
 
@@ -100,8 +97,8 @@ def read_statement_file(path: str | Path) -> dict[str, Any]:
 
 
 def signing_bytes(statement: Mapping[str, Any]) -> bytes:
-    """RFC 8785 JSON of the statement without ``signatures`` and without the salt."""
-    return rfc8785.dumps({k: v for k, v in statement.items() if k not in ("signatures", SALT_FIELD)})
+    """What both operators signed and committed to (RFC 8785, without signatures and ledger)."""
+    return document_bytes(statement)
 
 
 def find_statement_entry(ledger: Any, job_id: str, *, chunk: int = 1024) -> tuple[int, dict[str, Any]]:
@@ -118,23 +115,11 @@ def find_statement_entry(ledger: Any, job_id: str, *, chunk: int = 1024) -> tupl
 
 
 def opens_entry(statement: Mapping[str, Any], entry: Mapping[str, Any]) -> None:
-    """Return nothing if ``statement`` is the document the ledger entry anchors; else raise."""
-    body = {k: v for k, v in entry.items() if k != "signatures"}
-    if COMMITMENT_FIELD in body and COMMITMENT_FIELD not in statement:
-        salt_hex = statement.get(SALT_FIELD)
-        try:
-            salt = bytes.fromhex(str(salt_hex))
-        except ValueError:
-            raise StatementError(f"statement.json: {SALT_FIELD} is not hex ({str(salt_hex)[:16]!r})") from None
-        try:
-            verify_commitment(str(body[COMMITMENT_FIELD]), STATEMENT_KIND, salt, signing_bytes(statement))
-        except LedgerError as exc:
-            raise StatementError(f"statement.json does not open the ledger's commitment: {exc}") from None
-        return
-    want = {"kind": STATEMENT_KIND, **{k: v for k, v in statement.items() if k != "signatures"}}
-    if rfc8785.dumps(body) != rfc8785.dumps(want):
-        differing = sorted(k for k in set(body) | set(want) if body.get(k) != want.get(k))
-        raise StatementError(f"statement.json differs from the ledger's statement entry in {differing}")
+    """Return nothing if ``statement`` is the document the ledger entry commits to; else raise."""
+    try:
+        open_document(statement, entry)
+    except LedgerError as exc:
+        raise StatementError(f"statement.json does not open the ledger's commitment: {exc}") from None
 
 
 def _classes(statement: Mapping[str, Any], operators: Mapping[str, str], source: str) -> tuple[SettledClass, ...]:
@@ -192,23 +177,29 @@ def settled_statement(statement: Mapping[str, Any], entry: Mapping[str, Any], in
             or not all(isinstance(v, str) for v in operators.values()):
         raise BillingInputError("malformed operators", file=source, column="operators",
                                 expected="{\"A\": member id, \"B\": member id}", found=repr(operators))
-    try:
-        signatures = parse_signature_list(entry.get("signatures"))
-    except LedgerError as exc:
-        raise StatementError(f"ledger entry {index}: {exc}") from None
-    signed = canonical_entry_bytes(entry)
-    for role in ROLES:
-        member = operators[role]
-        if member not in signatures:
-            raise StatementError(f"ledger entry {index}: the statement is not co-signed: no signature of "
-                                 f"{member} (operator {role}); signed by {', '.join(sorted(signatures))}")
-        key = member_keys.get(member)
-        if key is None:
-            raise StatementError(f"ledger entry {index}: {member} is not a member of the consortium in force")
+    for what, signed_list, signed in (("entry", entry.get("signatures"), canonical_entry_bytes(entry)),
+                                      ("statement", statement.get("signatures"), signing_bytes(statement))):
         try:
-            sm2.verify(key, signed, signatures[member])
+            signatures = parse_signature_list(signed_list)
         except LedgerError as exc:
-            raise StatementError(f"ledger entry {index}: {member}'s signature does not verify: {exc}") from None
+            raise StatementError(f"{source if what == 'statement' else f'ledger entry {index}'}: {exc}") from None
+        for role in ROLES:
+            member = operators[role]
+            if member not in signatures:
+                raise StatementError(f"the {what} of job {job_id} is not co-signed: no signature of {member} "
+                                     f"(operator {role}); signed by {', '.join(sorted(signatures))}")
+            key = member_keys.get(member)
+            if key is None:
+                raise StatementError(f"ledger entry {index}: {member} is not a member of the consortium in force")
+            try:
+                sm2.verify(key, signed, signatures[member])
+            except LedgerError as exc:
+                raise StatementError(f"the {what} of job {job_id}: {member}'s signature does not verify: {exc}"
+                                     ) from None
+    entry_operators = entry.get("operators")
+    if isinstance(entry_operators, Mapping) and dict(entry_operators) != dict(operators):
+        raise StatementError(f"ledger entry {index} names operators {dict(entry_operators)}, the file "
+                             f"{dict(operators)}")
     totals = statement.get("totals")
     agreed = totals.get("agreed_charge") if isinstance(totals, Mapping) else None
     if not isinstance(agreed, int) or isinstance(agreed, bool) or agreed < 0:
@@ -225,4 +216,4 @@ def settled_statement(statement: Mapping[str, Any], entry: Mapping[str, Any], in
     return SettledStatement(job_id=job_id, period=period, operators=dict(operators),
                             settlement=str(statement.get("settlement")), agreed_charge=agreed, classes=classes,
                             ledger_index=index, statement_sm3=sm3(signing_bytes(statement)).hex(),
-                            signers=tuple(sorted(signatures)))
+                            signers=tuple(sorted(operators.values())))

@@ -18,7 +18,7 @@ import rfc8785
 
 from billing.config import BillingTerms, parse_terms
 from billing.party import BillingMember
-from billing.statement import SALT_FIELD, signing_bytes
+from billing.statement import signing_bytes
 from engine.job.local import create_consortium
 from governance import api as governance_api
 from ledger_anchor import canonical_entry_bytes, open_ledger, sm2
@@ -67,7 +67,8 @@ def statement_document(job_id: str, *, period: str = "2026-10", settlement: str 
                        ) -> dict[str, Any]:
     listed = classes() if classes_ is None else classes_
     agreed = sum(c["agreed_charge"] for c in listed)
-    return {"job_id": job_id, "period": period, "rules_sm3": "ab" * 32, "disclosure": "flags",
+    return {"kind": "settlement_statement", "job_id": job_id, "period": period, "rules_sm3": "ab" * 32,
+            "disclosure": "flags",
             "operators": operators or {"A": ROLES["A"], "B": ROLES["B"]},
             "commitments": {"A": "01" * 32, "B": "02" * 32},
             "records": {"a_rows": 10, "b_rows": 10, "a_considered": 10, "b_considered": 10, "a_unmatched": 0,
@@ -124,23 +125,24 @@ class Consortium:
     def ledger(self):
         return open_ledger(self.config_path)
 
-    def settle(self, job_id: str, *, signers: tuple[str, ...] | None = None, commitment_format: bool = False,
-               approve: bool = True, **kwargs: Any) -> Path:
-        """Anchor a statement for ``job_id`` signed by ``signers`` (default: both operators) and,
-        unless ``approve`` is false, approved by both finance approvers; returns statement.json."""
+    def settle(self, job_id: str, *, signers: tuple[str, ...] | None = None, approve: bool = True,
+               **kwargs: Any) -> Path:
+        """Anchor a statement for ``job_id`` the way a job does (engine/job/roles.py: the entry holds a
+        salted commitment, both operators sign it and the statement; statement.json carries
+        ``ledger.commitment_salt`` and ``ledger.index``), signed by ``signers`` (default: both
+        operators) and, unless ``approve`` is false, approved by both finance approvers."""
         statement = statement_document(job_id, **kwargs)
         signers = tuple(statement["operators"].values()) if signers is None else signers
-        if commitment_format:
-            salt = secrets.token_bytes(32)
-            statement[SALT_FIELD] = salt.hex()
-            entry = {"kind": "settlement_statement", "job_id": job_id,
-                     "commitment": commit("settlement_statement", salt, signing_bytes(statement))}
-        else:
-            entry = {"kind": "settlement_statement", **{k: v for k, v in statement.items() if k != "signatures"}}
-        signatures = {m: sm2.sign(self.signing_key(m), canonical_entry_bytes(entry)) for m in signers}
+        salt = secrets.token_bytes(32)
+        entry = {"kind": "settlement_statement", "job_id": job_id, "period": statement["period"],
+                 "rules_sm3": statement["rules_sm3"], "operators": statement["operators"],
+                 "commitment": commit("settlement_statement", salt, signing_bytes(statement))}
+        entry_signatures = {m: sm2.sign(self.signing_key(m), canonical_entry_bytes(entry)) for m in signers}
         with self.ledger() as ledger:
-            ledger.append(entry, signatures)
-        statement["signatures"] = [{"signer": m, "sig": signatures[m].hex()} for m in sorted(signatures)]
+            index = ledger.append(entry, entry_signatures).index
+        statement["signatures"] = [{"signer": m, "sig": sm2.sign(self.signing_key(m), signing_bytes(statement)).hex()}
+                                   for m in sorted(signers)]
+        statement["ledger"] = {"commitment_salt": salt.hex(), "index": index}
         if approve and len(signers) == 2:
             self.approve(job_id, (statement["operators"]["A"], statement["operators"]["B"]))
         path = self.folder / job_id / "statement.json"
