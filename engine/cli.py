@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "data_gen.cli",            # gen
     "engine.ingest.cli",       # validate
     "engine.reference_cli",    # reconcile-plain
+    "engine.export.cli",       # export (a party's worklists as CSV / Parquet / XLSX)
     "ledger_anchor.cli",       # ledger ...
     "governance.cli",          # governance, people, approve, audit
     "protocols.psi.cli",       # psi (standalone two-party PSI, for benchmarks and debugging)

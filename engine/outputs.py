@@ -28,7 +28,7 @@ import rfc8785
 from engine.errors import SettlechainError
 from engine.matching.outcome import Outcome
 from engine.names import JOB_STAGES, OPERATOR_ROLES
-from engine.side import durable_write
+from engine.durable import durable_write
 from ledger_anchor.commitment import document_bytes
 
 SUMMARY_FILE = "summary.json"

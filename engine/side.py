@@ -37,6 +37,7 @@ import numpy as np
 import polars as pl
 
 from engine.commitment import BucketRoot, Commitment, bucket_root, dataset_commitment
+from engine.durable import durable_write
 from engine.ingest import schema as S
 from engine.ingest.reading import CHUNK_ROWS, InputFile
 from engine.ingest.stream import (
@@ -74,28 +75,6 @@ class SidePlan:
     partition: Partition
     work: Path
     chunk_rows: int = CHUNK_ROWS
-
-
-def durable_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` durably: to a temporary name, fsync, rename, fsync the folder.  After
-    it returns, the file survives a crash or a power cut; a failure leaves no partial file."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class OperatorSide:

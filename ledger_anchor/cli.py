@@ -269,7 +269,11 @@ def _check(args: argparse.Namespace) -> int:
                 raise MismatchError(f"{args.entry}: differs from entry {report.index} of the "
                                     f"bundle: {exc}") from None
             try:
-                signatures = parse_signature_list(document.get("signatures"))
+                listed = document.get("signatures")
+                # a document may show each key's id beside its signature; the id is not signed
+                signatures = parse_signature_list(
+                    [{k: v for k, v in item.items() if k != "key_id"} if isinstance(item, dict)
+                     else item for item in listed] if isinstance(listed, list) else listed)
             except Exception as exc:  # noqa: BLE001 - any malformed list is a mismatch
                 raise MismatchError(f"{args.entry}: malformed signatures: {exc}") from None
             authors = set(parse_signature_list(report.entry.get("signatures", [])))

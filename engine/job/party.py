@@ -264,8 +264,9 @@ class PartyContext:
 
         records, rows = report_frames(side)
         statuses = pl.read_parquet(self.out_dir / "records.parquet")
-        write_report(self.out_dir, summary, statuses, records, rows, self.rules)
-        del statement
+        quarantine = pl.read_parquet(self.out_dir / "quarantine.parquet")
+        write_report(self.out_dir, summary, statuses, records, rows, self.rules,
+                     statement=statement, quarantine=quarantine)
 
 
 def check_ports(endpoints: dict[str, str]) -> None:

@@ -139,8 +139,27 @@ class _Run:
     def agree(self) -> session_pb2.JoinReply:
         with self.stage("agree"):
             reply = self.link.join(self.hello())
-        self.ctx.on_joined()
+            self.ctx.on_joined()
+            self.check_ledger()
         return reply
+
+    def witness_state(self) -> Path:
+        return self.ctx.member.key_dir / "witness-state.json"
+
+    def check_ledger(self) -> None:
+        """What this member relies on, checked before the job uses the ledger (the rules in
+        force, the settled check, the anchor, the cosignature): the latest checkpoint's
+        signature, its consistency with the last one this member saw, the signatures of
+        every entry since (ledger_anchor check_before_rely).  A ledger that fails stops the
+        job on every party; nothing is appended or cosigned."""
+        from ledger_anchor.errors import LedgerError
+
+        try:
+            with self.open_ledger(create=self.role == "A") as ledger:
+                ledger.check_before_rely(self.ctx.member.id, state_path=self.witness_state())
+        except LedgerError as exc:
+            raise SessionAborted(f"party {self.role} ({self.ctx.member.id}) refuses the ledger: "
+                                 f"{exc.diagnostics()}") from None
 
     def mpc_parties(self) -> MpcParties:
         members = [self.ctx.consortium.member(self.job.member_of(r)) for r in ("A", "B", "H")]
@@ -176,10 +195,16 @@ class _Run:
         return found
 
     def cosign(self) -> int:
-        with self.open_ledger() as ledger:
-            cosignature = ledger.cosign(self.ctx.member.id, self.ctx.sm2_key,
-                                        state_path=self.ctx.member.key_dir / "witness-state.json")
-            return cosignature.size
+        from ledger_anchor.errors import LedgerError
+
+        try:
+            with self.open_ledger() as ledger:
+                cosignature = ledger.cosign(self.ctx.member.id, self.ctx.sm2_key,
+                                            state_path=self.witness_state())
+                return cosignature.size
+        except LedgerError as exc:
+            raise SessionAborted(f"party {self.role} ({self.ctx.member.id}) refuses to cosign: "
+                                 f"{exc.diagnostics()}") from None
 
     def check_anchored(self, receipt: session_pb2.AnchorReceipt,
                        statement_entry: dict | None) -> None:
@@ -523,7 +548,9 @@ class OperatorRun(_Run):
             self.verify(other_member, canonical_entry_bytes(entry), peer.entry_signature,
                         "the statement's ledger entry")
             statement["signatures"] = sorted(
-                [{"signer": self.job.member_of(r), "sig": signed[r].signature.signature.hex()}
+                [{"signer": self.job.member_of(r), "sig": signed[r].signature.signature.hex(),
+                  "key_id": key_fingerprint(self.ctx.consortium.member(
+                      self.job.member_of(r)).sm2_public_key)}
                  for r in OPERATOR_ROLES], key=lambda s: s["signer"])
             self.entry_signatures = {self.job.member_of(r): signed[r].signature.entry_signature
                                      for r in OPERATOR_ROLES}
@@ -539,7 +566,9 @@ class OperatorRun(_Run):
                     commitments[r]["sig"])}) for r in OPERATOR_ROLES]
                 items.append((entry, self.entry_signatures))
                 with self.open_ledger(create=True) as ledger:
-                    receipts = ledger.append_many(items)
+                    receipts = ledger.append_many(items, verify_as=ctx.member.id,
+                                                  state_path=self.witness_state())
+                    self._request_approval(ledger)
                 receipt = session_pb2.AnchorReceipt(
                     indices=[r.index for r in receipts],
                     leaf_hashes=[r.leaf_hash for r in receipts],
@@ -553,6 +582,23 @@ class OperatorRun(_Run):
         self.clock.count("anchor", 3)
         self._write_statement(statement, anchored)
         return self._result(anchored)
+
+    def _request_approval(self, ledger) -> None:
+        """The statement is final for payment once people with roles approve it (default:
+        one finance approver of each operator; governance): A files the request."""
+        from governance import GovernanceError
+        from governance.api import request_statement_approval
+
+        try:
+            request = request_statement_approval(ledger, job_id=self.job.id,
+                                                 requester=self.ctx.member.id,
+                                                 key=self.ctx.sm2_key,
+                                                 state_path=self.witness_state())
+            log.info("approval of the statement requested: %s", request)
+        except GovernanceError as exc:
+            # the statement is anchored; the request can be filed again with
+            # `settlechain approve request`
+            log.warning("could not request the statement's approval: %s", exc.diagnostics())
 
     def recovered(self, statement: dict, entry: dict, commitments: dict) -> dict[str, Any]:
         anchored_entries = self.job_entries()
@@ -583,6 +629,12 @@ class OperatorRun(_Run):
     def _result(self, anchored: session_pb2.AnchorReceipt) -> dict[str, Any]:
         return json.loads((self.ctx.out_dir / SUMMARY_FILE).read_text(encoding="utf-8")) | {
             "anchor": _receipt_json(anchored, self.clock)}
+
+
+def key_fingerprint(public_key: Any) -> str:
+    """An SM2 public key's fingerprint as shown to people: 16 hex of SM3 of the 64-byte key."""
+    raw = public_key.raw if hasattr(public_key, "raw") else bytes(public_key)
+    return sm3(b"settlechain/key-id/v1\n" + raw).hex()[:16]
 
 
 def _digest(path: Path) -> bytes:
