@@ -53,3 +53,18 @@ def test_demo_approves_an_unapproved_statement(tmp_path) -> None:
     outcome = run_billing_demo(tmp_path, consortium.config_path, _rules(tmp_path),
                                [DemoJob("demo-unapproved", {"CMCC": path, "CUCC": path})], say=lines.append)
     assert any("approved for payment" in line for line in lines) and len(outcome.invoices) == 1
+
+
+def test_demo_signs_the_request_the_job_filed(tmp_path) -> None:
+    from governance import api as governance_api
+
+    consortium = Consortium.create(tmp_path)
+    path = consortium.settle("demo-filed", approve=False)
+    with consortium.ledger() as ledger:   # as engine/job/roles.py does after anchoring
+        governance_api.request_statement_approval(ledger, job_id="demo-filed", requester="CMCC",
+                                                  key=consortium.signing_key("CMCC"), operators=("CMCC", "CUCC"))
+    outcome = run_billing_demo(tmp_path, consortium.config_path, _rules(tmp_path),
+                               [DemoJob("demo-filed", {"CMCC": path, "CUCC": path})], say=lambda line: None)
+    assert len(outcome.invoices) == 1
+    with consortium.ledger() as ledger:
+        assert [r.status for r in governance_api.replay(ledger).requests.values()] == ["approved"]
