@@ -301,6 +301,17 @@ def _k_affine(v, z, clo, chi, out):
 
 
 @njit(cache=True, nogil=True)
+def _k_split(v, z, c1lo, c1hi, c2lo, c2hi, out1, out2):
+    """out1 = v + (z - v) c1, out2 = v + (z - v) c2."""
+    for i in range(v.shape[0]):
+        dlo, dhi = _sub(z[i, 0], z[i, 1], v[i, 0], v[i, 1])
+        plo, phi = _mul(dlo, dhi, c1lo, c1hi)
+        out1[i, 0], out1[i, 1] = _add(v[i, 0], v[i, 1], plo, phi)
+        plo, phi = _mul(dlo, dhi, c2lo, c2hi)
+        out2[i, 0], out2[i, 1] = _add(v[i, 0], v[i, 1], plo, phi)
+
+
+@njit(cache=True, nogil=True)
 def _k_sum(a):
     lo = _K_0
     hi = _K_0
@@ -441,6 +452,18 @@ def affine(v: np.ndarray, z: np.ndarray, c: int) -> np.ndarray:
     return out
 
 
+def affine_pair(v: np.ndarray, z: np.ndarray, c1: int, c2: int) -> tuple[np.ndarray, np.ndarray]:
+    """(affine(v, z, c1), affine(v, z, c2)) in one pass."""
+    _same_shape(v, z)
+    c1 %= P
+    c2 %= P
+    out1 = np.empty(v.shape, dtype=_U64)
+    out2 = np.empty(v.shape, dtype=_U64)
+    _k_split(_flat(v), _flat(z), _U64(c1 & _M64), _U64(c1 >> 64), _U64(c2 & _M64), _U64(c2 >> 64),
+             out1.reshape(-1, 2), out2.reshape(-1, 2))
+    return out1, out2
+
+
 def total(a: np.ndarray) -> np.ndarray:
     """The sum of all elements (shape (2,))."""
     lo, hi = _k_sum(_flat(a))
@@ -522,6 +545,7 @@ def warm_up() -> None:
     x = from_ints([1, 2])
     muladd(add(x, x), sub(x, x), mul(x, x))
     affine(scale(x, 3), x, 2)
+    affine_pair(x, x, 2, 3)
     total(x)
     inner_rows(lagrange_basis(x, 1), shifted_roots_products(x, 1))
 

@@ -164,6 +164,13 @@ class DiscrepancyParty:
         self.values = values
         self.chunk_size = chunk_size or chunk_size_for(params)
         self.openings = openings
+        self.phase_seconds: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def _lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phase_seconds[phase] = round(now - self._clock, 4)
+        self._clock = now
 
     # -- small building blocks ------------------------------------------------
 
@@ -181,8 +188,9 @@ class DiscrepancyParty:
             return Pending(value=z)
         # f(X) = v + (z - v) X / x_partner, so that f(0) = v and f(x_partner) = z
         inv_partner = F.inv(partner + 1)
-        rnd.send(receiver, F.affine(values, z, (receiver + 1) * inv_partner))
-        return Pending(value=F.affine(values, z, (owner + 1) * inv_partner))
+        own, sent = F.affine_pair(values, z, (owner + 1) * inv_partner, (receiver + 1) * inv_partner)
+        rnd.send(receiver, sent)
+        return Pending(value=own)
 
     def _common_shares(self, values: np.ndarray | None, count: int, knowers: tuple[int, int]) -> np.ndarray:
         """Degree-1 sharing of field values known to both ``knowers``, for free: the third
@@ -281,7 +289,9 @@ class DiscrepancyParty:
     async def run(self) -> DiscrepancyResult | None:
         started = time.perf_counter()
         cpu_started = time.process_time()
+        self._clock = started
         await self._agree()
+        self._lap("agree")
         if self.params.policy == "aggregate":
             result = await self._run_aggregate()
         else:
@@ -295,6 +305,7 @@ class DiscrepancyParty:
             "seconds": time.perf_counter() - started,
             "cpu_seconds": time.process_time() - cpu_started,
             "bytes_sent": self.net.bytes_sent(),
+            "phase_seconds": dict(self.phase_seconds),
         })
         return result
 
@@ -329,12 +340,14 @@ class DiscrepancyParty:
 
     async def _run_flags(self) -> DiscrepancyResult | None:
         outputs = await self._chunked(_PHASE_PAIRS, DiscrepancyParty._chunk_flags)
+        self._lap("checks")
         if self.pid == H:
             await self._exchange_sums((), {})
             return None
         reasons = np.concatenate([o[0] for o in outputs]) if outputs else np.zeros(0, dtype=np.uint8)
         plan = plan_from_reasons(reasons, self.params.min_cell_pairs)
         sums = await self._exchange_sums(plan.wire_order, own_sums(plan, reasons, self.values.charge))
+        self._lap("sums")
         differences = None
         if self.params.policy == "differences":
             differences = {key: (np.concatenate([o[1][key] for o in outputs]) if outputs
@@ -403,18 +416,39 @@ class DiscrepancyParty:
 
     async def _run_aggregate(self) -> DiscrepancyResult | None:
         n = self.n_pairs
-        # 1. status per pair, in the pair order
-        status = await self._chunked(_PHASE_PAIRS, DiscrepancyParty._chunk_status)
-        # 2. one shuffle of all pairs
-        columns = None
-        if self.pid != H:
-            columns = [self.values.column(check) for check in CHECKS] + [self.values.charge, self.values.charge]
-        held = await shuffle(lambda block: TaggedNet(self.net, _PHASE_SHUFFLE, block), self.rand, self.pid, n,
-                             b"shuffle", _SHUFFLE_KINDS, columns if self.pid == A else None,
-                             columns if self.pid == B else None)
-        self._held = held
-        # 3. zero tests over the shuffled order; class sums as shares
-        outputs = await self._chunked(_PHASE_SHUFFLED, DiscrepancyParty._chunk_shuffled)
+
+        async def status_phase():
+            # 1. status per pair, in the pair order
+            started = time.perf_counter()
+            out = await self._chunked(_PHASE_PAIRS, DiscrepancyParty._chunk_status)
+            self.phase_seconds["status"] = round(time.perf_counter() - started, 4)
+            return out
+
+        async def shuffled_phase():
+            # 2. one shuffle of all pairs
+            started = time.perf_counter()
+            columns = None
+            if self.pid != H:
+                columns = [self.values.column(check) for check in CHECKS] + [self.values.charge] * 2
+            self._held = await shuffle(lambda block: TaggedNet(self.net, _PHASE_SHUFFLE, block), self.rand,
+                                       self.pid, n, b"shuffle", _SHUFFLE_KINDS,
+                                       columns if self.pid == A else None, columns if self.pid == B else None)
+            self.phase_seconds["shuffle"] = round(time.perf_counter() - started, 4)
+            # 3. zero tests over the shuffled order; class sums as shares
+            started = time.perf_counter()
+            out = await self._chunked(_PHASE_SHUFFLED, DiscrepancyParty._chunk_shuffled)
+            self.phase_seconds["shuffled checks"] = round(time.perf_counter() - started, 4)
+            return out
+
+        # the status and the shuffle are independent: they run side by side (own tag ranges)
+        tasks = [asyncio.ensure_future(status_phase()), asyncio.ensure_future(shuffled_phase())]
+        try:
+            status, outputs = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        self._lap("status, shuffle and shuffled checks")
         # 4. decide, open the allowed class sums once, swap the status sums
         plan = None
         shares = F.zeros(2 * (len(REASON_CODES) + 1))
@@ -442,6 +476,7 @@ class DiscrepancyParty:
                    "disputed": int(charge[disputed].sum()) if disputed.any() else 0,
                    "candidates": int(charge.sum()) if n else 0}
         sums = await self._exchange_sums(status_names if self.pid != H else (), own)
+        self._lap("sums")
         if self.pid == H:
             return None
         values = [F.to_signed_int(x) for x in opened[0]]

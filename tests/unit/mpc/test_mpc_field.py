@@ -46,6 +46,9 @@ def test_kernels_equal_python_integers(triples, constant) -> None:
     assert F.to_ints(F.scale(x, constant)) == [a * constant % P for a in xs]
     assert F.to_ints(F.muladd(x, y, z)) == [(a + b * c) % P for a, b, c in zip(xs, ys, zs)]
     assert F.to_ints(F.affine(x, y, constant)) == [(a + (b - a) * constant) % P for a, b in zip(xs, ys)]
+    first, second = F.affine_pair(x, y, constant, constant + 7)
+    assert F.to_ints(first) == F.to_ints(F.affine(x, y, constant))
+    assert F.to_ints(second) == [(a + (b - a) * (constant + 7)) % P for a, b in zip(xs, ys)]
     assert F.to_int(F.total(x)) == sum(xs) % P
     rows = np.stack([x, y, z])
     assert F.to_ints(F.inner_rows(rows, rows[::-1].copy())) == [
