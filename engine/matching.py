@@ -255,20 +255,17 @@ class MatchOutcome:
 # circuit breaker on input sizes (before any protocol runs)
 
 
-def check_input_sizes(rows_a: int, rows_b: int, rules: Rules) -> None:
+def check_input_sizes(rows_a: int, rows_b: int, rules: Rules, *, invalid_a: int = 0,
+                      invalid_b: int = 0) -> None:
     """Raise :class:`~engine.errors.JobError` when the inputs break the circuit breaker
-    (docs/rules.md ``[circuit_breaker]``: ``max_records``, ``max_size_ratio``)."""
+    (the one definition: :func:`engine.breaker.check_sizes`)."""
+    from engine.breaker import SideSizes, check_sizes
     from engine.errors import JobError
 
-    cb = rules.circuit_breaker
-    for party, rows in zip(PARTIES, (rows_a, rows_b)):
-        if rows > cb.max_records:
-            raise JobError(f"circuit breaker: party {party} has {rows} input rows, "
-                           f"more than max_records = {cb.max_records}")
-    small, large = min(rows_a, rows_b), max(rows_a, rows_b)
-    if small >= cb.min_records_for_ratio and large > cb.max_size_ratio * small:
-        raise JobError(f"circuit breaker: input sizes A = {rows_a}, B = {rows_b} differ by "
-                       f"more than max_size_ratio = {cb.max_size_ratio}")
+    reason = check_sizes({"A": SideSizes(rows_a, invalid_a), "B": SideSizes(rows_b, invalid_b)},
+                         rules.circuit_breaker)
+    if reason is not None:
+        raise JobError(reason)
 
 
 # ---------------------------------------------------------------------------
@@ -744,19 +741,14 @@ class PartyMatcher:
 
     def _review(self, pairs: dict[str, int], total_pairs: int, local: SideFacts,
                 remote: SideFacts) -> Review:
-        """Circuit-breaker shares (docs/rules.md); reasons are party-neutral."""
-        cb = self.rules.circuit_breaker
-        reasons = []
-        if total_pairs and pairs["disputed"] > cb.max_disputed_share * total_pairs:
-            reasons.append(f"disputed_share: {pairs['disputed']} of {total_pairs} pairs "
-                           f"> {cb.max_disputed_share!r}")
+        """Circuit-breaker shares (engine.breaker); reasons are party-neutral."""
+        from engine.breaker import review_reasons
+
         facts = {local.party: local, remote.party: remote}
-        for party in PARTIES:
-            f = facts[party]
-            if f.considered and f.unmatched_records > cb.max_unmatched_share * f.considered:
-                reasons.append(f"unmatched_share_{party}: {f.unmatched_records} of "
-                               f"{f.considered} records > {cb.max_unmatched_share!r}")
-        return Review("manual_review" if reasons else "automatic", tuple(reasons))
+        reasons = review_reasons(pairs["disputed"], total_pairs,
+                                 {p: (facts[p].unmatched_records, facts[p].considered)
+                                  for p in PARTIES}, self.rules.circuit_breaker)
+        return Review("manual_review" if reasons else "automatic", reasons)
 
     def _check_pair_ids_unique(self) -> None:
         paired = self._stage > 0

@@ -82,6 +82,10 @@ class CircuitBreaker:
     min_records_for_ratio: int
     max_disputed_share: float
     max_unmatched_share: float
+    max_invalid_share: float
+    """Invalid rows over input rows above which a side's export is refused at the agree
+    step (the job stops, nothing is anchored): an export that is mostly invalid (say,
+    charges in yuan instead of fen) must be corrected, not settled."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,9 @@ class Rules:
     """Offset assumed for start times written without one; None = such times are invalid."""
     tolerances: Tolerances
     disclosure: str
+    min_cell_pairs: int
+    """k of the small-cell rule: a per-reason or per-class sum over fewer than k pairs is
+    merged into "other" or reported as a count only (docs/matching.md, Disclosure)."""
     partial_max_gap_s: int
     exclusions: tuple[Exclusion, ...]
     circuit_breaker: CircuitBreaker
@@ -410,6 +417,7 @@ def parse_rules(text: str, source: str = "<memory>") -> Rules:
 
     disclosure_table = root.table_("disclosure")
     disclosure = disclosure_table.string("policy", "flags", choices=DISCLOSURE_POLICIES)
+    min_cell_pairs = disclosure_table.integer("min_cell_pairs", 5, minimum=1)
     disclosure_table.finish()
 
     partials = root.table_("partials")
@@ -435,6 +443,7 @@ def parse_rules(text: str, source: str = "<memory>") -> Rules:
         min_records_for_ratio=cb.integer("min_records_for_ratio", 1000),
         max_disputed_share=cb.number("max_disputed_share", 0.05, maximum=1.0),
         max_unmatched_share=cb.number("max_unmatched_share", 0.05, maximum=1.0),
+        max_invalid_share=cb.number("max_invalid_share", 0.01, maximum=1.0),
     )
     cb.finish()
 
@@ -526,7 +535,7 @@ def parse_rules(text: str, source: str = "<memory>") -> Rules:
     return Rules(
         name=name, version=version, timezone_offset_s=timezone_offset_s,  # type: ignore[arg-type]
         default_utc_offset_s=default_utc_offset_s, tolerances=tolerances, disclosure=disclosure,
-        partial_max_gap_s=partial_max_gap_s, exclusions=tuple(exclusions),
+        min_cell_pairs=min_cell_pairs, partial_max_gap_s=partial_max_gap_s, exclusions=tuple(exclusions),
         circuit_breaker=circuit_breaker, unknown_operator=unknown_operator,
         operators=tuple(operators), default_call_type=default_call_type,
         call_types=tuple(call_types), time_bands=tuple(bands), tariffs=tuple(tariffs),

@@ -221,7 +221,7 @@ def test_circuit_breaker_on_input_sizes() -> None:
         check_input_sizes(1000, 2001, RULES)
     tight = dataclasses.replace(RULES, circuit_breaker=dataclasses.replace(
         RULES.circuit_breaker, max_records=5))
-    with pytest.raises(JobError, match="party B has 6 input rows"):
+    with pytest.raises(JobError, match="B has 6 input rows"):
         check_input_sizes(5, 6, tight)
 
 
