@@ -74,26 +74,25 @@ async def shuffle(net_for_block: Callable[[int], object], rand, pid: int, n: int
     pi1 = rand.permutation((A, H), label + b":pi1", n) if pid in (A, H) else None
     pi2 = rand.permutation((B, H), label + b":pi2", n) if pid in (B, H) else None
 
-    # the masks of step 1 (A-B key, original order) and step 2 (A-H key, pi_1 order)
-    m1 = {i: _block_pairs(rand, (A, B), label + b":m1:" + str(i).encode(), n) for i in b_owned} \
-        if pid in (A, B) else {}
-    m2 = [_block_pairs(rand, (A, H), label + b":m2:" + str(i).encode(), n) for i in range(len(kinds))] \
-        if pid in (A, H) else []
+    # the masks of step 1 (A-B key, original order) and step 2 (A-H key, pi_1 order), drawn
+    # one column at a time so that at most one column of masks is alive
+    def m1(i: int) -> np.ndarray:
+        return _block_pairs(rand, (A, B), label + b":m1:" + str(i).encode(), n)
+
+    def m2(i: int) -> np.ndarray:
+        return _block_pairs(rand, (A, H), label + b":m2:" + str(i).encode(), n)
 
     a_parts: list[np.ndarray] = []
     if pid == A:
         for i, kind in enumerate(kinds):
             if kind == "diff":
-                part = F.add(F.from_int64(a_columns[i]), m1[i])[pi1]
+                part = F.add(F.from_int64(a_columns[i]), m1(i))[pi1]
             elif kind == "a":
                 part = F.from_int64(a_columns[i])[pi1]
             else:
-                part = F.neg(m1[i])[pi1]
-            a_parts.append(F.add(part, m2[i]))
-        del m1
-    if pid == B:
-        b_masked = {i: F.add(F.from_int64(b_columns[i]), m1[i]) for i in b_owned}
-        del m1
+                part = F.neg(m1(i))[pi1]
+            a_parts.append(F.add(part, m2(i)))
+    b_masked = {i: F.add(F.from_int64(b_columns[i]), m1(i)) for i in b_owned} if pid == B else {}
 
     received_h = {i: F.zeros(n) for i in b_owned} if pid == H else {}
     received_b = [F.zeros(n) for _ in kinds] if pid == B else []
@@ -129,5 +128,5 @@ async def shuffle(net_for_block: Callable[[int], object], rand, pid: int, n: int
             h = received_h[i][pi1]
         else:
             h = F.zeros(n)
-        eta.append(F.sub(h, m2[i])[pi2])
+        eta.append(F.sub(h, m2(i))[pi2])
     return eta
