@@ -96,10 +96,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from protocols.mpc import field as F
-from protocols.mpc.cells import CELL_NAMES, OTHER, STATUS_CELLS, CellPlan, own_sums, plan_from_reasons
+from protocols.mpc.cells import OTHER, STATUS_CELLS, CellPlan, own_sums, plan_from_reasons
 from protocols.mpc.cells import class_counts as count_classes
 from protocols.mpc.cells import primary_reason, reason_pairs
-from protocols.mpc.errors import MpcError, ParameterMismatchError
+from protocols.mpc.errors import MpcError, MpcInputError, ParameterMismatchError
 from protocols.mpc.params import (
     DIFFERENCE_KEYS,
     MAX_PAIRS,
@@ -155,7 +155,7 @@ class DiscrepancyParty:
                  values: PairValues | None, *, chunk_size: int | None = None,
                  openings: list | None = None) -> None:
         if not 0 <= n_pairs <= MAX_PAIRS:
-            raise ParameterMismatchError(f"n_pairs: expected 0..{MAX_PAIRS}, found {n_pairs}")
+            raise MpcInputError(f"n_pairs: expected 0..{MAX_PAIRS} (partition larger jobs), found {n_pairs}")
         self.net = net
         self.rand = rand
         self.pid = net.pid
@@ -200,10 +200,9 @@ class DiscrepancyParty:
             return F.zeros(count)
         return F.scale(values, 1 - (self.pid + 1) * F.inv(third + 1))
 
-    async def _open_to_operators(self, shares: list[np.ndarray], label: bytes, what: str,
-                                 net: Net | None = None) -> list[np.ndarray] | None:
+    async def _open_to_operators(self, shares: list[np.ndarray], label: bytes, what: str) -> list[np.ndarray] | None:
         """Open degree-2 sharings to A and B (re-randomised by a PRSS zero sharing)."""
-        net = net or self.net
+        net = self.net
         sizes = [s.shape[0] for s in shares]
         flat = np.concatenate(shares) if shares else F.zeros(0)
         count = flat.shape[0]
@@ -585,5 +584,4 @@ async def run_local(params: ToleranceParams, values_a: PairValues, values_b: Pai
     return list(await asyncio.gather(*(p.run() for p in parties)))
 
 
-__all__ = ["CELL_NAMES", "DiscrepancyParty", "LocalNet", "PROTOCOL_VERSION", "chunk_size_for", "job_digest",
-           "run_local"]
+__all__ = ["DiscrepancyParty", "PROTOCOL_VERSION", "chunk_size_for", "job_digest", "run_local"]
