@@ -11,9 +11,9 @@ windows lose no pair across buckets: reconciling bucket b of A with bucket b of 
 every b, gives exactly the result of reconciling the whole exports, and a party's
 memory is bounded by a bucket.
 
-The key.  ``K = SM3("settlechain/partition-key/v1" ‖ job id ‖ share_A ‖ share_B)[:16]``,
-where each operator's share is HMAC-SM3 under its own SM2 private key of the job id
-(:func:`partition_share`).  Only A and B know the shares, so neither H nor an outsider
+The key is derived from the job's shared secret (:mod:`engine.job.job_secrets`), itself
+from both operators' shares, each an HMAC-SM3 under the operator's own SM2 private key of
+the job id (:func:`partition_share`).  Only A and B know the shares, so neither H nor an outsider
 can tell which bucket a number falls in; the shares are the same on every run of the
 same job, so an interrupted job resumes with the same buckets and a recovery run
 (``settlechain party --recover``) recomputes the same commitments.  SipHash-2-4 is a
@@ -59,16 +59,6 @@ def _hmac_sm3(key: bytes, message: bytes) -> bytes:
 def partition_share(private_key: bytes, job_id: str) -> bytes:
     """This operator's share of the partition key: HMAC-SM3(private key, label ‖ job id)."""
     return _hmac_sm3(private_key, b"settlechain/partition-share/v1\n" + job_id.encode())
-
-
-def partition_key(job_id: str, share_a: bytes, share_b: bytes) -> bytes:
-    """The bucket key both operators derive from their two shares."""
-    for name, share in (("A", share_a), ("B", share_b)):
-        if len(share) != SHARE_BYTES:
-            raise JobError(f"{name}'s partition share has {len(share)} bytes, "
-                           f"expected {SHARE_BYTES}")
-    return sm3(b"settlechain/partition-key/v1\n" + job_id.encode() + b"\n"
-               + share_a + share_b)[:KEY_BYTES]
 
 
 def share_commitment(share: bytes) -> str:

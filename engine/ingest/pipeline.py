@@ -123,9 +123,9 @@ def ingest(path: str | Path, rules: Rules, *, quarantine_path: str | Path | None
         bucket = process_bucket(work, 0, rules, period,
                                 skip_rows=scanned.repeated.get_column("row"))
         clock.tick("local")
-        quarantine = complete_quarantine(source, work, scanned,
-                                         [repeated_entries(work, scanned), bucket.late_entries],
-                                         chunk_rows=chunk_rows)
+        quarantine = pl.concat([pl.read_parquet(p) for p in complete_quarantine(
+            source, work, scanned, [repeated_entries(work, scanned), bucket.late_entries],
+            chunk_rows=chunk_rows)])
         ids = pl.concat([pl.read_parquet(work.piece_file(i, "ids.parquet"))
                          for i in range(len(scanned.pieces))]).select("row", "record_id")
     rows = _rows_frame(scanned, bucket, quarantine, ids)

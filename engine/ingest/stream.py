@@ -629,33 +629,49 @@ def repeated_entries(work: IngestWork, scan_result: ScanResult) -> pl.DataFrame:
 
 
 def complete_quarantine(source: InputFile, work: IngestWork, scan_result: ScanResult,
-                        late: Iterable[pl.DataFrame], *, chunk_rows: int = CHUNK_ROWS) -> pl.DataFrame:
-    """The quarantine frame of the whole export (QUARANTINE_SCHEMA, row order): pass 1's
-    entries, with the late ones (found after validation) added or, for a row already
-    invalid for a later reason, replacing its entry.  A late row's input text is read back
-    from the export (only when there are late rows)."""
+                        late: Iterable[pl.DataFrame], *, chunk_rows: int = CHUNK_ROWS) -> list[Path]:
+    """The quarantine of the whole export as one file per piece (QUARANTINE_SCHEMA, row
+    order): pass 1's entries, with the late ones (found after validation) added or, for a
+    row already invalid for a later reason, replacing its entry.  A late row that was
+    valid in pass 1 has its input text read back from the export (one more read, only when
+    there are such rows).  Memory is bounded by a piece."""
     late_frames = [f for f in late if f.height]
     late_entries = pl.concat(late_frames).sort("row") if late_frames else \
         pl.DataFrame(schema=ENTRY_SCHEMA)
-    early = pl.concat([pl.read_parquet(work.piece_file(i, "quarantine.parquet"))
-                       for i in range(len(scan_result.pieces))])
+    early_files = [work.piece_file(i, "quarantine.parquet")
+                   for i in range(len(scan_result.pieces))]
     if not late_entries.height:
-        return early.sort("row")
-    replaced = early.join(late_entries.select("row"), on="row", how="semi")
-    kept = early.join(late_entries.select("row"), on="row", how="anti")
-    text_known = replaced.drop("code", "column", "reason", "message")
-    need_text = late_entries.join(text_known.select("row"), on="row", how="anti")
-    texts = [text_known]
-    if need_text.height:
-        texts.append(_read_back(source, need_text.get_column("row"), chunk_rows))
-    text = pl.concat(texts).unique("row")
-    completed = late_entries.join(text, on="row", how="left").select(
-        pl.col(name).cast(dtype) for name, dtype in S.QUARANTINE_SCHEMA.items())
-    return pl.concat([kept, completed]).sort("row")
+        return early_files
+    known = pl.scan_parquet(early_files).filter(
+        pl.col("row").is_in(late_entries.get_column("row").implode())).select("row").collect()
+    need = late_entries.join(known, on="row", how="anti").get_column("row")
+    text = read_back(source, need, chunk_rows) if need.len() else None
+    folder = work.root / "quarantine"
+    folder.mkdir(exist_ok=True)
+    out = []
+    for i, (first, n) in enumerate(scan_result.pieces):
+        in_piece = pl.col("row").is_between(first, first + n - 1)
+        late_p = late_entries.filter(in_piece)
+        if not late_p.height:
+            out.append(early_files[i])
+            continue
+        early = pl.read_parquet(early_files[i])
+        texts = [early.join(late_p.select("row"), on="row", how="semi")
+                 .drop("code", "column", "reason", "message")]
+        if text is not None:
+            texts.append(text.filter(in_piece))
+        merged = late_p.join(pl.concat(texts).unique("row"), on="row", how="left").select(
+            pl.col(name).cast(dtype) for name, dtype in S.QUARANTINE_SCHEMA.items())
+        kept = early.join(late_p.select("row"), on="row", how="anti")
+        path = folder / f"p{i:05d}.parquet"
+        _write(pl.concat([kept, merged]).sort("row"), path)
+        out.append(path)
+    return out
 
 
-def _read_back(source: InputFile, rows: pl.Series, chunk_rows: int) -> pl.DataFrame:
-    """record_id and the input text of the given rows, read again from the export."""
+def read_back(source: InputFile, rows: pl.Series, chunk_rows: int = CHUNK_ROWS) -> pl.DataFrame:
+    """The quarantine text columns (record_id and the input fields) of the given rows, read
+    again from the export."""
     wanted = np.sort(rows.to_numpy())
     parts = []
     for raw in read_chunks(source, chunk_rows):
@@ -665,7 +681,7 @@ def _read_back(source: InputFile, rows: pl.Series, chunk_rows: int) -> pl.DataFr
             selected = pl.Series("row", wanted[lo:hi], dtype=pl.Int64)
             parts.append(pl.concat([pl.DataFrame({"row": selected}), raw_text(raw, selected)],
                                    how="horizontal"))
-    if not parts:
+    if not parts or sum(p.height for p in parts) != len(wanted):
         raise InputError("the export changed while it was read: rows found invalid are no "
                          "longer in it", file=str(source.path))
     return pl.concat(parts)

@@ -45,6 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     party.add_argument("--out", type=Path, required=True, help="output folder")
     party.add_argument("--log-file", type=Path, default=None,
                        help="also log to this file (default: <out>/party.log)")
+    party.add_argument("--log-format", choices=("text", "json"), default="text",
+                       help="party.log as lines of text (default) or one JSON object per event "
+                            "(docs/job.md, \"Logs\")")
+    party.add_argument("--recover", action="store_true",
+                       help="rebuild the outputs of a job already settled (all three parties "
+                            "with --recover): refuses unless the inputs give the anchored "
+                            "commitments; anchors nothing")
     party.set_defaults(handler=_party)
 
     job = subparsers.add_parser("job", help="job files")
@@ -58,6 +65,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     job_init.add_argument("--id", required=True, help="job id, unique per settlement run")
     job_init.add_argument("--period", required=True, help="settlement period, e.g. 2026-10")
     job_init.add_argument("--rules", type=Path, required=True, help="rules file")
+    job_init.add_argument("--config", type=Path, default=None,
+                          help="consortium file: the members must be in it (recommended)")
+    job_init.add_argument("--psi-protocol", default=None, help="PSI protocol (default kkrt16)")
+    job_init.add_argument("--records-per-bucket", type=int, default=None,
+                          help="partitioning: records per bucket (default 2^20)")
     for role, what in (("a", "operator A (hosts the session)"), ("b", "operator B"),
                        ("h", "the helper H")):
         job_init.add_argument(f"--{role}", required=True, help=f"member id of {what}")
@@ -83,52 +95,117 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _party(args: argparse.Namespace) -> int:
+    import logging.handlers
+
+    from engine.errors import SettlechainError
+    from engine.job.logs import JsonFormatter
     from engine.job.party import run_party
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    # party.log is opened only once the session accepted this party: a refused run (say, of
+    # a job already settled in this folder) writes nothing into the folder.
     log_file = args.log_file or args.out / "party.log"
-    handler = logging.FileHandler(log_file, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    buffered = logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
     root = logging.getLogger()
     for console in root.handlers:  # the terminal keeps the --log-level the user chose
         console.setLevel(root.level)
-    root.addHandler(handler)
+    root.addHandler(buffered)
     root.setLevel(min(root.level, logging.INFO))
     for noisy in ("numba", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    progress = _StageProgress()
+    formatter = JsonFormatter() if args.log_format == "json" else \
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def open_log() -> None:
+        if getattr(open_log, "done", False):
+            return
+        open_log.done = True  # type: ignore[attr-defined]
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(formatter)
+        buffered.setTarget(handler)
+        buffered.flush()
+        root.removeHandler(buffered)
+        root.addHandler(handler)
+
+    progress = _StatusLine()
     try:
         summary = run_party(args.config, args.job, args.member, args.data, args.out,
-                            on_stage=progress.stage)
+                            on_status=progress.update, on_joined=open_log, recover=args.recover)
+    except SettlechainError as exc:
+        progress.close()
+        from engine.job.jobfile import load_job
+        from engine.job.party import settled_here
+
+        try:
+            settled = settled_here(args.out, load_job(args.job).id) is not None
+        except SettlechainError:
+            settled = False
+        if not settled:
+            open_log()  # this run's folder: its log gets the error too
+        logging.getLogger("engine.job").error("%s", exc.diagnostics())
+        raise
     finally:
         progress.close()
-    print(f"party {summary['party']}: job {summary['job_id']} done; outputs in {args.out}")
+        root.removeHandler(buffered)
+    print(_outcome_lines(summary, args.out))
     return 0
 
 
-class _StageProgress:
-    """A progress bar over the job's stages on a terminal (nothing when piped or logged)."""
-
-    STAGES = ("ingest", "agree", "commit", "psi_exact", "psi_key", "mpc", "report", "anchor",
-              "done")
+class _StatusLine:
+    """One line on a terminal: the stage, progress within it and the time left."""
 
     def __init__(self) -> None:
         import sys
 
-        from tqdm import tqdm
+        self._live = sys.stderr.isatty()
+        self._last = ""
 
-        self._bar = tqdm(total=len(self.STAGES), unit="stage", file=sys.stderr,
-                         disable=not sys.stderr.isatty(), leave=False,
-                         bar_format="{desc:<22}{bar:20} {n_fmt}/{total_fmt} stages [{elapsed}]")
+    def update(self, status: dict) -> None:
+        if not self._live:
+            return
+        import sys
 
-    def stage(self, stage: str, detail: str) -> None:
-        if stage in self.STAGES:
-            self._bar.n = self.STAGES.index(stage) + (1 if stage == "done" else 0)
-            self._bar.set_description_str(stage)
-            self._bar.refresh()
+        line = f"{status.get('stage', '')}"
+        if "done" in status and status.get("total"):
+            line += f" {status['done']:,}/{status['total']:,} {status.get('unit', '')}"
+            if status.get("eta_s") is not None:
+                line += f", about {status['eta_s']:.0f} s left"
+        line += f"  [{status.get('elapsed_s', 0):.0f} s]"
+        if line != self._last:
+            print("\r\033[K" + line, end="", file=sys.stderr, flush=True)
+            self._last = line
 
     def close(self) -> None:
-        self._bar.close()
+        if self._live and self._last:
+            import sys
+
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+            self._last = ""
+
+
+def _outcome_lines(summary: dict, out: Path) -> str:
+    """What a party ends with on the terminal: its outcome, not only "done"."""
+    if summary.get("party") == "H":
+        learned = summary.get("learned", {})
+        return (f"party H: job {summary['job_id']} done; computed on "
+                f"{learned.get('mpc_pairs', 0):,} candidate pairs; outputs in {out}")
+    counts = summary.get("counts", {})
+    totals = summary.get("totals", {})
+    anchor = summary.get("anchor") or {}
+    lines = [f"party {summary['party']} ({summary.get('member', '')}): job {summary['job_id']} "
+             f"({summary.get('period', '')}) done"]
+    order = ("matched_exact", "matched_tolerance", "disputed", "unmatched_local", "duplicate",
+             "invalid", "excluded")
+    lines.append("  rows: " + ", ".join(f"{name.replace('_local', '')} {counts.get(name, 0):,}"
+                                        for name in order))
+    lines.append(f"  agreed ¥{totals.get('agreed_charge', 0) / 100:,.2f}; disputed ¥"
+                 f"{totals.get('disputed_local_charge', 0) / 100:,.2f} (this side) vs ¥"
+                 f"{totals.get('disputed_remote_charge', 0) / 100:,.2f}; settlement: "
+                 f"{summary.get('review', {}).get('settlement', '?')}")
+    if anchor.get("index") is not None:
+        lines.append(f"  statement anchored as ledger entry {anchor['index']}")
+    lines.append(f"  report: {out / 'report.html'}")
+    return "\n".join(lines)
 
 
 def _job_init(args: argparse.Namespace) -> int:
@@ -139,10 +216,17 @@ def _job_init(args: argparse.Namespace) -> int:
 
     rules = load_rules(args.rules)
     out = args.out.resolve()
+    parties = {"A": args.a, "B": args.b, "H": args.h}
+    if args.config is not None:
+        from engine.job.consortium import load_consortium
+
+        consortium = load_consortium(args.config)
+        for role, member in parties.items():
+            consortium.member(member)  # raises, naming the members there are
     relative = os.path.relpath(args.rules.resolve(), out.parent)
     write_job(out, job_id=args.id, period=args.period, rules=relative,
-              rules_sm3=rules.sm3_hash(), parties={"A": args.a, "B": args.b, "H": args.h},
-              disclosure=rules.disclosure)
+              rules_sm3=rules.sm3_hash(), parties=parties, disclosure=rules.disclosure,
+              psi_protocol=args.psi_protocol, records_per_bucket=args.records_per_bucket)
     print(f"job file: {args.out} (rules {rules.name} {rules.version}, SM3 {rules.sm3_hash()}, "
           f"disclosure {rules.disclosure})")
     return 0

@@ -50,7 +50,8 @@ def test_messages_round_trip() -> None:
         ledger_pb2.ProofResponse(hashes=[b"\x03" * 32]),
         ledger_pb2.AddCosignatureRequest(member_id="B", tree_size=4, signature_line="\u2014 n AAAA\n"),
         ledger_pb2.ReportForkRequest(reason="r", first_checkpoint="a", second_checkpoint="b"),
-        ledger_pb2.GetGovernanceResponse(proposals_json="[]"),
+        ledger_pb2.GetGovernanceEntriesRequest(start=4),
+        ledger_pb2.GetGovernanceEntriesResponse(indices=[4, 9], leaf_data=[b"{}", b"[]"], complete=True),
     ]
     for message in messages:
         parsed = type(message).FromString(message.SerializeToString())

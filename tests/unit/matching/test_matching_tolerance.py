@@ -1,16 +1,22 @@
-"""engine.tolerance: reason codes and sums on hand-computed pairs (docs/matching.md)."""
+"""The plaintext evaluation (protocols.mpc.reference, the one definition the engine's
+reference uses): reason codes and sums on hand-computed pairs (docs/matching.md)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.matching import REASON_BITS, CandidateValues, MatchingError
-from engine.rules import Tolerances
-from engine.tolerance import evaluate_pairs
+from matching_oracle import make_rules
 
-TOL = Tolerances(time_tolerance_s=5, time_window_s=12, duration_tolerance_s=2,
-                 charge_tolerance=2)
+from engine.matching import CandidateValues, MatchingError, plaintext_evaluation
+from engine.names import REASON_BITS
+
+
+def evaluate_pairs(a, b, _tol, policy):
+    return plaintext_evaluation(a, b, make_rules(5, 12, 2, 2, policy=policy))
+
+
+TOL = None
 
 # (A: start, duration, charge, rated), (B: ...), expected reason codes
 CASES = [

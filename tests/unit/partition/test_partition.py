@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from engine.errors import JobError
 from engine.partition import (
-    KEY_BYTES, Partition, bucket_count, partition_key, partition_share, share_commitment,
+    KEY_BYTES, Partition, bucket_count, partition_share, share_commitment,
     siphash24_words,
 )
 
@@ -94,7 +94,9 @@ def test_key_size_is_checked():
         Partition(key=bytes(16), n_buckets=0)
 
 
-def test_shares_are_hmac_sm3_and_the_key_needs_both():
+def test_shares_are_hmac_sm3_and_the_job_secret_needs_both():
+    from engine.job.job_secrets import JobSecrets
+
     secret = bytes(range(32))
     share = partition_share(secret, "job-1")
     want = hmac.new(secret, b"settlechain/partition-share/v1\njob-1",
@@ -102,14 +104,21 @@ def test_shares_are_hmac_sm3_and_the_key_needs_both():
     assert share == want
     other = partition_share(bytes(32), "job-1")
     assert partition_share(secret, "job-2") != share
-    key = partition_key("job-1", share, other)
+    base = JobSecrets.from_shares("job-1", share, other)
+    key = base.partition(4).key
     assert len(key) == KEY_BYTES
-    assert partition_key("job-1", other, share) != key          # order is A then B
-    assert partition_key("job-2", share, other) != key
-    assert partition_key("job-1", share, partition_share(secret, "x")) != key
+    assert JobSecrets.from_shares("job-1", other, share).partition(4).key != key  # A then B
+    assert JobSecrets.from_shares("job-2", share, other).partition(4).key != key
+    assert JobSecrets.from_shares("job-1", share, partition_share(secret, "x")).partition(4).key \
+        != key
+    # every derived secret is distinct, and session ids depend on the run's nonce
+    derived = {base.pair_key, base.statement_salt, key}
+    assert len(derived) == 3
+    assert base.psi_session_id(b"n1", 0, "S1", 0) != base.psi_session_id(b"n2", 0, "S1", 0)
+    assert base.psi_session_id(b"n1", 0, "S1", 0) != base.psi_session_id(b"n1", 0, "S1", 1)
     assert share_commitment(share) != share.hex()
     with pytest.raises(JobError, match="partition share"):
-        partition_key("job-1", share[:5], other)
+        JobSecrets.from_shares("job-1", share[:5], other)
 
 
 def test_bucket_count():
