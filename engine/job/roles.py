@@ -512,11 +512,11 @@ class OperatorRun(_Run):
             digest = side.write_records(out / RECORDS_FILE)
             fault_point("report:records")
             facts = self.exchange("facts", facts=session_pb2.Facts(
-                facts_json=json.dumps(tally.side_facts().to_json()), records_digest=digest))
+                facts_json=json.dumps(tally.side_facts(side.evaluation).to_json()), records_digest=digest))
             from engine.matching.outcome import SideFacts
 
             remote = SideFacts.from_json(json.loads(facts[self.other].facts.facts_json))
-            outcome = tally.outcome(remote, side.evaluation, ctx.rules)
+            outcome = tally.outcome(remote, side.evaluation, ctx.rules, self.job.parties)
             digests = {r: facts[r].facts.records_digest for r in OPERATOR_ROLES}
             statement = statement_document(
                 outcome, job_id=self.job.id, period=self.job.period,
