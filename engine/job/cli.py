@@ -52,6 +52,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help="rebuild the outputs of a job already settled (all three parties "
                             "with --recover): refuses unless the inputs give the anchored "
                             "commitments; anchors nothing")
+    scale = party.add_argument_group(
+        "bucket workers (docs/scale-out.md)",
+        "A and B may each run their buckets' PSI passes on workers: local processes (the "
+        "default executor) or actors of the operator's own Ray cluster (the settlechain[ray] "
+        "extra).  The smaller of the two offers is the number of worker pairs; with none the "
+        "buckets run in this process.")
+    scale.add_argument("--workers", type=int, default=0,
+                       help="bucket workers this operator offers (default 0: none)")
+    scale.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local processes (default) or the operator's Ray cluster")
+    scale.add_argument("--ray-address", default=None,
+                       help="the operator's Ray cluster (default: RAY_ADDRESS or auto)")
+    scale.add_argument("--worker-host", default=None,
+                       help="where A's local workers listen (default: the host of the "
+                            "member's gRPC endpoint; on Ray: each node's address)")
+    scale.add_argument("--worker-ports", default=None,
+                       help="A's workers' ports, e.g. 7600-7603 (default: any free port)")
     party.set_defaults(handler=_party)
 
     job = subparsers.add_parser("job", help="job files")
@@ -127,10 +144,16 @@ def _party(args: argparse.Namespace) -> int:
         root.removeHandler(buffered)
         root.addHandler(handler)
 
+    from engine.scale.config import ScaleConfig, parse_ports
+
+    scale_config = ScaleConfig(workers=args.workers, executor=args.executor,
+                               ray_address=args.ray_address, listen_host=args.worker_host,
+                               ports=parse_ports(args.worker_ports))
     progress = _StatusLine()
     try:
         summary = run_party(args.config, args.job, args.member, args.data, args.out,
-                            on_status=progress.update, on_joined=open_log, recover=args.recover)
+                            on_status=progress.update, on_joined=open_log, recover=args.recover,
+                            scale=scale_config)
     except SettlechainError as exc:
         progress.close()
         from engine.job.jobfile import load_job
