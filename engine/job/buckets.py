@@ -53,8 +53,38 @@ Exchange = Callable[..., "dict[str, session_pb2.Post]"]
 
 
 def psi_digest(path: Path) -> bytes:
-    """The SM3 of a bucket's kept pass results (what both sides compare to resume)."""
+    """The SM3 of a bucket's kept pass results (this side's own: A's and B's differ)."""
     return sm3(path.read_bytes())
+
+
+AGREED_FILE = "psi.agreed"
+_AGREED_LABEL = b"settlechain/bucket-kept/v1\n"
+
+
+def _agreed_path(side: Any, b: int) -> Path:
+    return side.psi_file(b).with_name(AGREED_FILE)
+
+
+def kept_digest(side: Any, b: int) -> bytes | None:
+    """What this side says of bucket ``b`` when a job resumes: the digest both sides
+    derived at the bucket's ``done`` step, SM3 of (A's digest, B's digest) of what each
+    kept, if this side still holds exactly what it kept then; else None.  A bucket is
+    skipped when both sides say the same (each side's own digests differ, so comparing
+    those would never skip anything)."""
+    path = _agreed_path(side, b)
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    if len(raw) != 64 or not side.psi_done(b) or psi_digest(side.psi_file(b)) != raw[32:]:
+        return None
+    return raw[:32]
+
+
+def forget_bucket(side: Any, b: int) -> None:
+    """Drop what this side kept of bucket ``b`` (it runs again)."""
+    for path in (side.psi_file(b), side.values_file(b), _agreed_path(side, b)):
+        path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -145,11 +175,18 @@ class BucketPasses:
                 done_items[spec.job_stage] += len(elements)
         side.save_psi(matcher)
         digest = psi_digest(side.psi_file(b))
-        self.exchange(bucket_step(b, attempt, "done"), bucket_done=session_pb2.BucketDone(
+        dones = self.exchange(bucket_step(b, attempt, "done"), bucket_done=session_pb2.BucketDone(
             bucket=b, attempt=attempt, ok=True, digest=digest))
+        agreed = sm3(_AGREED_LABEL + b"".join(bytes(dones[r].bucket_done.digest)
+                                              for r in OPERATOR_ROLES))
+        path = _agreed_path(side, b)
+        tmp = path.with_name(AGREED_FILE + ".tmp")
+        tmp.write_bytes(agreed + digest)
+        tmp.replace(path)
         for stage, n in done_items.items():
             self.items[stage] = self.items.get(stage, 0) + n
         return None
 
 
-__all__ = ["BucketPasses", "MAX_ATTEMPTS", "PsiPeer", "RETRYABLE", "psi_digest"]
+__all__ = ["BucketPasses", "MAX_ATTEMPTS", "PsiPeer", "RETRYABLE", "forget_bucket", "kept_digest",
+           "psi_digest"]

@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                             "member's gRPC endpoint; on Ray: each node's address)")
     scale.add_argument("--worker-ports", default=None,
                        help="A's workers' ports, e.g. 7600-7603 (default: any free port)")
+    scale.add_argument("--worker-certs", type=Path, default=None,
+                       help="folder with worker-<i>.crt/.key per worker (settlechain keys "
+                            "worker; default: the member's own certificate)")
     party.set_defaults(handler=_party)
 
     job = subparsers.add_parser("job", help="job files")
@@ -110,6 +113,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                       help="member i gets gRPC port base+i and MPC port base+100+i")
     init.set_defaults(handler=_keys_init)
 
+    worker = keys_sub.add_parser(
+        "worker", help="issue TLS certificates for a member's bucket workers (docs/scale-out.md)",
+        description="Issue one TLS certificate per bucket worker of a member, from the "
+                    "consortium CA (where its key is): CN = the member id, SAN = the worker's "
+                    "host.  Pass the folder to `settlechain party --worker-certs`.")
+    worker.add_argument("--config", type=Path, required=True, help="consortium file")
+    worker.add_argument("--as", dest="member", required=True, help="the member's id")
+    worker.add_argument("--hosts", required=True,
+                        help="comma-separated host of each worker, e.g. 10.1.0.5,10.1.0.6")
+    worker.add_argument("--ca-key", type=Path, default=None,
+                        help="the CA's private key (default: ca/ca.key beside the CA certificate)")
+    worker.add_argument("--out", type=Path, required=True, help="folder to write")
+    worker.set_defaults(handler=_keys_worker)
+
 
 def _party(args: argparse.Namespace) -> int:
     import logging.handlers
@@ -148,7 +165,8 @@ def _party(args: argparse.Namespace) -> int:
 
     scale_config = ScaleConfig(workers=args.workers, executor=args.executor,
                                ray_address=args.ray_address, listen_host=args.worker_host,
-                               ports=parse_ports(args.worker_ports))
+                               ports=parse_ports(args.worker_ports),
+                               worker_certs=str(args.worker_certs) if args.worker_certs else None)
     progress = _StatusLine()
     try:
         summary = run_party(args.config, args.job, args.member, args.data, args.out,
@@ -266,6 +284,20 @@ def _keys_init(args: argparse.Namespace) -> int:
              for i, member_id in enumerate(ids)]
     path = init_consortium(args.out, specs, name=args.name, host=args.host)
     print(f"consortium file: {path}")
+    return 0
+
+
+def _keys_worker(args: argparse.Namespace) -> int:
+    from engine.job.consortium import load_consortium
+    from engine.scale.identity import issue_worker_identities
+
+    consortium = load_consortium(args.config)
+    member = consortium.member(args.member)
+    hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
+    ca_key = args.ca_key or consortium.ca_cert.parent / "ca.key"
+    written = issue_worker_identities(consortium.ca_cert, ca_key, member.id, hosts, args.out)
+    for cert, _key in written:
+        print(f"worker certificate: {cert}")
     return 0
 
 

@@ -42,7 +42,7 @@ from engine.commitment import FORMAT as COMMITMENT_FORMAT
 from engine.ingest.reading import InputFile, open_input
 from engine.job import session_pb2
 from engine.job.job_secrets import JobSecrets
-from engine.job.buckets import MAX_ATTEMPTS, BucketPasses, PsiPeer, psi_digest
+from engine.job.buckets import MAX_ATTEMPTS, BucketPasses, PsiPeer, forget_bucket, kept_digest
 from engine.job.session import SessionAborted
 from engine.matching.evaluation import pair_values, tolerance_params
 from engine.names import OPERATOR_ROLES
@@ -365,8 +365,7 @@ class OperatorRun(_Run):
                 log.info("resuming: %d of %d buckets were done by an earlier run",
                          len(self.skip), side.n_buckets)
             for b in set(range(side.n_buckets)) - self.skip:
-                if side.psi_done(b):
-                    side.psi_file(b).unlink()
+                forget_bucket(side, b)
             entries = {self.role: {"entry": entry, "sig": signature.hex()},
                        self.other: {"entry": peer_entry, "sig": peer.signature.hex()}}
             self._save_resume_point(entries)
@@ -393,8 +392,9 @@ class OperatorRun(_Run):
             return {}
         out = {}
         for b in range(side.n_buckets):
-            if side.psi_done(b):
-                out[b] = psi_digest(side.psi_file(b))
+            digest = kept_digest(side, b)
+            if digest is not None:
+                out[b] = digest
         return out
 
     def _save_resume_point(self, entries: dict[str, dict]) -> None:

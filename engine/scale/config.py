@@ -31,6 +31,9 @@ class ScaleConfig:
     endpoint).  On Ray each worker listens on its node's address."""
     ports: tuple[int, ...] = ()
     """A's workers' ports, one per worker (for firewalls); empty: any free port."""
+    worker_certs: str | None = None
+    """A folder with ``worker-<i>.crt`` and ``.key`` per worker (``settlechain keys worker``);
+    None: every worker uses the member's own TLS certificate."""
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or \

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -73,7 +74,16 @@ def worker_setups(ctx: Any, scale: ScaleConfig) -> list[WorkerSetup]:
     logs = ctx.work_dir / "workers"
     logs.mkdir(parents=True, exist_ok=True)
     timeouts = ctx.job.timeouts
-    return [WorkerSetup(index=i, role=ctx.role, member_id=ctx.member.id,
+
+    def identity(i: int) -> dict[str, str]:
+        if scale.worker_certs is None:
+            return {}
+        from engine.scale.identity import worker_cert_paths
+
+        cert, key = worker_cert_paths(scale.worker_certs, i)
+        return {"tls_cert": str(Path(cert).resolve()), "tls_key": str(Path(key).resolve())}
+
+    return [WorkerSetup(index=i, role=ctx.role, member_id=ctx.member.id, **identity(i),
                         consortium=str(ctx.consortium.path), listen_host=host,
                         port=scale.ports[i] if scale.ports else 0,
                         connect_timeout_s=timeouts.connect_s, stage_timeout_s=timeouts.stage_s,

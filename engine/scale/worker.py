@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.job.buckets import BucketPasses, PsiPeer, psi_digest
+from engine.job.buckets import BucketPasses, PsiPeer, forget_bucket, kept_digest
 from engine.job.job_secrets import JobSecrets
 from engine.job.session import SessionAborted
 from engine.scale.errors import ManifestError, PairLost, PeerRefused, WorkerError
@@ -281,8 +281,8 @@ class BucketWorker:
                                 stage_timeout_s=setup.stage_timeout_s)
         try:
             for epoch_try in range(MAX_EPOCHS):
-                own = {b: psi_digest(side.psi_file(b)) for b in bucket_range.buckets()
-                       if side.psi_done(b)}
+                own = {b: d for b in bucket_range.buckets()
+                       if (d := kept_digest(side, b)) is not None}
                 try:
                     if setup.role == "A":
                         epoch, skip = host.await_open(own, setup.connect_timeout_s)
@@ -295,8 +295,8 @@ class BucketWorker:
                         peer = PsiPeer("B", channel=client._channel)
                     result.epochs += 1
                     for b in bucket_range.buckets():
-                        if b not in skip and side.psi_done(b):
-                            side.psi_file(b).unlink()  # kept here only: run it again
+                        if b not in skip:
+                            forget_bucket(side, b)  # not kept by both: run it again
                     role = setup.role
 
                     def checked(step: str, **body):
@@ -313,7 +313,8 @@ class BucketWorker:
                                 result.skipped.append(b)
                             continue
                         result.attempts += passes.run(b)
-                        result.run.append(b)
+                        if b not in result.run:
+                            result.run.append(b)
                     if setup.role == "A":
                         host.finish()
                     break
