@@ -27,7 +27,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                       help="folder for everything the demo makes (default: ./settlechain-demo)")
     demo.add_argument("--force", action="store_true",
                       help="replace an earlier demo's folder at --out")
+    demo.add_argument("--consortium", action="store_true",
+                      help="three operators and their three pairs in one period run "
+                           "(settlechain period run), each pair helped by the third")
     demo.set_defaults(handler=_demo)
+
+    period = subparsers.add_parser("period", help="a settlement period of the whole consortium")
+    period_sub = period.add_subparsers(dest="period_command", metavar="COMMAND", required=True)
+    period_run = period_sub.add_parser(
+        "run", help="settle every pair of members that exchanged traffic in the period",
+        description=(
+            "Settle every pair of members that has a folder <A>+<B> in --data-dir, one job "
+            "per pair, each helped by a third member (rotated), one pair after the other; "
+            "then print and write (OUT/period-summary.json) the outcome across pairs.  With "
+            "--as, only that member's parties run (each member runs its own in production); "
+            "without it, every party runs here.  Layout: engine.job.period_run."))
+    period_run.add_argument("--config", type=Path, required=True, help="consortium file")
+    period_run.add_argument("--period", required=True, help="settlement period, e.g. 2026-10")
+    period_run.add_argument("--data-dir", type=Path, required=True,
+                            help="folder with one <A>+<B> folder per pair")
+    period_run.add_argument("--out", type=Path, default=Path("settlechain-period"),
+                            help="output folder (default: ./settlechain-period)")
+    period_run.add_argument("--as", dest="member", default=None,
+                            help="run only this member's parties (default: all, locally)")
+    period_run.add_argument("--workers", type=int, default=0,
+                            help="bucket workers per operator party (settlechain party --workers)")
+    period_run.add_argument("--executor", choices=("local", "ray"), default="local",
+                            help="bucket executor (settlechain party --executor)")
+    period_run.add_argument("--ray-address", default=None, help="the operator's Ray cluster")
+    period_run.add_argument("--connect-timeout", type=float, default=3600.0,
+                            help="seconds a party waits for the others of its pair (default "
+                                 "3600: members reach a pair after their earlier pairs)")
+    period_run.set_defaults(handler=_period_run)
 
     party = subparsers.add_parser(
         "party", help="run one party (A, B or H) of a reconciliation job",
@@ -301,7 +332,37 @@ def _keys_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _period_run(args: argparse.Namespace) -> int:
+    from engine.job.jobfile import Timeouts
+    from engine.job.period_run import run_period, summary_lines
+    from engine.scale.config import ScaleConfig
+
+    ScaleConfig(workers=args.workers, executor=args.executor, ray_address=args.ray_address)
+    party_args = []
+    if args.workers:
+        party_args = ["--workers", str(args.workers), "--executor", args.executor]
+        if args.ray_address:
+            party_args += ["--ray-address", args.ray_address]
+    timeouts = Timeouts(connect_s=args.connect_timeout, stage_s=3600, peer_silence_s=10)
+
+    def show(row: dict) -> None:
+        print(f"  {row['pair']}: {row['state']}"
+              + (f" ({row['detail']})" if row.get("detail") else ""), flush=True)
+
+    summary = run_period(args.config, args.period, args.data_dir, args.out, member=args.member,
+                         party_args=party_args, timeouts=timeouts, on_pair=show)
+    print("\n".join(summary_lines(summary)))
+    print(f"summary: {args.out / 'period-summary.json'}")
+    failed = [r for r in summary["pairs"] if r["state"] in ("failed", "no data")]
+    return 3 if failed else 0
+
+
 def _demo(args: argparse.Namespace) -> int:
+    if args.consortium:
+        from engine.job.demo_consortium import run_consortium_demo
+
+        return run_consortium_demo(records=args.records, seed=args.seed,
+                                   file_format=args.format, out=args.out, force=args.force)
     from engine.job.demo import run_demo
 
     return run_demo(records=args.records, seed=args.seed, file_format=args.format,
