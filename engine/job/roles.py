@@ -43,6 +43,7 @@ from engine.ingest.reading import InputFile, open_input
 from engine.job import session_pb2
 from engine.job.job_secrets import JobSecrets
 from engine.job.buckets import MAX_ATTEMPTS, BucketPasses, PsiPeer, forget_bucket, kept_digest
+from engine.job.party import fault_point
 from engine.job.session import SessionAborted
 from engine.matching.evaluation import pair_values, tolerance_params
 from engine.names import OPERATOR_ROLES
@@ -247,6 +248,7 @@ class HelperRun(_Run):
             self.exchange("anchor_ready", anchor_ready=session_pb2.AnchorReady())
             anchored = self.exchange("anchored", empty=session_pb2.Empty())["A"].anchored
             self.check_anchored(anchored, None)
+            fault_point("anchor:anchored")
             size = self.cosign()
             self.exchange("cosigned", cosigned=session_pb2.Cosigned(size=size))
         write_json(self.ctx.out_dir / ANCHOR_FILE, _receipt_json(anchored, self.clock))
@@ -466,6 +468,7 @@ class OperatorRun(_Run):
             out = ctx.out_dir
             side.write_quarantine(out / QUARANTINE_FILE)
             digest = side.write_records(out / RECORDS_FILE)
+            fault_point("report:records")
             facts = self.exchange("facts", facts=session_pb2.Facts(
                 facts_json=json.dumps(tally.side_facts().to_json()), records_digest=digest))
             from engine.matching.outcome import SideFacts
@@ -495,6 +498,7 @@ class OperatorRun(_Run):
                 period_window=ctx.period)
             write_json(out / SUMMARY_FILE, summary)
             ctx.write_report(summary, statement, side)
+            fault_point("report:written")
             signed = self.exchange("statement", signature=session_pb2.StatementSignature(
                 statement_sm3=statement_sm3, signature=self.sign(signing),
                 entry_signature=self.sign(canonical_entry_bytes(entry))))
@@ -514,6 +518,7 @@ class OperatorRun(_Run):
                  for r in OPERATOR_ROLES], key=lambda s: s["signer"])
             self.entry_signatures = {self.job.member_of(r): signed[r].signature.entry_signature
                                      for r in OPERATOR_ROLES}
+            fault_point("report:signed")
         return statement, entry
 
     def anchor(self, statement: dict, entry: dict, commitments: dict) -> dict[str, Any]:
@@ -521,6 +526,7 @@ class OperatorRun(_Run):
         with self.stage("anchor"):
             self.exchange("anchor_ready", anchor_ready=session_pb2.AnchorReady(
                 statement_sm3=sm3(statement_signing_bytes(statement))))
+            fault_point("anchor:ready")
             if self.role == "A":
                 items = [(commitments[r]["entry"], {self.job.member_of(r): bytes.fromhex(
                     commitments[r]["sig"])}) for r in OPERATOR_ROLES]
@@ -529,6 +535,7 @@ class OperatorRun(_Run):
                     receipts = ledger.append_many(items, verify_as=ctx.member.id,
                                                   state_path=self.witness_state())
                     self._request_approval(ledger)
+                fault_point("anchor:appended")
                 receipt = session_pb2.AnchorReceipt(
                     indices=[r.index for r in receipts],
                     leaf_hashes=[r.leaf_hash for r in receipts],
@@ -537,10 +544,13 @@ class OperatorRun(_Run):
             else:
                 anchored = self.exchange("anchored", empty=session_pb2.Empty())["A"].anchored
             self.check_anchored(anchored, entry)
+            fault_point("anchor:anchored")
             size = self.cosign()
             self.exchange("cosigned", cosigned=session_pb2.Cosigned(size=size))
+            fault_point("anchor:cosigned")
         self.clock.count("anchor", 3)
         self._write_statement(statement, anchored)
+        fault_point("anchor:statement")
         return self._result(anchored)
 
     def _request_approval(self, ledger) -> None:
