@@ -22,8 +22,8 @@ it helps.  Without ``--as`` every party of every pair runs here (demos, tests).
 Each pair's helper H is a third member; with several candidates the helper is rotated,
 pair by pair in name order, to the candidate that has helped least so far (ties: the
 fewer later pairs it could help, then the consortium file's order), so every member
-derives the same assignment.  The pairs run
-one after the other in that order, every member going through the same list: a member's
+derives the same assignment.  The pairs run one after the other in that order, every
+member going through the same list: a member's
 ports are those of the consortium file, one job at a time, and the earliest unfinished
 job always has all three of its members (no deadlock).  A pair already settled in OUT is
 not run again.  Each pair's job id is ``<period>-<A>-<B>``; its files are in
