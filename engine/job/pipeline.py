@@ -85,7 +85,9 @@ def _run(ctx: PartyContext, watch: AbortWatch) -> dict[str, Any]:
         link, channel = connect_link(ctx, watch)
     if role in ("A", "B"):
         # numba loads (or compiles) the kernels while the parties join and read
-        threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
+        warm = threading.Thread(target=_warm_up, name="warm-up", daemon=True)
+        warm.start()
+        ctx.kernels_ready = warm.join
     try:
         try:
             runner = HelperRun(ctx, link) if role == "H" else OperatorRun(
