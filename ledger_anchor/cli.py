@@ -109,7 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _open(args: argparse.Namespace, **kwargs: Any):
-    from ledger_anchor.client import open_ledger  # noqa: PLC0415 - lazy heavy import
+    from ledger_anchor.opening import open_ledger  # noqa: PLC0415 - lazy heavy import
 
     return open_ledger(args.config, db=getattr(args, "db", None), member_id=getattr(args, "member", None),
                        sm2_backend=getattr(args, "sm2_backend", None), **kwargs)

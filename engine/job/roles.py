@@ -43,7 +43,7 @@ from engine.ingest.reading import InputFile, open_input
 from engine.job import session_pb2
 from engine.job.job_secrets import JobSecrets
 from engine.job.buckets import MAX_ATTEMPTS, BucketPasses, PsiPeer, forget_bucket, kept_digest
-from engine.job.party import fault_point
+from engine.job.context import fault_point
 from engine.job.session import SessionAborted
 from engine.matching.evaluation import pair_values, tolerance_params
 from engine.names import OPERATOR_ROLES

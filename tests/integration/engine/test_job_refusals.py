@@ -120,7 +120,7 @@ def test_a_settled_job_is_not_run_again(tmp_path, data):
     import hashlib
     import json
 
-    from ledger_anchor.client import open_ledger
+    from ledger_anchor.opening import open_ledger
 
     job = prepare(tmp_path, data)
     assert run(job) == {"A": 0, "B": 0, "H": 0}, describe(job)
