@@ -146,6 +146,16 @@ def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | Non
 
     _print_outcome(out, dataset)
     _verify_ledger(config)
+    # after the statement: approvals, invoices, a bank statement, an overdue sweep, an
+    # adjustment (the billing package; docs/billing.md)
+    from billing.demo import DemoJob, run_billing_demo
+
+    _say("\nAfter the statement:")
+    run_billing_demo(out, config, rules_path,
+                     [DemoJob(f"demo-{dataset.config.period}-seed{seed}",
+                              {ROLES["A"]: out / "A" / "statement.json",
+                                                  ROLES["B"]: out / "B" / "statement.json"})],
+                     seed=seed, say=_say)
     _say(f"\nReports: {_shown(out / 'A' / 'report.html')} and "
          f"{_shown(out / 'B' / 'report.html')}")
     _say("The job is settled: running it again is refused.  To rebuild a party's lost outputs "
