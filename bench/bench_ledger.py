@@ -155,6 +155,42 @@ def test_signed_appends_per_second(benchmark, consortium, tmp_path: Path, backen
           f"warm-up batch of {len(warm_up)} {cold:.3f} s (authors sign {count / signing_s:.0f}/s)")
 
 
+# -- 1b. what a member checks before it appends or cosigns ---------------------------
+
+def test_check_before_rely(benchmark, consortium, tmp_path: Path):
+    """A member's check before it relies on the log (ledger_anchor.witness): from genesis
+    over 10,000 entries (a member without state, e.g. one that just joined), and after a
+    job's three entries (what each party pays per job).  tongsuopy, serial."""
+    key = sm2.PrivateKey(consortium.member_keys["A"], sm2.get_backend("tongsuopy"))
+    items = _signed(key, 10_000)
+    with open_ledger(consortium.config_path, db=tmp_path / "rely.sqlite", create=True, sm2_backend="tongsuopy",
+                     parallel=SERIAL) as ledger:
+        for start in range(0, len(items), 1000):
+            ledger.append_many(items[start:start + 1000])
+        runs = []
+
+        def from_genesis():
+            state = tmp_path / f"B-{len(runs)}.json"
+            runs.append(state)
+            return (state,), {}
+
+        benchmark.pedantic(lambda state: ledger.check_before_rely("B", state_path=state, parallel=SERIAL),
+                           setup=from_genesis, rounds=3, iterations=1)
+        genesis_s = benchmark.stats.stats.median
+        job = _signed(key, 300, offset=10_000)
+        per_job = []
+        for start in range(0, len(job), 3):
+            ledger.append_many(job[start:start + 3])
+            started = time.perf_counter()
+            ledger.check_before_rely("B", state_path=runs[0], parallel=SERIAL)
+            per_job.append(time.perf_counter() - started)
+        job_s = sorted(per_job)[len(per_job) // 2]
+    benchmark.extra_info.update({"entries": 10_000, "from_genesis_s": round(genesis_s, 3),
+                                 "after_a_job_ms": round(job_s * 1000, 2)})
+    print(f"\ncheck before relying: from genesis over 10,000 entries {genesis_s:.2f} s "
+          f"({10_000 / genesis_s:.0f} entries/s); after a job's 3 entries {job_s * 1000:.1f} ms (median of 100)")
+
+
 # -- 2./3. large ledgers, built once ------------------------------------------------
 
 def _built(size: int, distinct: int) -> tuple[Path, Path]:

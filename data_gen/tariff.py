@@ -158,6 +158,8 @@ class ScenarioRules:
             "min_records_for_ratio = 1000",
             "max_disputed_share = 0.05",
             "max_unmatched_share = 0.05",
+            # the generator plants invalid rows on purpose (about 1 % in small exports)
+            "max_invalid_share = 0.05",
             "",
             "[rating]",
             f"unknown_operator = {_q(self.unknown_operator)}",

@@ -27,9 +27,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     "data_gen.cli",            # gen
     "engine.ingest.cli",       # validate
     "engine.reference_cli",    # reconcile-plain
+    "engine.export.cli",       # export (a party's worklists as CSV / Parquet / XLSX)
     "ledger_anchor.cli",       # ledger ...
+    "governance.cli",          # governance, people, approve, audit
     "protocols.psi.cli",       # psi (standalone two-party PSI, for benchmarks and debugging)
     "protocols.mpc.cli",       # mpc (standalone three-party run, for benchmarks and debugging)
+    "billing.cli",             # billing ... (invoices, payments, aging, adjustments, netting)
 )
 
 # Root error types whose diagnostics the CLI prints instead of a traceback.
@@ -37,7 +40,9 @@ _ROOT_ERRORS: tuple[tuple[str, str], ...] = (
     ("engine.errors", "SettlechainError"),
     ("data_gen.errors", "DataGenError"),
     ("ledger_anchor.errors", "LedgerError"),
+    ("governance.errors", "GovernanceError"),
     ("protocols.errors", "ProtocolError"),
+    ("billing.errors", "BillingError"),
 )
 
 

@@ -5,9 +5,11 @@ process and reconciles them in the clear (engine.reference), writing each party'
 outputs exactly as a private job would (except the pair ids, the ledger anchor and
 the timings)::
 
-    settlechain reconcile-plain --a a.csv --b b.csv --rules rules.toml --out out/
-    # -> out/A/{summary.json,records.parquet,statement.json,quarantine.csv}
+    settlechain reconcile-plain --a a.csv --b b.csv --rules rules.toml --out out/ [--period 2026-10]
+    # -> out/A/{summary.json,records.parquet,statement.json,quarantine.parquet}
     #    out/B/{...}
+
+It runs bucket by bucket like a job (engine.side), so it needs no more memory than one.
 
 Never run it on real operators' data outside one operator's premises: whoever runs
 it sees both files.
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ HELP = "plaintext reference reconciliation of two files (testing/debugging; NO p
 DESCRIPTION = (
     "Reconcile party A's and party B's billing exports IN THE CLEAR, in one process, and "
     "write each party's outputs (summary.json, records.parquet, statement.json, and the "
-    "ingest quarantine file) to OUT/A and OUT/B.  This is the reference (oracle) the "
+    "ingest quarantine file quarantine.parquet) to OUT/A and OUT/B.  This is the reference (oracle) the "
     "private pipeline is tested against.  It offers NO PRIVACY: whoever runs it sees both "
     "files.  Use it only for testing and debugging."
 )
@@ -49,9 +50,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--job-id", default=None, metavar="ID",
                         help="job id (default: 'plain-' + SM3 of the rules hash and both "
                              "files, so that a rerun gives the same pair ids)")
-    parser.add_argument("--period", default=None, metavar="TEXT",
-                        help="settlement period written into the outputs (default: the "
-                             "month(s) of the records' start times, rules' local time)")
+    parser.add_argument("--period", default=None, metavar="YYYY-MM",
+                        help="the job's settlement period: records starting outside it are "
+                             "excluded (out_of_period), as in a job (default: no period "
+                             "check; the outputs name the month(s) of the records)")
+    parser.add_argument("--records-per-bucket", type=int, default=None, metavar="N",
+                        help="records per bucket, as a job's partitioning (default 2^20)")
     parser.set_defaults(handler=handle)
 
 
@@ -74,9 +78,8 @@ def default_job_id(rules_sm3: str, paths: tuple[Path, Path]) -> str:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from engine.ingest import ingest  # written by the ingest area; imported lazily
-    from engine.outputs import write_party_outputs
-    from engine.reference import reconcile_plain
+    from engine.partition import DEFAULT_RECORDS_PER_BUCKET
+    from engine.reference import reconcile_files
     from engine.rules import load_rules
 
     rules = load_rules(args.rules)
@@ -84,19 +87,9 @@ def handle(args: argparse.Namespace) -> int:
         rules = rules.with_disclosure(args.disclosure)
     out = Path(args.out)
     job_id = args.job_id or default_job_id(rules.sm3_hash(), (args.a, args.b))
-
-    frames, seconds = [], []
-    for party, path in (("A", args.a), ("B", args.b)):
-        (out / party).mkdir(parents=True, exist_ok=True)
-        began = time.perf_counter()
-        frames.append(ingest(path, rules, quarantine_path=out / party / "quarantine.csv"))
-        seconds.append(time.perf_counter() - began)
-
-    result = reconcile_plain(frames[0], frames[1], rules, job_id=job_id, period=args.period,
-                             ingest_seconds=(seconds[0], seconds[1]))
-    for party in ("A", "B"):
-        report = result.party(party)
-        write_party_outputs(out / party, report.records, report.summary, report.statement)
+    result = reconcile_files(args.a, args.b, rules, out=out, job_id=job_id, period=args.period,
+                             records_per_bucket=args.records_per_bucket
+                             or DEFAULT_RECORDS_PER_BUCKET)
     summary = result.a.summary
     print(json.dumps({"job_id": job_id, "out": str(out), "pairs": summary["pairs"],
                       "settlement": summary["review"]["settlement"],

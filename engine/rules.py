@@ -82,6 +82,10 @@ class CircuitBreaker:
     min_records_for_ratio: int
     max_disputed_share: float
     max_unmatched_share: float
+    max_invalid_share: float
+    """Invalid rows over input rows above which a side's export is refused at the agree
+    step (the job stops, nothing is anchored): an export that is mostly invalid (say,
+    charges in yuan instead of fen) must be corrected, not settled."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,9 @@ class Rules:
     """Offset assumed for start times written without one; None = such times are invalid."""
     tolerances: Tolerances
     disclosure: str
+    min_cell_pairs: int
+    """k of the small-cell rule: a per-reason or per-class sum over fewer than k pairs is
+    merged into "other" or reported as a count only (docs/matching.md, Disclosure)."""
     partial_max_gap_s: int
     exclusions: tuple[Exclusion, ...]
     circuit_breaker: CircuitBreaker
@@ -147,6 +154,9 @@ class Rules:
     call_types: tuple[CallType, ...]
     time_bands: tuple[TimeBand, ...]
     tariffs: tuple[Tariff, ...]
+    billing: str = ""
+    """The ``[billing]`` table as RFC 8785 JSON, parsed by the billing package (docs/billing.md);
+    part of the hash when present, so the consortium adopts the billing terms with the rules."""
     source: str = field(default="<memory>", compare=False)
     """Where the rules were read from (for messages only; not part of the hash)."""
 
@@ -156,6 +166,8 @@ class Rules:
         """The meaning of the rules as plain JSON values (no file name)."""
         data = dataclasses.asdict(self)
         data.pop("source", None)
+        if not data["billing"]:  # rules without billing terms keep the hash they always had
+            data.pop("billing")
         data["schema"] = SCHEMA_VERSION
         return data
 
@@ -410,6 +422,7 @@ def parse_rules(text: str, source: str = "<memory>") -> Rules:
 
     disclosure_table = root.table_("disclosure")
     disclosure = disclosure_table.string("policy", "flags", choices=DISCLOSURE_POLICIES)
+    min_cell_pairs = disclosure_table.integer("min_cell_pairs", 5, minimum=1)
     disclosure_table.finish()
 
     partials = root.table_("partials")
@@ -435,6 +448,7 @@ def parse_rules(text: str, source: str = "<memory>") -> Rules:
         min_records_for_ratio=cb.integer("min_records_for_ratio", 1000),
         max_disputed_share=cb.number("max_disputed_share", 0.05, maximum=1.0),
         max_unmatched_share=cb.number("max_unmatched_share", 0.05, maximum=1.0),
+        max_invalid_share=cb.number("max_invalid_share", 0.01, maximum=1.0),
     )
     cb.finish()
 
@@ -522,15 +536,25 @@ def parse_rules(text: str, source: str = "<memory>") -> Rules:
         raise RulesError("no tariffs: every record would be unrateable", file=source,
                          column="tariffs", expected="at least one [[tariffs]] row", found="none")
 
+    billing_table = root.raw("billing", None)
+    if billing_table is not None and not isinstance(billing_table, dict):
+        raise root.error("billing", "wrong type", "a table (docs/billing.md)", billing_table)
+    try:
+        billing = rfc8785.dumps(billing_table).decode("utf-8") if billing_table else ""
+    except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        raise root.error("billing", "values the billing terms cannot hold",
+                         "strings, integers, booleans, tables and arrays (docs/billing.md)",
+                         billing_table) from None
+
     root.finish()
     return Rules(
         name=name, version=version, timezone_offset_s=timezone_offset_s,  # type: ignore[arg-type]
         default_utc_offset_s=default_utc_offset_s, tolerances=tolerances, disclosure=disclosure,
-        partial_max_gap_s=partial_max_gap_s, exclusions=tuple(exclusions),
+        min_cell_pairs=min_cell_pairs, partial_max_gap_s=partial_max_gap_s, exclusions=tuple(exclusions),
         circuit_breaker=circuit_breaker, unknown_operator=unknown_operator,
         operators=tuple(operators), default_call_type=default_call_type,
         call_types=tuple(call_types), time_bands=tuple(bands), tariffs=tuple(tariffs),
-        source=source,
+        billing=billing, source=source,
     )
 
 

@@ -12,13 +12,16 @@ Modules, in topological order of their imports:
 ``merkle``      RFC 9162 tree hashing, proofs and verifiers; the hash is a parameter
 ``entries``     RFC 8785 canonical entries with a ``kind`` and author signatures
 ``note``        C2SP signed notes, checkpoints and cosignatures with SM2
-``config``      the consortium file (the keys the ledger needs)
-``governance``  proposals, votes and adoption
+``membership``  membership manifests by epoch: who may sign at each entry (TUF-style rotation)
+``config``      the consortium file: the local bootstrap and the genesis manifest
+``commitment``  salted SM3 commitments for documents kept off the ledger
+``sealed``      sealed documents: SM4-GCM bodies, content keys wrapped with SM2 encryption
 ``log``         the log over SQLite (WAL): appends, proofs, checkpoints, cosignatures
-``witness``     the cosigning step (consistency check, fork evidence)
+``witness``     what a member checks before it relies on the log; the cosigning step
 ``verify``      full verification of a ledger file
 ``bundle``      C2SP tlog-proof style offline bundles (``ledger prove`` / ``check``)
-``client``      ``open_ledger``: one API, embedded SQLite or remote gRPC
+``client``      the ledger clients: embedded SQLite (and the base of the gRPC one)
+``opening``     ``open_ledger``: one call, embedded SQLite or remote gRPC
 ``remote``      the gRPC client; ``service`` the gRPC server (mutual TLS)
 ``cli``         the ``settlechain ledger ...`` subcommands
 
@@ -31,7 +34,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "open_ledger": "ledger_anchor.client",
+    "open_ledger": "ledger_anchor.opening",
     "LedgerClient": "ledger_anchor.client",
     "EmbeddedLedger": "ledger_anchor.client",
     "AppendReceipt": "ledger_anchor.log",
@@ -40,6 +43,9 @@ _EXPORTS = {
     "LedgerError": "ledger_anchor.errors",
     "load_config": "ledger_anchor.config",
     "verify_ledger": "ledger_anchor.verify",
+    "Manifest": "ledger_anchor.membership",
+    "Membership": "ledger_anchor.membership",
+    "Reliance": "ledger_anchor.witness",
     "check_bundle": "ledger_anchor.bundle",
 }
 

@@ -6,7 +6,7 @@
     settlechain ledger init --config consortium.toml           # create the SQLite ledger, signed checkpoint 0
     settlechain ledger append --config C --entry e.json --sign A --sign B
     settlechain ledger serve --db FILE --listen HOST:PORT --config C
-    settlechain ledger show --config C [--index I | --start S --end E | --governance | --forks] [--json]
+    settlechain ledger show --config C [--index I | --start S --end E | --members | --forks] [--json]
     settlechain ledger verify --config C                       # recompute everything; names the first bad index
     settlechain ledger prove --config C --index I [--out F]    # C2SP tlog-proof style bundle
     settlechain ledger check --proof F --config C              # offline, pinned keys only, no database
@@ -75,7 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--index", type=int, help="print the entry at this index")
     group.add_argument("--start", type=int, help="print entries from this index (with --end)")
-    group.add_argument("--governance", action="store_true", help="print proposals and adopted rule versions")
+    group.add_argument("--members", action="store_true",
+                       help="print the membership manifest in force (epoch, members, keys, witness policy)")
     group.add_argument("--forks", action="store_true", help="print fork evidence")
     parser.add_argument("--end", type=int, help="end of the range (exclusive)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -99,8 +100,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "the bundle's entry")
     parser.add_argument("--sm2-backend", choices=["tongsuopy", "gmssl"], help="SM2 backend (default: fastest)")
 
-    parser = command("cosign", "witness step: check consistency with the last cosigned checkpoint, then cosign",
-                     _cosign)
+    parser = command("cosign", "witness step: check the log since the last checkpoint this member saw "
+                               "(signatures, consistency), then cosign", _cosign)
     with_config(parser, member=False)
     parser.add_argument("--member", required=True, help="the cosigning member's id")
     parser.add_argument("--key", type=Path, help="member SM2 key (default: members/ID/sm2.key)")
@@ -108,7 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _open(args: argparse.Namespace, **kwargs: Any):
-    from ledger_anchor.client import open_ledger  # noqa: PLC0415 - lazy heavy import
+    from ledger_anchor.opening import open_ledger  # noqa: PLC0415 - lazy heavy import
 
     return open_ledger(args.config, db=getattr(args, "db", None), member_id=getattr(args, "member", None),
                        sm2_backend=getattr(args, "sm2_backend", None), **kwargs)
@@ -144,8 +145,11 @@ def _append(args: argparse.Namespace) -> int:
     signatures = {}
     for item in args.sign:
         member_id, _, key_file = item.partition("=")
-        config.member(member_id)
-        key = sm2.load_private_key(Path(key_file) if key_file else config.member_key_path(member_id))
+        key_path = Path(key_file) if key_file else config.member_key_path(member_id)
+        if not key_file and not key_path.exists():
+            raise EntryError(f"--sign {member_id}: no key file for member {member_id!r} ({key_path}); "
+                             f"give --sign {member_id}=KEYFILE")
+        key = sm2.load_private_key(key_path)
         signatures[member_id] = sm2.sign(key, message)
     with _open(args, log_private_key=args.log_key) as ledger:
         receipt = ledger.append(entry, signatures or None)
@@ -181,9 +185,9 @@ def _show(args: argparse.Namespace) -> int:
         elif args.start is not None:
             end = args.end if args.end is not None else ledger.size()
             output = ledger.entries(args.start, end)
-        elif args.governance:
-            output = {"proposals": ledger.governance_summary(),
-                      "adopted_rules": [rule.__dict__ for rule in ledger.adopted_rules()]}
+        elif args.members:
+            manifest = ledger.membership().current
+            output = {"index": manifest.index, "sm3": manifest.sm3(), **manifest.body()}
         elif args.forks:
             forks = getattr(ledger, "forks", lambda: [])()
             output = [fork.__dict__ for fork in forks]
@@ -211,9 +215,9 @@ def _verify(args: argparse.Namespace) -> int:
     with tqdm(desc="verifying entries", unit=" entries", disable=not sys.stderr.isatty()) as bar:
         report = verify_ledger(args.db or config.ledger.db, identity_of(config, sm2.get_backend(args.sm2_backend)),
                                progress=lambda done: bar.update(done - bar.n))
+    epoch = report.membership.current.epoch if report.membership is not None else 0
     print(f"ok: {report.size} entries, {report.checkpoints} checkpoints, {report.cosignatures} cosignatures "
-          f"verified; root {report.root.hex()}; final size {report.final_size}; "
-          f"adopted rules {', '.join(report.adopted_rules) or 'none'}")
+          f"verified; root {report.root.hex()}; final size {report.final_size}; membership epoch {epoch}")
     return 0
 
 
@@ -252,10 +256,44 @@ def _check(args: argparse.Namespace) -> int:
             document = json.loads(args.entry.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BundleError(f"{args.entry}: cannot read a JSON document: {exc}") from None
-        if rfc8785.dumps(document) != rfc8785.dumps(report.entry):
-            raise BundleError(f"{args.entry}: differs from entry {report.index} of the bundle "
-                              "(canonical JSON compared)")
-        print(f"ok: {args.entry} is entry {report.index}")
+        if "commitment" in report.entry:
+            # the ledger holds a salted commitment to the document (its amounts stay off the
+            # ledger): the document must open it, and carry its authors' signatures
+            from ledger_anchor.commitment import (  # noqa: PLC0415
+                document_bytes, document_signatures, open_document,
+            )
+            from ledger_anchor.entries import parse_signature_list  # noqa: PLC0415
+            from ledger_anchor.errors import EntryError, MismatchError  # noqa: PLC0415
+
+            try:
+                open_document(document, report.entry)
+            except EntryError as exc:
+                raise MismatchError(f"{args.entry}: differs from entry {report.index} of the "
+                                    f"bundle: {exc}") from None
+            try:
+                signatures = document_signatures(document)
+            except Exception as exc:  # noqa: BLE001 - any malformed list is a mismatch
+                raise MismatchError(f"{args.entry}: malformed signatures: {exc}") from None
+            authors = set(parse_signature_list(report.entry.get("signatures", [])))
+            if set(signatures) != authors:
+                raise MismatchError(f"{args.entry}: signed by {sorted(signatures)}, the entry by "
+                                    f"{sorted(authors)}")
+            signed = document_bytes(document)
+            for signer, signature in signatures.items():
+                try:
+                    identity.members[signer].verify(signed, signature)
+                except Exception as exc:  # noqa: BLE001 - a bad signature is a mismatch
+                    raise MismatchError(f"{args.entry}: {signer}'s signature does not verify: "
+                                        f"{exc}") from None
+            print(f"ok: {args.entry} opens the commitment of entry {report.index} and is signed "
+                  f"by {', '.join(sorted(signatures))}")
+        else:
+            if rfc8785.dumps(document) != rfc8785.dumps(report.entry):
+                from ledger_anchor.errors import MismatchError  # noqa: PLC0415
+
+                raise MismatchError(f"{args.entry}: differs from entry {report.index} of the "
+                                    "bundle (canonical JSON compared)")
+            print(f"ok: {args.entry} is entry {report.index}")
     print(f"ok: entry {report.index} ({report.entry['kind']}) is in the log at size "
           f"{report.checkpoint.checkpoint.size}, cosigned by {', '.join(report.checkpoint.cosigners) or 'no member'}")
     return 0

@@ -15,14 +15,14 @@ from typing import Any
 
 from ledger_anchor import sm2
 from ledger_anchor.bundle import ProofBundle
-from ledger_anchor.config import ConsortiumConfig, load_config
+from ledger_anchor.config import ConsortiumConfig
 from ledger_anchor.entries import SignedEntry
 from ledger_anchor.errors import ForkError, LedgerError, StorageError
-from ledger_anchor.governance import AdoptedRule, GovernanceState
 from ledger_anchor.log import AppendReceipt, ForkEvidence, LogIdentity, TransparencyLog
-from ledger_anchor.note import Checkpoint, Cosignature, Note
+from ledger_anchor.membership import Membership
+from ledger_anchor.note import Cosignature
 from ledger_anchor.signature_pool import ParallelVerification
-from ledger_anchor.witness import WitnessState, cosign, state_after
+from ledger_anchor.witness import Reliance, WitnessState, check_before_rely, cosign
 
 
 def identity_of(config: ConsortiumConfig, backend: sm2.Backend | None = None) -> LogIdentity:
@@ -32,6 +32,7 @@ def identity_of(config: ConsortiumConfig, backend: sm2.Backend | None = None) ->
         members={m.id: sm2.PublicKey(m.sm2_public_key, backend) for m in config.members},
         proposal_policy=config.ledger.proposal_policy,
         finality_threshold=config.ledger.finality_threshold,
+        genesis=config.genesis_manifest(),
     )
 
 
@@ -42,15 +43,33 @@ class LedgerClient(abc.ABC):
     identity: LogIdentity
 
     # -- appends ------------------------------------------------------------------
-    def append(self, entry: Mapping[str, Any], signatures: Mapping[str, bytes] | None = None) -> AppendReceipt:
+    def append(self, entry: Mapping[str, Any], signatures: Mapping[str, bytes] | None = None, *,
+               verify_as: str | None = None, state_path: str | os.PathLike[str] | None = None) -> AppendReceipt:
         """Append one entry with its authors' signatures ({member id: 64-byte r||s});
         the signatures may instead be inside ``entry`` in the stored list form."""
-        return self.append_many([(entry, signatures)])[0]
+        return self.append_many([(entry, signatures)], verify_as=verify_as, state_path=state_path)[0]
+
+    def append_many(self, items: Sequence[tuple[Mapping[str, Any], Mapping[str, bytes] | None]], *,
+                    verify_as: str | None = None, state_path: str | os.PathLike[str] | None = None
+                    ) -> list[AppendReceipt]:
+        """Append a batch in one transaction under one signed checkpoint.
+
+        ``verify_as``: the member on whose behalf the batch is appended.  It first checks
+        what it relies on (:meth:`check_before_rely` with its ``state_path``); a ledger
+        that fails raises and nothing is appended.  Afterwards the member's state moves
+        to the new checkpoint, checked against the batch it appended itself."""
+        signed = [SignedEntry.create(entry, signatures) for entry, signatures in items]
+        if verify_as is None:
+            return self._append_signed(signed)
+        reliance = self.check_before_rely(verify_as, state_path=state_path)
+        receipts = self._append_signed(signed)
+        if receipts and state_path is not None:
+            reliance.after_own_append(signed, receipts, self.checkpoint(receipts[-1].index + 1)).save(state_path)
+        return receipts
 
     @abc.abstractmethod
-    def append_many(self, items: Sequence[tuple[Mapping[str, Any], Mapping[str, bytes] | None]]
-                    ) -> list[AppendReceipt]:
-        """Append a batch in one transaction under one signed checkpoint."""
+    def _append_signed(self, entries: Sequence[SignedEntry]) -> list[AppendReceipt]:
+        """Append checked, signed entries in one batch."""
 
     # -- reads --------------------------------------------------------------------
     @abc.abstractmethod
@@ -67,6 +86,26 @@ class LedgerClient(abc.ABC):
         """The stored canonical leaf data (entry JSON with signatures) of ``index``."""
 
     @abc.abstractmethod
+    def entries_data(self, start: int, end: int) -> list[bytes]:
+        """The stored leaf data of entries start..end-1, in order."""
+
+    @abc.abstractmethod
+    def governance_entries(self, start: int = 0) -> list[tuple[int, dict[str, Any]]]:
+        """(index, entry with signatures) of every consortium entry (membership manifests,
+        proposals, votes, people's certificates, approvals) from ``start`` on."""
+
+    def membership(self) -> Membership:
+        """The membership manifests of this log, replayed from its manifest entries as the
+        log serves them (their signatures are checked by the log on append, by
+        :meth:`check_before_rely` and by ``verify_ledger``, not here)."""
+        membership = Membership(self.identity.genesis_manifest())
+        for index, entry in self.governance_entries():
+            if entry["kind"] == "membership_manifest":
+                membership.apply(index, entry["kind"], {k: v for k, v in entry.items() if k != "signatures"},
+                                 [s["signer"] for s in entry["signatures"]])
+        return membership
+
+    @abc.abstractmethod
     def checkpoint(self, size: int | None = None) -> str:
         """The signed checkpoint note (latest, or at ``size``) with its cosignatures."""
 
@@ -80,17 +119,6 @@ class LedgerClient(abc.ABC):
     def final_size(self) -> int | None:
         """The largest checkpoint size cosigned by at least finality_threshold members."""
 
-    @abc.abstractmethod
-    def governance_summary(self) -> list[dict[str, Any]]:
-        """Every proposal with its status, approvals and rejections."""
-
-    @abc.abstractmethod
-    def adopted_rules(self) -> list[AdoptedRule]:
-        """The rule versions adopted by governance (jobs may use only these)."""
-
-    def is_rule_adopted(self, rules_sm3: str) -> bool:
-        return any(rule.rules_sm3 == rules_sm3 for rule in self.adopted_rules())
-
     # -- witnesses ----------------------------------------------------------------
     @abc.abstractmethod
     def add_cosignature(self, cosignature: Cosignature) -> None: ...
@@ -101,34 +129,45 @@ class LedgerClient(abc.ABC):
     @abc.abstractmethod
     def last_cosigned(self, member_id: str) -> str | None: ...
 
+    def check_before_rely(self, member_id: str, *, state_path: str | os.PathLike[str] | None = None,
+                          parallel: ParallelVerification | None = None) -> Reliance:
+        """What member ``member_id`` checks before it appends or cosigns anything
+        (:func:`ledger_anchor.witness.check_before_rely`): the latest checkpoint's log
+        signature, its consistency with the last checkpoint this member has itself seen
+        or cosigned (``state_path``; without one, from the empty tree), and the author
+        signatures of every entry since, against the membership in force at each.
+        Raises a :class:`LedgerError` (a fork is also stored as evidence); on success
+        the state file moves to the checked checkpoint."""
+        try:
+            reliance = check_before_rely(self, member_id, state_path=state_path, parallel=parallel)
+        except ForkError as fork:
+            if fork.first and fork.second:
+                try:
+                    self.report_fork(str(fork), fork.first, fork.second)
+                except LedgerError:  # the log may refuse evidence it cannot judge; still refuse to rely
+                    pass
+            raise
+        if state_path is not None:
+            reliance.state.save(state_path)
+        return reliance
+
     def cosign(self, member_id: str, member_private_key: bytes | sm2.PrivateKey, *,
                state_path: str | os.PathLike[str] | None = None) -> Cosignature:
-        """The witness step for ``member_id``: check the latest checkpoint against the
-        last one this member cosigned (its state file, else the log's record), then
-        cosign and submit.  A fork is stored as evidence and raised, never cosigned."""
+        """The witness step for ``member_id``: :meth:`check_before_rely`, then cosign the
+        checkpoint it checked and submit.  A fork is stored as evidence and raised, never
+        cosigned; any other failure raises and nothing is cosigned."""
         key = member_private_key if isinstance(member_private_key, sm2.PrivateKey) else sm2.PrivateKey(
             bytes(member_private_key))
-        if key.public.raw != self.config.member(member_id).sm2_public_key:
-            raise LedgerError(f"the private key given does not match member {member_id!r}'s sm2_public_key")
+        reliance = self.check_before_rely(member_id, state_path=state_path)
+        manifest = reliance.membership.current
+        if manifest.member(member_id) is None or key.public.raw != manifest.member(member_id).sm2_public_key:
+            raise LedgerError(f"the private key given is not member {member_id!r}'s key in force "
+                              f"(epoch {manifest.epoch})")
         previous = WitnessState.load(state_path) if state_path is not None else None
-        if previous is None:
-            recorded = self.last_cosigned(member_id)
-            if recorded is not None:
-                note = Note.parse(recorded)
-                log_only = Note(note.text, tuple(s for s in note.signatures if s.name == self.identity.origin))
-                body = Checkpoint.parse_body(note.text)
-                previous = WitnessState(body.origin, body.size, body.root, log_only.format())
-        latest = self.checkpoint()
-        try:
-            cosignature = cosign(origin=self.identity.origin, log_key=self.identity.log_key, member_id=member_id,
-                                 member_key=key, checkpoint_note=latest, previous=previous,
-                                 consistency_proof=lambda old, new: self.consistency_proof(old, new))
-        except ForkError as fork:
-            self.report_fork(str(fork), fork.first, fork.second)
-            raise
+        cosignature = cosign(origin=self.identity.origin, log_key=self.identity.log_key, member_id=member_id,
+                             member_key=key, checkpoint_note=reliance.note, previous=previous,
+                             consistency_proof=lambda old, new: self.consistency_proof(old, new))
         self.add_cosignature(cosignature)
-        if state_path is not None:
-            state_after(cosignature, latest, self.identity.origin).save(state_path)
         return cosignature
 
     # -- proofs for consumers -------------------------------------------------------
@@ -169,8 +208,8 @@ class EmbeddedLedger(LedgerClient):
                                    log_private_key=key, create=create, readonly=readonly, synchronous=synchronous,
                                    parallel=parallel)
 
-    def append_many(self, items):  # type: ignore[no-untyped-def]
-        return self.log.append_many([SignedEntry.create(entry, signatures) for entry, signatures in items])
+    def _append_signed(self, entries: Sequence[SignedEntry]) -> list[AppendReceipt]:
+        return self.log.append_many(entries)
 
     def size(self) -> int:
         return self.log.size()
@@ -184,6 +223,16 @@ class EmbeddedLedger(LedgerClient):
     def entry_data(self, index: int) -> bytes:
         return self.log.entry_data(index)
 
+    def entries_data(self, start: int, end: int) -> list[bytes]:
+        return [data for _, data in self.log.entries(start, end)]
+
+    def governance_entries(self, start: int = 0) -> list[tuple[int, dict[str, Any]]]:
+        return [(index, SignedEntry.from_leaf_data(data).to_json())
+                for index, data in self.log.governance_entries(start)]
+
+    def membership(self) -> Membership:
+        return self.log.membership().copy()
+
     def checkpoint(self, size: int | None = None) -> str:
         return self.log.checkpoint(size)
 
@@ -195,15 +244,6 @@ class EmbeddedLedger(LedgerClient):
 
     def final_size(self) -> int | None:
         return self.log.final_size()
-
-    def governance(self) -> GovernanceState:
-        return self.log.governance()
-
-    def governance_summary(self) -> list[dict[str, Any]]:
-        return self.log.governance().summary()
-
-    def adopted_rules(self) -> list[AdoptedRule]:
-        return self.log.governance().adopted_rules()
 
     def add_cosignature(self, cosignature: Cosignature) -> None:
         self.log.add_cosignature(cosignature.member_id, cosignature.size, cosignature.line)
@@ -231,31 +271,3 @@ def _load_log_key(config: ConsortiumConfig, log_private_key: Any) -> bytes | sm2
     return None
 
 
-def open_ledger(config: str | os.PathLike[str] | ConsortiumConfig, *, log_private_key: Any = None,
-                db: str | os.PathLike[str] | None = None, member_id: str | None = None,
-                create: bool = False, readonly: bool = False, synchronous: str = "NORMAL",
-                sm2_backend: str | None = None, parallel: ParallelVerification | None = None) -> LedgerClient:
-    """Open the ledger described by ``config`` (a consortium file or a parsed one).
-
-    Embedded when ``[ledger].endpoint`` is empty (or ``db`` is given): the log key is
-    ``log_private_key`` (bytes, a PrivateKey or a key file path), else ``ledger/log.key``
-    beside the consortium file if present; without one the ledger is read-only.
-    Remote otherwise: ``member_id`` says whose TLS certificate (``members/<id>/tls.*``)
-    authenticates this client to the service.
-
-    ``parallel``: when the author signatures of a batch are verified on several cores
-    (embedded only; default :class:`~ledger_anchor.signature_pool.ParallelVerification`:
-    batches of at least 16 gmssl or 256 tongsuopy signatures, one worker per core
-    beyond the first; ``signature_pool.SERIAL``: never).
-    """
-    parsed = config if isinstance(config, ConsortiumConfig) else load_config(config)
-    backend = sm2.get_backend(sm2_backend)
-    if db is not None or not parsed.ledger.endpoint:
-        key = None if readonly else _load_log_key(parsed, log_private_key)
-        return EmbeddedLedger(parsed, db=db, log_private_key=key, create=create, readonly=readonly,
-                              synchronous=synchronous, backend=backend, parallel=parallel)
-    from ledger_anchor.remote import RemoteLedger  # noqa: PLC0415 - gRPC only when needed
-
-    if member_id is None:
-        raise LedgerError("a remote ledger needs member_id: whose TLS certificate authenticates this client")
-    return RemoteLedger(parsed, member_id=member_id, backend=backend)

@@ -1,9 +1,13 @@
 """The parts of the consortium file (docs/interfaces.md) that the ledger needs.
 
 Reads ``[consortium]`` (name, ca_cert), ``[ledger]`` and each ``[[members]]`` id, name,
-sm2_public_key and tls_cert; ignores every other key (the engine owns them).  Relative
+sm2_public_key, tls_cert, roles and endpoints; ignores every other key.  Relative
 paths are relative to the file.  Private material lives beside the file, never in it:
 ``members/<id>/sm2.key``, ``members/<id>/tls.key``, ``ledger/log.key``.
+
+The file is the local *bootstrap*: where the ledger is, and the genesis membership
+manifest (:meth:`ConsortiumConfig.genesis_manifest`, epoch 0).  Who is a member later
+is decided on the ledger (:mod:`ledger_anchor.membership`), not here.
 """
 
 from __future__ import annotations
@@ -16,9 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from ledger_anchor.errors import ConfigError, SignatureError
+from ledger_anchor.membership import ROLE, Manifest, ManifestMember, genesis_manifest
 from ledger_anchor.sm2 import check_public_key
 
 _MEMBER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+_ENDPOINT = re.compile(r"[A-Za-z0-9_.:\[\]-]+:[0-9]{1,5}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,23 @@ class Member:
     name: str
     sm2_public_key: bytes  # 64 bytes x||y
     tls_cert: Path | None = None
+    roles: tuple[str, ...] = ("member",)
+    grpc_endpoint: str = ""  # where this member's party listens ("host:port"), "" if none
+    mpc_endpoint: str = ""
+    tls_cert_sha256: str = ""  # pinned fingerprint ([[members]].tls_cert_sha256), else of tls_cert
+
+    def tls_fingerprint(self) -> str:
+        """Hex SHA-256 of the DER TLS certificate: the pinned one, else the file's, else ""."""
+        if self.tls_cert_sha256 or self.tls_cert is None or not self.tls_cert.exists():
+            return self.tls_cert_sha256
+        from cryptography import x509  # noqa: PLC0415 - only when a manifest is built
+        from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+
+        try:
+            certificate = x509.load_pem_x509_certificate(self.tls_cert.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"member {self.id}: cannot read TLS certificate {self.tls_cert}: {exc}") from None
+        return certificate.fingerprint(hashes.SHA256()).hex()
 
 
 @dataclass(frozen=True)
@@ -37,6 +63,7 @@ class LedgerSettings:
     proposal_policy: str | int  # "all" | "majority" | k
     db: Path
     endpoint: str = ""
+    manifest_threshold: int = 1  # signatures of an epoch's members needed on the next manifest
 
 
 @dataclass(frozen=True)
@@ -62,17 +89,24 @@ class ConsortiumConfig:
         return self.base_dir / "members" / member_id / "sm2.key"
 
     def member_tls_paths(self, member_id: str) -> tuple[Path, Path]:
-        member = self.member(member_id)
-        cert = member.tls_cert or self.base_dir / "members" / member_id / "tls.crt"
+        """This member's TLS certificate and key; a member that joined after genesis (so
+        is not in this file) keeps them at ``members/<id>/tls.{crt,key}``."""
+        listed = [m for m in self.members if m.id == member_id]
+        cert = (listed[0].tls_cert if listed else None) or self.base_dir / "members" / member_id / "tls.crt"
         return cert, self.base_dir / "members" / member_id / "tls.key"
 
     @property
     def log_key_path(self) -> Path:
         return self.base_dir / "ledger" / "log.key"
 
-    def required_votes(self, policy: str | int | None = None) -> int:
-        """Approvals a proposal needs under ``policy`` (default: the configured one)."""
-        return policy_threshold(self.ledger.proposal_policy if policy is None else policy, len(self.members))
+    def genesis_manifest(self) -> Manifest:
+        """Epoch 0 of the membership: this file's members, keys, TLS fingerprints, roles,
+        witness policy (``finality_threshold``) and ``manifest_threshold``."""
+        return genesis_manifest(
+            origin=self.ledger.origin, log_public_key=self.ledger.log_public_key,
+            members=[ManifestMember(m.id, m.name, m.sm2_public_key, m.roles, m.tls_fingerprint())
+                     for m in self.members],
+            witness_k=self.ledger.finality_threshold, threshold=self.ledger.manifest_threshold)
 
 
 def policy_threshold(policy: Any, members: int) -> int:
@@ -145,8 +179,24 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = No
             raise ConfigError("two members share one SM2 public key", file=file, key=f"{where}.sm2_public_key")
         seen_keys.add(key)
         tls_text = _get(table, "tls_cert", str, file, default="", required=False)
+        roles = _get(table, "roles", list, file, default=["member"], required=False)
+        if not roles or len(set(roles)) != len(roles) or not all(
+                isinstance(role, str) and ROLE.fullmatch(role) for role in roles):
+            raise ConfigError(f"expected a list of distinct lowercase role names, found {roles!r}",
+                              file=file, key=f"{where}.roles")
+        endpoints = []
+        for name in ("grpc_endpoint", "mpc_endpoint"):
+            value = _get(table, name, str, file, default="", required=False)
+            if value and not _ENDPOINT.fullmatch(value):
+                raise ConfigError(f"expected host:port, found {value!r}", file=file, key=f"{where}.{name}")
+            endpoints.append(value)
+        fingerprint = _get(table, "tls_cert_sha256", str, file, default="", required=False)
+        if fingerprint and not _HEX64.fullmatch(fingerprint):
+            raise ConfigError(f"expected 64 lowercase hex digits, found {fingerprint!r}",
+                              file=file, key=f"{where}.tls_cert_sha256")
         members.append(Member(member_id, _get(table, "name", str, file, default=member_id, required=False),
-                              key, base_dir / tls_text if tls_text else None))
+                              key, base_dir / tls_text if tls_text else None, tuple(roles), *endpoints,
+                              fingerprint))
     if not members:
         raise ConfigError("expected at least one [[members]] table", file=file, key="members")
     origin = _get(ledger, "origin", str, file)
@@ -165,5 +215,10 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = No
         raise ConfigError(str(exc), file=file, key="ledger.proposal_policy") from None
     db_text = _get(ledger, "db", str, file, default="ledger/ledger.sqlite", required=False)
     endpoint = _get(ledger, "endpoint", str, file, default="", required=False)
-    settings = LedgerSettings(origin, log_key, threshold, policy, base_dir / db_text, endpoint)
+    manifest_threshold = _get(ledger, "manifest_threshold", int, file, default=len(members) // 2 + 1,
+                              required=False)
+    if not 1 <= manifest_threshold <= len(members):
+        raise ConfigError(f"expected 1..{len(members)} (the number of members), found {manifest_threshold}",
+                          file=file, key="ledger.manifest_threshold")
+    settings = LedgerSettings(origin, log_key, threshold, policy, base_dir / db_text, endpoint, manifest_threshold)
     return ConsortiumConfig(name, settings, tuple(members), base_dir / ca_text if ca_text else None, base_dir, path)

@@ -21,12 +21,19 @@ import rfc8785
 
 from ledger_anchor.errors import EntryError
 
+#: Consortium entries: membership manifests (checked by :mod:`ledger_anchor.membership`)
+#: and the governance package's proposals, votes, people's certificates and approvals.
+#: The log keeps an index of them (table ``governance``) so they replay without a scan.
+GOVERNANCE_KINDS = frozenset({
+    "membership_manifest", "proposal", "vote",
+    "person_certificate", "person_revocation", "approval_request", "approval",
+})
 KINDS = frozenset({
     "dataset_commitment", "recon_result", "settlement_statement",
-    "rule_proposal", "rule_vote", "member_change",
     "invoice", "payment", "adjustment",
-})
-GOVERNANCE_KINDS = frozenset({"rule_proposal", "rule_vote", "member_change"})
+    # billing (docs/billing.md): sealed netting documents, and each member's sealing (encryption) key
+    "netting", "sealing_key",
+}) | GOVERNANCE_KINDS
 #: Entries carry hashes, counts and totals, never raw records; anything this large is refused.
 MAX_ENTRY_BYTES = 256 * 1024
 SIGNATURES = "signatures"

@@ -84,10 +84,6 @@ class VerificationError(LedgerError):
         self.what = what
 
 
-class GovernanceError(EntryError):
-    """A governance entry (proposal or vote) is inconsistent with the ledger."""
-
-
 class TransportError(LedgerError):
     """The gRPC ledger service could not be reached or answered with an error."""
 
@@ -100,3 +96,9 @@ def _show(value: object) -> str:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).hex() if len(value) <= 64 else bytes(value[:32]).hex() + "..."
     return repr(value)
+
+
+class MismatchError(LedgerError):
+    """A document handed to the auditor does not match what the ledger holds (exit 3)."""
+
+    exit_code = 3

@@ -69,10 +69,10 @@ class LedgerServiceStub:
                 request_serializer=ledger__anchor_dot_ledger__pb2.ReportForkRequest.SerializeToString,
                 response_deserializer=ledger__anchor_dot_ledger__pb2.ReportForkResponse.FromString,
                 _registered_method=True)
-        self.GetGovernance = channel.unary_unary(
-                '/settlechain.ledger.v1.LedgerService/GetGovernance',
-                request_serializer=ledger__anchor_dot_ledger__pb2.GetGovernanceRequest.SerializeToString,
-                response_deserializer=ledger__anchor_dot_ledger__pb2.GetGovernanceResponse.FromString,
+        self.GetGovernanceEntries = channel.unary_unary(
+                '/settlechain.ledger.v1.LedgerService/GetGovernanceEntries',
+                request_serializer=ledger__anchor_dot_ledger__pb2.GetGovernanceEntriesRequest.SerializeToString,
+                response_deserializer=ledger__anchor_dot_ledger__pb2.GetGovernanceEntriesResponse.FromString,
                 _registered_method=True)
 
 
@@ -121,7 +121,7 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetGovernance(self, request, context):
+    def GetGovernanceEntries(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,10 +165,10 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     request_deserializer=ledger__anchor_dot_ledger__pb2.ReportForkRequest.FromString,
                     response_serializer=ledger__anchor_dot_ledger__pb2.ReportForkResponse.SerializeToString,
             ),
-            'GetGovernance': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetGovernance,
-                    request_deserializer=ledger__anchor_dot_ledger__pb2.GetGovernanceRequest.FromString,
-                    response_serializer=ledger__anchor_dot_ledger__pb2.GetGovernanceResponse.SerializeToString,
+            'GetGovernanceEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGovernanceEntries,
+                    request_deserializer=ledger__anchor_dot_ledger__pb2.GetGovernanceEntriesRequest.FromString,
+                    response_serializer=ledger__anchor_dot_ledger__pb2.GetGovernanceEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -371,7 +371,7 @@ class LedgerService:
             _registered_method=True)
 
     @staticmethod
-    def GetGovernance(request,
+    def GetGovernanceEntries(request,
             target,
             options=(),
             channel_credentials=None,
@@ -384,9 +384,9 @@ class LedgerService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/settlechain.ledger.v1.LedgerService/GetGovernance',
-            ledger__anchor_dot_ledger__pb2.GetGovernanceRequest.SerializeToString,
-            ledger__anchor_dot_ledger__pb2.GetGovernanceResponse.FromString,
+            '/settlechain.ledger.v1.LedgerService/GetGovernanceEntries',
+            ledger__anchor_dot_ledger__pb2.GetGovernanceEntriesRequest.SerializeToString,
+            ledger__anchor_dot_ledger__pb2.GetGovernanceEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

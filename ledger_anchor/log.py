@@ -1,14 +1,15 @@
 """The transparency log over one SQLite file (WAL mode): appends, proofs, checkpoints.
 
-Schema (``SCHEMA_VERSION`` 1)::
+Schema (``SCHEMA_VERSION`` 2)::
 
-    meta(key, value)                 origin, hash ("sm3"), log public key, schema version
+    meta(key, value)                 exactly: origin, hash ("sm3"), log public key, schema version
     entries(idx, leaf_hash, data)    data = canonical JSON leaf data (entries.SignedEntry)
     nodes(id, hash)                  every *perfect* subtree at level >= 1;
                                      id = level << 56 | index (node_id)
     checkpoints(size, root, note)    one log-signed C2SP checkpoint per committed batch
     cosignatures(size, member, timestamp, line)
-    governance(idx)                  which entries are governance entries (an index)
+    governance(idx)                  which entries are consortium entries (manifests, proposals,
+                                     votes, people, approvals: entries.GOVERNANCE_KINDS), an index
     forks(id, detected_at, reason, first, second)   fork evidence, never cosigned
 
 Durability: every append (or batch) is one ``BEGIN IMMEDIATE`` transaction that writes
@@ -24,6 +25,10 @@ Proofs read O(log n) stored nodes (:mod:`ledger_anchor.merkle`), in one query.
 The checkpoint is signed per batch: ``append_many`` amortises the log signature, and
 the author signatures of a large batch are verified on several cores
 (:mod:`ledger_anchor.signature_pool`) before the transaction begins.
+
+Who may sign: each entry's signers must be members with a key in the manifest in
+force at that entry, and a ``membership_manifest`` must follow from the one before
+it (:mod:`ledger_anchor.membership`); the genesis manifest is the consortium file's.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from typing import Any
 from ledger_anchor import merkle
 from ledger_anchor.entries import GOVERNANCE_KINDS, SignedEntry
 from ledger_anchor.errors import EntryError, NoteError, SignatureError, StorageError
-from ledger_anchor.governance import GovernanceState
+from ledger_anchor.membership import Manifest, Membership
 from ledger_anchor.note import (
     Checkpoint,
     CosignatureVerifier,
@@ -56,7 +61,7 @@ from ledger_anchor.sm2 import PrivateKey, PublicKey
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 HASHER = merkle.SM3_HASHER
 _LEVEL_SHIFT = 56
 
@@ -91,13 +96,30 @@ def node_id(level: int, index: int) -> int:
 
 @dataclass(frozen=True)
 class LogIdentity:
-    """What a log is: its origin, its public key, and the members whose keys it trusts."""
+    """What a log is: its origin, its public key, and its genesis membership manifest
+    (``members`` and ``finality_threshold`` are the genesis manifest's)."""
 
     origin: str
     log_key: PublicKey
     members: Mapping[str, PublicKey]
     proposal_policy: str | int = "all"
     finality_threshold: int = 1
+    genesis: Manifest | None = None
+
+    def genesis_manifest(self) -> Manifest:
+        if self.genesis is not None:
+            return self.genesis
+        from ledger_anchor.membership import ManifestMember, genesis_manifest  # noqa: PLC0415
+
+        return genesis_manifest(origin=self.origin, log_public_key=self.log_key.raw,
+                                members=[ManifestMember(i, i, k.raw) for i, k in self.members.items()],
+                                witness_k=self.finality_threshold,
+                                threshold=len(self.members) // 2 + 1)
+
+    def meta(self) -> dict[str, str]:
+        """The meta rows a ledger of this identity holds, exactly."""
+        return {"schema": str(SCHEMA_VERSION), "origin": self.origin, "hash": HASHER.name,
+                "log_public_key": self.log_key.hex()}
 
 
 @dataclass(frozen=True)
@@ -155,8 +177,8 @@ class TransparencyLog:
         self._lock = threading.RLock()
         self._verifier = BatchVerifier(parallel)  # starts no process until a large batch
         self._frontier: merkle.Frontier | None = None
-        self._governance: GovernanceState | None = None
-        self._governance_size = -1
+        self._membership = self._new_membership()
+        self._membership_size = 0  # entries below this size are reflected in _membership
         try:
             if create:
                 self._initialise()
@@ -164,6 +186,9 @@ class TransparencyLog:
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise StorageError(f"{self.path}: not a ledger database ({exc})") from None
+        except BaseException:
+            self._db.close()
+            raise
 
     # -- set-up -------------------------------------------------------------
 
@@ -178,8 +203,7 @@ class TransparencyLog:
                 if not existing:
                     if self._key is None:
                         raise StorageError("creating a ledger needs the log private key (to sign checkpoint 0)")
-                    meta = {"schema": str(SCHEMA_VERSION), "origin": self.identity.origin, "hash": HASHER.name,
-                            "log_public_key": self.identity.log_key.hex()}
+                    meta = self.identity.meta()
                     self._db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
                     note = sign_checkpoint(Checkpoint(self.identity.origin, 0, HASHER.empty_root()), self._key)
                     self._db.execute("INSERT INTO checkpoints (size, root, note) VALUES (0, ?, ?)",
@@ -194,12 +218,13 @@ class TransparencyLog:
             meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.OperationalError:
             raise StorageError(f"{self.path}: not a ledger database (no meta table)") from None
-        want = {"schema": str(SCHEMA_VERSION), "origin": self.identity.origin, "hash": HASHER.name,
-                "log_public_key": self.identity.log_key.hex()}
-        for key, value in want.items():
+        for key, value in self.identity.meta().items():
             if meta.get(key) != value:
                 raise StorageError(f"{self.path}: meta {key}: expected {value!r} (from the consortium file), "
                                    f"found {meta.get(key)!r}")
+        extra = sorted(set(meta) - set(self.identity.meta()))
+        if extra:
+            raise StorageError(f"{self.path}: meta: unexpected key(s) {', '.join(map(repr, extra))}")
 
     def close(self) -> None:
         with self._lock:
@@ -315,11 +340,18 @@ class TransparencyLog:
 
     @_locked
     def final_size(self, threshold: int | None = None) -> int | None:
-        """The largest checkpoint size with at least ``threshold`` cosignatures."""
-        threshold = self.identity.finality_threshold if threshold is None else threshold
-        row = self._db.execute("SELECT size FROM cosignatures GROUP BY size HAVING count(*) >= ? "
-                               "ORDER BY size DESC LIMIT 1", (threshold,)).fetchone()
-        return None if row is None else row[0]
+        """The largest checkpoint size cosigned by at least ``threshold`` members (default:
+        the witness policy ``k`` of the manifest in force at that size) of that epoch."""
+        membership = self.membership()
+        counts: dict[int, list[str]] = {}
+        for size, member in self._db.execute("SELECT size, member FROM cosignatures ORDER BY size DESC"):
+            counts.setdefault(size, []).append(member)
+        for size in sorted(counts, reverse=True):
+            manifest = membership.at(size)
+            valid = [m for m in counts[size] if manifest.member(m) is not None]
+            if len(valid) >= (manifest.witness_k if threshold is None else threshold):
+                return size
+        return None
 
     @_locked
     def last_cosigned(self, member_id: str) -> str | None:
@@ -334,56 +366,84 @@ class TransparencyLog:
                 for i, t, reason, a, b in self._db.execute(
                     "SELECT id, detected_at, reason, first, second FROM forks ORDER BY id")]
 
-    # -- governance -----------------------------------------------------------
+    # -- membership -------------------------------------------------------------
 
-    def governance(self) -> GovernanceState:
-        """The governance state replayed from the governance entries (cached per size)."""
+    def _new_membership(self) -> Membership:
+        return new_membership(self.identity)
+
+    def membership(self) -> Membership:
+        """The manifests replayed from the manifest entries (kept up to date incrementally)."""
         with self._lock:
             size = self.size()
-            if self._governance is None or self._governance_size != size:
-                state = GovernanceState(tuple(self.identity.members), self.identity.proposal_policy)
-                for index, data in self._db.execute(
-                        "SELECT e.idx, e.data FROM governance g JOIN entries e ON e.idx = g.idx ORDER BY e.idx"):
-                    state.apply(index, SignedEntry.from_leaf_data(bytes(data)))
-                self._governance, self._governance_size = state, size
-            return self._governance
+            if self._membership_size < size:
+                self._replay_membership(self._membership, self._membership_size, size)
+                self._membership_size = size
+            return self._membership
+
+    def _replay_membership(self, membership: Membership, start: int, end: int) -> None:
+        for index, data in self._db.execute(
+                "SELECT e.idx, e.data FROM governance g JOIN entries e ON e.idx = g.idx "
+                "WHERE g.idx >= ? AND g.idx < ? ORDER BY e.idx", (start, end)):
+            entry = SignedEntry.from_leaf_data(bytes(data))
+            membership.apply(index, entry.kind, entry.body, list(entry.signatures))
+
+    @_locked
+    def governance_entries(self, start: int = 0, end: int | None = None) -> list[tuple[int, bytes]]:
+        """(index, leaf data) of the consortium entries (entries.GOVERNANCE_KINDS) in [start, end)."""
+        end = self.size() if end is None else end
+        return [(index, bytes(data)) for index, data in self._db.execute(
+            "SELECT e.idx, e.data FROM governance g JOIN entries e ON e.idx = g.idx "
+            "WHERE g.idx >= ? AND g.idx < ? ORDER BY e.idx", (start, end))]
 
     # -- appending ------------------------------------------------------------
 
     def check_signatures(self, entry: SignedEntry) -> None:
-        """Every signer must be a member and every signature must verify."""
+        """Every signer must be a member with a key in force and every signature must verify."""
         self.check_batch_signatures([entry])
 
-    def check_batch_signatures(self, entries: Sequence[SignedEntry]) -> None:
-        """Every signer of every entry must be a member and every signature must verify.
+    def check_batch_signatures(self, entries: Sequence[SignedEntry], *, start: int | None = None,
+                               membership: Membership | None = None) -> Membership:
+        """Every signer of every entry must be a member with a key in the manifest in force
+        at that entry (the batch appended at ``start``, default: the end of the log), every
+        signature must verify, and every manifest must follow from the one before.
 
         Raises for the first failure in batch order (entry by entry, signers sorted),
         naming the entry's position when the batch has more than one.  Large batches are
         verified on several cores (:mod:`ledger_anchor.signature_pool`); the error is
-        the same either way."""
+        the same either way.  Returns the membership after the batch."""
+        with self._lock:
+            start = self.size() if start is None else start
+            trial = (membership or self.membership()).copy()
         checks: list[SignatureCheck] = []
         owners: list[tuple[int, str]] = []
-        unknown: tuple[int, str] | None = None
+        refused: tuple[int, EntryError] | None = None
+        manifests: list[int] = []
         for position, entry in enumerate(entries):
-            for signer, signature in entry.signatures.items():
-                key = self.identity.members.get(signer)
-                if key is None:
-                    unknown = (position, signer)
-                    break
-                checks.append(SignatureCheck(key, entry.signed_bytes, signature))
-                owners.append((position, signer))
-            if unknown is not None:
+            try:
+                keys = trial.signers_of(start + position, entry.kind, entry.body, list(entry.signatures))
+            except EntryError as exc:
+                refused = (position, exc)
                 break
-        failures = self._verifier.verify(checks)  # only the signatures before an unknown signer
+            for signer, signature in entry.signatures.items():
+                checks.append(SignatureCheck(trial.public_key(keys[signer]), entry.signed_bytes, signature))
+                owners.append((position, signer))
+            if entry.kind == "membership_manifest":
+                manifests.append(position)
+                try:  # a manifest changes who may sign the entries after it
+                    trial.apply(start + position, entry.kind, entry.body, list(entry.signatures))
+                except EntryError as exc:
+                    refused = (position, exc)
+                    break
+        failures = self._verifier.verify(checks)  # only the signatures before a refused entry
         if failures:
             first = min(failures)
             position, signer = owners[first]
             raise EntryError(f"{_position(position, len(entries))}signature of {signer!r} on the "
                              f"{entries[position].kind} entry: {failures[first]}")
-        if unknown is not None:
-            position, signer = unknown
-            raise EntryError(f"{_position(position, len(entries))}signature by unknown signer {signer!r}: "
-                             f"expected one of {', '.join(sorted(self.identity.members))}")
+        if refused is not None:
+            position, exc = refused
+            raise EntryError(f"{_position(position, len(entries))}{exc}") from None
+        return trial
 
     def append(self, entry: SignedEntry) -> AppendReceipt:
         return self.append_many([entry])[0]
@@ -394,16 +454,28 @@ class TransparencyLog:
             raise StorageError("this ledger client has no log private key: appends need ledger/log.key")
         if not entries:
             return []
-        self.check_batch_signatures(entries)  # the expensive checks, all before the write lock
+        with self._lock:
+            expected_start = self.size()
+            epoch = self.membership().current.epoch
+        membership = self.check_batch_signatures(entries, start=expected_start)  # before the write lock
         leaf_hashes = [HASHER.hash_leaf(entry.leaf_data) for entry in entries]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                start = self.size()
+                current = self.membership()
+                if start != expected_start and (current.current.epoch != epoch or any(
+                        entry.kind == "membership_manifest" for entry in entries)):
+                    # another writer changed the membership meanwhile: check again (rare)
+                    membership = self.check_batch_signatures(entries, start=start, membership=current)
                 receipts = self._append_locked(entries, leaf_hashes)
                 self._db.execute("COMMIT")
+                if self._membership_size == start:
+                    self._membership, self._membership_size = membership, start + len(entries)
             except BaseException:
                 self._frontier = None
-                self._governance = None
+                self._membership = self._new_membership()
+                self._membership_size = 0
                 try:
                     self._db.execute("ROLLBACK")
                 except sqlite3.OperationalError:  # pragma: no cover - already rolled back
@@ -416,15 +488,10 @@ class TransparencyLog:
         if self._frontier is None or self._frontier.size != start:
             self._frontier = merkle.Frontier.load(HASHER, start, self.read_nodes)
         frontier = self._frontier.copy()
-        governance = None
-        if any(entry.kind in GOVERNANCE_KINDS for entry in entries):
-            governance = self.governance()
-            self._governance = None  # replayed afresh after the batch commits
         rows_entries, rows_nodes, rows_governance = [], [], []
         for offset, (entry, leaf_hash) in enumerate(zip(entries, leaf_hashes, strict=True)):
             index = start + offset
-            if governance is not None and entry.kind in GOVERNANCE_KINDS:
-                governance.apply(index, entry)
+            if entry.kind in GOVERNANCE_KINDS:
                 rows_governance.append((index,))
             rows_entries.append((index, leaf_hash, entry.leaf_data))
             for level, node_index, value in frontier.append(leaf_hash):
@@ -447,11 +514,17 @@ class TransparencyLog:
 
     def add_cosignature(self, member_id: str, size: int, line: str) -> None:
         """Store a member's cosignature line of the checkpoint at ``size`` after checking it."""
-        key = self.identity.members.get(member_id)
-        if key is None:
-            raise NoteError(f"cosignature by unknown member {member_id!r}")
-        verifier = CosignatureVerifier(witness_name(self.identity.origin, member_id), key, member_id)
         with self._lock:
+            membership = self.membership()
+            try:
+                raw = membership.at(size).key_of(member_id, what="cosigner")
+                if membership.current.member(member_id) is None:
+                    raise EntryError(f"cosigner {member_id!r} is no longer a member "
+                                     f"(epoch {membership.current.epoch})")
+            except EntryError as exc:
+                raise NoteError(f"cosignature of checkpoint {size}: {exc}") from None
+            verifier = CosignatureVerifier(witness_name(self.identity.origin, member_id),
+                                           membership.public_key(raw), member_id)
             note = Note.parse(self.checkpoint(size, cosigned=False))
             signature = Note.parse(note.text + "\n" + line).signatures[0]
             if not verifier.matches(signature):
@@ -486,6 +559,14 @@ class TransparencyLog:
             return a.root != b.root
         size = self.size()
         return any(c.size > size or self.root(c.size) != c.root for c in (a, b))
+
+
+def new_membership(identity: LogIdentity) -> Membership:
+    """The membership of a log at size 0 (its genesis manifest), with the identity's key objects."""
+    membership = Membership(identity.genesis_manifest())
+    for key in identity.members.values():
+        membership.public_key_cache()[key.raw] = key
+    return membership
 
 
 def _position(position: int, count: int) -> str:

@@ -8,7 +8,6 @@ has a deadline.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,7 +25,6 @@ from ledger_anchor.errors import (
     StorageError,
     TransportError,
 )
-from ledger_anchor.governance import AdoptedRule
 from ledger_anchor.log import AppendReceipt
 from ledger_anchor.note import Cosignature
 
@@ -66,11 +64,9 @@ class RemoteLedger(LedgerClient):
             error = _ERRORS.get(code, TransportError)
             raise error(f"ledger service {self.endpoint} ({name}): {detail}") from None
 
-    def append_many(self, items: Sequence[tuple[Mapping[str, Any], Mapping[str, bytes] | None]]
-                    ) -> list[AppendReceipt]:
+    def _append_signed(self, entries: Sequence[SignedEntry]) -> list[AppendReceipt]:
         request = ledger_pb2.AppendRequest()
-        for entry, signatures in items:
-            signed = SignedEntry.create(entry, signatures)
+        for signed in entries:
             request.entries.append(ledger_pb2.SignedEntry(
                 entry_json=signed.signed_bytes,
                 signatures=[ledger_pb2.Signature(signer=s, signature=v) for s, v in signed.signatures.items()]))
@@ -93,15 +89,28 @@ class RemoteLedger(LedgerClient):
         return SignedEntry.from_leaf_data(self.entry_data(index)).to_json()
 
     def entries(self, start: int, end: int) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = []
+        return [SignedEntry.from_leaf_data(data).to_json() for data in self.entries_data(start, end)]
+
+    def entries_data(self, start: int, end: int) -> list[bytes]:
+        result: list[bytes] = []
         while start < end:
             stop = min(end, start + 1000)
             response = self._rpc("GetEntries", ledger_pb2.GetEntriesRequest(start=start, end=stop))
-            result.extend(SignedEntry.from_leaf_data(bytes(data)).to_json() for data in response.leaf_data)
+            result.extend(bytes(data) for data in response.leaf_data)
             if not response.leaf_data:
                 break
             start += len(response.leaf_data)
         return result
+
+    def governance_entries(self, start: int = 0) -> list[tuple[int, dict[str, Any]]]:
+        result: list[tuple[int, dict[str, Any]]] = []
+        while True:
+            response = self._rpc("GetGovernanceEntries", ledger_pb2.GetGovernanceEntriesRequest(start=start))
+            result.extend((int(index), SignedEntry.from_leaf_data(bytes(data)).to_json())
+                          for index, data in zip(response.indices, response.leaf_data, strict=True))
+            if response.complete or not response.indices:
+                return result
+            start = int(response.indices[-1]) + 1
 
     def checkpoint(self, size: int | None = None) -> str:
         return self._checkpoint_response(size).checkpoint
@@ -120,13 +129,6 @@ class RemoteLedger(LedgerClient):
     def final_size(self) -> int | None:
         response = self._checkpoint_response()
         return int(response.final_size) if response.has_final else None
-
-    def governance_summary(self) -> list[dict[str, Any]]:
-        return json.loads(self._rpc("GetGovernance", ledger_pb2.GetGovernanceRequest()).proposals_json)
-
-    def adopted_rules(self) -> list[AdoptedRule]:
-        return [AdoptedRule(p["version"], p["rules_sm3"], p["proposal_id"], p["index"], p["adopted_at"])
-                for p in self.governance_summary() if p["kind"] == "rule_proposal" and p["status"] == "adopted"]
 
     def add_cosignature(self, cosignature: Cosignature) -> None:
         self._rpc("AddCosignature", ledger_pb2.AddCosignatureRequest(

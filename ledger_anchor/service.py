@@ -63,6 +63,7 @@ def _fingerprint_of_pem(pem: bytes) -> bytes:
 
 
 def member_fingerprints(config: ConsortiumConfig) -> dict[bytes, str]:
+    """{SHA-256 of the DER certificate: member id} of the consortium file's members."""
     result = {}
     for member in config.members:
         cert_path, _ = config.member_tls_paths(member.id)
@@ -80,9 +81,19 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
 
     # -- helpers ----------------------------------------------------------------
     def _member(self, context: grpc.ServicerContext) -> str:
+        """The member a client certificate belongs to: in the membership manifest in force
+        (its pinned TLS fingerprint), else, for a genesis member, in the consortium file."""
         pems = context.auth_context().get("x509_pem_cert") or []
+        current = self.ledger.log.membership().current
+        pinned = {m.tls_cert_sha256: m.id for m in current.members if m.tls_cert_sha256}
         for pem in pems:
-            member = self.members.get(_fingerprint_of_pem(pem))
+            fingerprint = _fingerprint_of_pem(pem)
+            member = pinned.get(fingerprint.hex())
+            if member is None:
+                member = self.members.get(fingerprint)
+                if member is not None and (current.member(member) is None
+                                           or current.member(member).tls_cert_sha256 not in ("", fingerprint.hex())):
+                    member = None  # removed since genesis, or its certificate was replaced
             if member is not None:
                 return member
         context.abort(grpc.StatusCode.PERMISSION_DENIED, "writes need the TLS certificate of a consortium member")
@@ -167,9 +178,18 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
                    request.second_checkpoint)
         return ledger_pb2.ReportForkResponse()
 
-    def GetGovernance(self, request, context):  # noqa: N802
-        summary = self._call(context, self.ledger.governance_summary)
-        return ledger_pb2.GetGovernanceResponse(proposals_json=json.dumps(summary, sort_keys=True))
+    def GetGovernanceEntries(self, request, context):  # noqa: N802
+        rows = self._call(context, self.ledger.log.governance_entries, request.start)
+        indices, data, total = [], [], 0
+        complete = True
+        for index, leaf_data in rows:
+            if data and (total + len(leaf_data) > MAX_RESPONSE_BYTES or len(data) >= MAX_ENTRIES_PER_READ):
+                complete = False
+                break
+            indices.append(index)
+            data.append(leaf_data)
+            total += len(leaf_data)
+        return ledger_pb2.GetGovernanceEntriesResponse(indices=indices, leaf_data=data, complete=complete)
 
 
 def server_credentials(config: ConsortiumConfig, cert: Path, key: Path) -> grpc.ServerCredentials:

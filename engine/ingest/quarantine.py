@@ -34,7 +34,7 @@ _EXPECTED: dict[str, str] = {
 def raw_text(raw: RawInput, rows: pl.Series | None = None) -> pl.DataFrame:
     """The input columns as text, as read (for messages and the quarantine file), of all
     rows or of the given 1-based ``rows``."""
-    frame = raw.frame if rows is None else raw.frame[rows.to_numpy() - 1]
+    frame = raw.frame if rows is None else raw.frame[rows.to_numpy() - raw.first_row]
     return frame.select(
         pl.col(name).cast(pl.String) if frame.schema[name] != pl.String else pl.col(name)
         for name in S.INPUT_COLUMNS
@@ -112,7 +112,7 @@ def validation_entries(raw: RawInput, validated: pl.DataFrame) -> pl.DataFrame:
     failed = failed.with_columns(
         raw_text(raw, failed.get_column("row")).select(pl.all().name.prefix("_raw_")))
     if raw.field_count is not None:
-        counts = raw.field_count.gather(failed.get_column("row").to_numpy() - 1)
+        counts = raw.field_count.gather(failed.get_column("row").to_numpy() - raw.first_row)
         failed = failed.with_columns(counts.alias("_field_count"))
     else:
         failed = failed.with_columns(pl.lit(None, pl.Int64).alias("_field_count"))
@@ -132,7 +132,7 @@ def validation_entries(raw: RawInput, validated: pl.DataFrame) -> pl.DataFrame:
     for name in undecodable_cols:
         frame_name = display_to_frame[name]
         values = raw.frame.get_column(frame_name).gather(
-            failed.get_column("row").to_numpy() - 1).cast(pl.String)
+            failed.get_column("row").to_numpy() - raw.first_row).cast(pl.String)
         failed = failed.with_columns(values.alias(f"_u_{name}"))
         value = pl.when(pl.col("undecodable_column") == name) \
             .then(pl.col(f"_u_{name}")).otherwise(value)

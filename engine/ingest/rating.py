@@ -69,7 +69,10 @@ def _longest_prefix(number: pl.Expr, table: dict[str, int], default: int) -> pl.
         number.str.slice(0, length).replace_strict(mapping, default=None, return_dtype=pl.Int64)
         for length, mapping in sorted(by_length.items(), reverse=True)
     ]
-    return pl.coalesce([*lookups, pl.lit(default, pl.Int64)])
+    # the default as a column (not a literal), so that a select of codes alone has the
+    # frame's height even when the table is empty
+    fallback = pl.when(number.is_null() | number.is_not_null()).then(pl.lit(default, pl.Int64))
+    return pl.coalesce([*lookups, fallback])
 
 
 def _prefix_tables(rules: Rules, names: RatingColumns) -> tuple[dict[str, int], dict[str, int]]:
@@ -160,28 +163,36 @@ def rate_arrays(records: pl.DataFrame, rules: Rules, *,
                          for name in RatedArrays.__dataclass_fields__))
 
 
-def _rate_slice(records: pl.DataFrame, rules: Rules) -> RatedArrays:
+def classify_numbers(calling: pl.Expr, called: pl.Expr, rules: Rules) -> list[pl.Expr]:
+    """The rate class of the numbers (E.164 digits without ``+``): ``payer``, ``payee`` and
+    ``call_type`` codes (UInt8, indices into :func:`rating_names`) by longest prefix.  The
+    one place where numbers are classified; ingest keeps the codes, so nothing later needs
+    the number strings."""
     names = rating_names(rules)
-    n = records.height
     operator_prefixes, call_type_prefixes = _prefix_tables(rules, names)
     unknown = len(names.parties) - 1
     default_call_type = names.call_types.index(rules.default_call_type)
-    codes = records.select(
-        _longest_prefix(pl.col("calling"), operator_prefixes, unknown).alias("payer"),
-        _longest_prefix(pl.col("called"), operator_prefixes, unknown).alias("payee"),
-        pl.col("service").cast(pl.Int64).alias("service"),
-        _longest_prefix(pl.col("called"), call_type_prefixes, default_call_type)
+    return [
+        _longest_prefix(calling, operator_prefixes, unknown).cast(pl.UInt8).alias("payer"),
+        _longest_prefix(called, operator_prefixes, unknown).cast(pl.UInt8).alias("payee"),
+        _longest_prefix(called, call_type_prefixes, default_call_type).cast(pl.UInt8)
         .alias("call_type"),
-        (((pl.col("start") + rules.timezone_offset_s) // 60) % 1440).alias("minute"),
-        pl.col("start").cast(pl.Int64).alias("start"),
-        pl.col("duration_s").cast(pl.Int64).alias("duration_s"),
-        pl.col("volume_kb").cast(pl.Int64).alias("volume_kb"),
-    )
-    payer = codes.get_column("payer").to_numpy()
-    payee = codes.get_column("payee").to_numpy()
-    service = codes.get_column("service").to_numpy()
-    call_type = codes.get_column("call_type").to_numpy()
-    band = _band_of_minute(rules, names)[codes.get_column("minute").to_numpy()]
+    ]
+
+
+def price(rules: Rules, payer: np.ndarray, payee: np.ndarray, service: np.ndarray,
+          call_type: np.ndarray, start: np.ndarray, duration_s: np.ndarray,
+          volume_kb: np.ndarray) -> RatedArrays:
+    """Time band, tariff row and rated amount of records given their rate-class codes."""
+    names = rating_names(rules)
+    payer = np.asarray(payer, dtype=np.int64)
+    payee = np.asarray(payee, dtype=np.int64)
+    service = np.asarray(service, dtype=np.int64)
+    call_type = np.asarray(call_type, dtype=np.int64)
+    start = np.asarray(start, dtype=np.int64)
+    n = len(start)
+    minute = ((start + rules.timezone_offset_s) // 60) % 1440
+    band = _band_of_minute(rules, names)[minute]
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
         return RatedArrays(payer, payee, call_type, band, empty, empty)
@@ -198,7 +209,6 @@ def _rate_slice(records: pl.DataFrame, rules: Rules) -> RatedArrays:
 
     tariff = np.full(n, -1, dtype=np.int64)
     if len(piece_start):
-        start = codes.get_column("start").to_numpy()
         inverse = inverse.astype(np.int64).reshape(-1)
         record_key = (inverse << _START_BITS) | (start - _START_BASE)
         piece_key = (combo_index << _START_BITS) | (piece_start - _START_BASE)
@@ -211,8 +221,8 @@ def _rate_slice(records: pl.DataFrame, rules: Rules) -> RatedArrays:
     rate_ = np.array([t.rate for t in rules.tariffs], dtype=np.int64)[t_index]
     minimum = np.array([t.minimum for t in rules.tariffs], dtype=np.int64)[t_index]
     increment = np.array([t.increment for t in rules.tariffs], dtype=np.int64)[t_index]
-    amount = np.where(service == DATA, codes.get_column("volume_kb").to_numpy(),
-                      codes.get_column("duration_s").to_numpy())
+    amount = np.where(service == DATA, np.asarray(volume_kb, dtype=np.int64),
+                      np.asarray(duration_s, dtype=np.int64))
     billed = np.where(amount == 0, 0,
                       np.maximum(minimum, -(-amount // increment) * increment))
     rated = np.select(
@@ -221,6 +231,17 @@ def _rate_slice(records: pl.DataFrame, rules: Rules) -> RatedArrays:
         default=(billed * rate_ + 512) // 1024,
     )
     return RatedArrays(payer, payee, call_type, band, tariff, rated.astype(np.int64))
+
+
+def _rate_slice(records: pl.DataFrame, rules: Rules) -> RatedArrays:
+    codes = records.select(*classify_numbers(pl.col("calling"), pl.col("called"), rules))
+    return price(rules, codes.get_column("payer").to_numpy(),
+                 codes.get_column("payee").to_numpy(),
+                 records.get_column("service").to_numpy(),
+                 codes.get_column("call_type").to_numpy(),
+                 records.get_column("start").to_numpy(),
+                 records.get_column("duration_s").to_numpy(),
+                 records.get_column("volume_kb").to_numpy())
 
 
 def rate(records: pl.DataFrame, rules: Rules) -> pl.DataFrame:

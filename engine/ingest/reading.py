@@ -12,37 +12,40 @@ Problems of single rows are only *marked* here, never fatal:
 - **undecodable bytes**: CSV is read with a lossy UTF-8 decoding (polars
   ``encoding="utf8-lossy"``, which puts U+FFFD where bytes are not UTF-8).  Rows
   holding U+FFFD are marked with the first such column, in file order.  Because a
-  valid UTF-8 file may contain U+FFFD as a real character, the marks are only
-  kept when the file is in fact not valid UTF-8 (checked only in that case, so the
-  common path pays nothing).
+  valid UTF-8 row may contain U+FFFD as a real character, a mark is only kept when
+  the row's own bytes are not valid UTF-8 (checked only for a piece of the file
+  that is not valid UTF-8, so the common path pays nothing).
 - **too many fields**: polars refuses a CSV with a row longer than the header; we
-  then re-read it with polars with 16 spare columns after the header's, and mark the
-  rows with a non-empty value in a spare column.  Empty surplus fields (trailing
-  commas) hold nothing and are ignored.  Only if that fails too (a row more than 16
-  fields too long, or quoting polars will not split) is the file read with Python's
-  ``csv`` module (strict quoting, same rules, slower), which otherwise says where the
-  quoting breaks.  A row with *fewer* fields than the header has its missing fields
-  empty, which validation reports as ``missing_value``.
+  then re-read the piece with polars with 16 spare columns after the header's, and
+  mark the rows with a non-empty value in a spare column.  Empty surplus fields
+  (trailing commas) hold nothing and are ignored.  A row with *fewer* fields than the
+  header has its missing fields empty, which validation reports as ``missing_value``.
 
-Lines end with ``\n`` or ``\r\n``; a lone ``\r`` is not a line end (polars keeps it in
-the field; the csv-module fallback, which only runs for files with over-long rows,
-refuses it as malformed).  A blank line inside the data is a row with every field
-empty (as polars reads it): it is counted and reported
+**Which bytes form a row** is decided by one rule, :mod:`engine.ingest.csvsplit`: the
+file is cut into pieces of whole records by that rule's scanner (so a file of any size
+is read in bounded memory), and wherever polars splits a piece into another number of
+rows than the rule (a stray quote inside a field, say), the piece is split by the
+rule's own splitter instead.  So every row the rule sees is a row of the output, and
+the only CSV refused for its quoting is one whose quoted field never closes.  Lines
+end with ``\n`` or ``\r\n``; a lone ``\r`` is not a line end.  A blank line inside
+the data is a row with every field empty: it is counted and reported
 (``missing_value:record_id``), never skipped.
 """
 
 from __future__ import annotations
 
 import codecs
-import csv
 import io
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from engine.errors import InputError
+from engine.ingest.csvsplit import QUOTED, START, record_ends, split_records
 from engine.ingest.schema import INPUT_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,9 @@ PARQUET_MAGIC = b"PAR1"
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _SNIFF_BYTES = 64 * 1024
 _SPARE_COLUMNS = 16
+_BLOCK_BYTES = 1 << 24
+CHUNK_ROWS = 1 << 20
+"""Rows per piece when a file is read in chunks (memory is bounded by a piece)."""
 _REPLACEMENT = "\ufffd"
 
 #: Leading bytes of common non-CSV files, to say what the file looks like instead.
@@ -73,7 +79,7 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 
 @dataclass(frozen=True)
 class RawInput:
-    """A file read as it is: the columns of the file, one frame row per data row."""
+    """A piece of a file read as it is: the columns of the file, one frame row per data row."""
 
     path: str
     format: str
@@ -86,37 +92,39 @@ class RawInput:
     """Columns not in the canonical schema (ignored)."""
     undecodable: pl.Series | None
     """Per row: the first column (file order) holding bytes that are not UTF-8, else null;
-    None when the file has no such row."""
+    None when the piece has no such row."""
     field_count: pl.Series | None
     """Per row: the position of the last non-empty field when a CSV row has non-empty
     fields beyond the header's columns, else null; None when no row has."""
+    first_row: int = 1
+    """The 1-based row number (in the whole file) of the frame's first row."""
 
     @property
     def n_rows(self) -> int:
         return self.frame.height
 
 
+@dataclass(frozen=True)
+class InputFile:
+    """An export opened for reading in chunks (:func:`open_input`, :func:`read_chunks`)."""
+
+    path: Path
+    format: str
+    columns: tuple[str, ...]
+    extra_columns: tuple[str, ...]
+    estimated_rows: int
+    """Parquet: the exact row count from the metadata; CSV: file size over the mean length
+    of the first lines (to size partitions before the file is read)."""
+    header_bytes: bytes = b""
+    """CSV: the header line as it is in the file, with its line end."""
+    body_offset: int = 0
+    """CSV: where the first data row starts."""
+    utf8: bool = True
+    """CSV: False when any byte of the file is not UTF-8 (decided while reading)."""
+
+
 def _fail(path: Path, message: str, **kw: str) -> InputError:
     return InputError(message, file=str(path), **kw)
-
-
-def read_input(path: str | Path) -> RawInput:
-    """Read ``path`` as CSV or Parquet (decided by content).  Raises :class:`InputError`."""
-    path = Path(path)
-    head = _read_head(path)
-    if not head:
-        raise _fail(path, "empty file: expected a CSV header row or a Parquet file")
-    if head.startswith(PARQUET_MAGIC):
-        return _read_parquet(path)
-    if path.suffix.lower() in PARQUET_SUFFIXES:
-        raise _fail(path, "not a Parquet file: it does not start with the PAR1 magic bytes")
-    for signature, what in _SIGNATURES:
-        if head.startswith(signature):
-            raise _fail(path, f"not a CSV or Parquet file: the content looks like {what}")
-    nul = head.find(b"\x00")
-    if nul >= 0:
-        raise _fail(path, f"not a CSV or Parquet file: binary content (a NUL byte at offset {nul})")
-    return _read_csv(path, head)
 
 
 def _read_head(path: Path) -> bytes:
@@ -129,6 +137,100 @@ def _read_head(path: Path) -> bytes:
         raise _fail(path, "is a directory, not a file") from None
     except OSError as exc:
         raise _fail(path, f"cannot read the file: {exc.strerror}") from None
+
+
+def _sniff(path: Path) -> bytes:
+    head = _read_head(path)
+    if not head:
+        raise _fail(path, "empty file: expected a CSV header row or a Parquet file")
+    if head.startswith(PARQUET_MAGIC):
+        return head
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        raise _fail(path, "not a Parquet file: it does not start with the PAR1 magic bytes")
+    for signature, what in _SIGNATURES:
+        if head.startswith(signature):
+            raise _fail(path, f"not a CSV or Parquet file: the content looks like {what}")
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        raise _fail(path, f"not a CSV or Parquet file: binary content (a NUL byte at offset {nul})")
+    return head
+
+
+def open_input(path: str | Path) -> InputFile:
+    """Open ``path`` as CSV or Parquet (decided by content): check the header, estimate the
+    rows.  Raises :class:`InputError` naming the file; reads no data rows."""
+    path = Path(path)
+    head = _sniff(path)
+    if head.startswith(PARQUET_MAGIC):
+        try:
+            lazy = pl.scan_parquet(path)
+            names = list(lazy.collect_schema().names())
+            rows = int(lazy.select(pl.len()).collect().item())
+        except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+            raise _fail(path, f"unreadable Parquet file: {_first_line(exc)}") from None
+        extra = _check_columns(path, names)
+        return InputFile(path=path, format=PARQUET, columns=tuple(names), extra_columns=extra,
+                         estimated_rows=rows)
+    _check_header_bytes(path, head)
+    ends, state, _ = record_ends(head, START)
+    if len(ends) == 0 and len(head) == _SNIFF_BYTES:
+        raise _fail(path, f"the CSV header row is longer than {_SNIFF_BYTES} bytes")
+    header_end = int(ends[0]) + 1 if len(ends) else len(head)
+    header_bytes = head[:header_end]
+    text = header_bytes.decode("utf-8", errors="replace")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    records = split_records(text)
+    names = records[0] if records else []
+    if names == [""] or not names:
+        raise _fail(path, "empty file: no header row")
+    extra = _check_columns(path, names)
+    size = path.stat().st_size
+    sample = len(ends) - 1
+    if sample > 0:
+        per_row = (int(ends[-1]) + 1 - header_end) / sample
+        estimate = int((size - header_end) / max(per_row, 1.0)) + 1
+    else:
+        estimate = 1 if size > header_end else 0
+    return InputFile(path=path, format=CSV, columns=tuple(names), extra_columns=extra,
+                     estimated_rows=estimate, header_bytes=header_bytes,
+                     body_offset=header_end)
+
+
+def read_chunks(source: InputFile, chunk_rows: int = CHUNK_ROWS) -> Iterator[RawInput]:
+    """The file's data rows in pieces of about ``chunk_rows`` rows, in file order (at least
+    one piece, possibly empty).  Memory is bounded by a piece, whatever the file's size."""
+    if source.format == PARQUET:
+        yield from _parquet_chunks(source, chunk_rows)
+    else:
+        yield from _csv_chunks(source, chunk_rows)
+
+
+def read_input(path: str | Path) -> RawInput:
+    """The whole file as one piece (tests and small files; the job reads in chunks)."""
+    source = open_input(path)
+    pieces = list(read_chunks(source, chunk_rows=1 << 62))
+    if len(pieces) == 1:
+        return pieces[0]
+    frame = pl.concat([p.frame for p in pieces], how="vertical_relaxed")
+    return RawInput(path=str(source.path), format=source.format, frame=frame,
+                    columns=source.columns, extra_columns=source.extra_columns,
+                    undecodable=_concat_marks([p.undecodable for p in pieces],
+                                              [p.n_rows for p in pieces], pl.String),
+                    field_count=_concat_marks([p.field_count for p in pieces],
+                                              [p.n_rows for p in pieces], pl.Int64))
+
+
+def _concat_marks(marks: list[pl.Series | None], lengths: list[int], dtype) -> pl.Series | None:
+    if all(m is None for m in marks):
+        return None
+    return pl.concat([m if m is not None else pl.Series([None] * n, dtype=dtype)
+                      for m, n in zip(marks, lengths, strict=True)])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------
@@ -158,17 +260,23 @@ def _check_columns(path: Path, names: list[str]) -> tuple[str, ...]:
 # Parquet
 
 
-def _read_parquet(path: Path) -> RawInput:
-    try:
-        frame = pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise _fail(path, f"unreadable Parquet file: {first_line}") from None
-    names = frame.columns
-    extra = _check_columns(path, names)
-    undecodable = None
+def _parquet_chunks(source: InputFile, chunk_rows: int) -> Iterator[RawInput]:
+    path = source.path
+    lazy = pl.scan_parquet(path)
+    total = source.estimated_rows
+    chunk_rows = max(1, min(chunk_rows, total))
+    offsets = range(0, total, chunk_rows) if total else range(1)
+    for offset in offsets:
+        try:
+            frame = lazy.slice(offset, chunk_rows).collect()
+        except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+            raise _fail(path, f"unreadable Parquet file: {_first_line(exc)}") from None
+        yield _parquet_piece(source, frame, offset + 1)
+
+
+def _parquet_piece(source: InputFile, frame: pl.DataFrame, first_row: int) -> RawInput:
     marks: list[str | None] | None = None
-    for name in names:
+    for name in frame.columns:
         if frame.schema[name] != pl.Binary:
             continue
         # A BYTE_ARRAY column without a UTF-8 annotation: decode it value by value
@@ -185,10 +293,10 @@ def _read_parquet(path: Path) -> RawInput:
                 marks = marks or [None] * frame.height
                 marks[index] = marks[index] or name
         frame = frame.with_columns(pl.Series(name, text, dtype=pl.String))
-    if marks is not None:
-        undecodable = pl.Series("undecodable", marks, dtype=pl.String)
-    return RawInput(path=str(path), format=PARQUET, frame=frame, columns=tuple(names),
-                    extra_columns=extra, undecodable=undecodable, field_count=None)
+    undecodable = pl.Series("undecodable", marks, dtype=pl.String) if marks is not None else None
+    return RawInput(path=str(source.path), format=PARQUET, frame=frame, columns=source.columns,
+                    extra_columns=source.extra_columns, undecodable=undecodable,
+                    field_count=None, first_row=first_row)
 
 
 # ---------------------------------------------------------------------------
@@ -204,39 +312,110 @@ def _check_header_bytes(path: Path, head: bytes) -> None:
         line.decode("utf-8")
     except UnicodeDecodeError as exc:
         if end < 0 and exc.reason == "unexpected end of data":
-            return  # the sniffed head cut a character in half; polars reads the rest
+            return  # the sniffed head cut a character in half
         raise _fail(path, f"the CSV header row is not valid UTF-8 "
                           f"(byte 0x{line[exc.start]:02x} at offset {exc.start})") from None
 
 
-def _read_csv(path: Path, head: bytes) -> RawInput:
-    _check_header_bytes(path, head)
-    field_count: pl.Series | None = None
+def _csv_chunks(source: InputFile, chunk_rows: int) -> Iterator[RawInput]:
+    """Cut the body at record ends (:mod:`engine.ingest.csvsplit`) every ``chunk_rows``
+    records, reading the file in blocks of :data:`_BLOCK_BYTES`."""
+    path = source.path
+    buffer = bytearray()
+    ends: list[np.ndarray] = []     # record ends inside ``buffer``
+    n_ends = 0
+    state = START
+    quote_open = -1                 # absolute offset of the quote of an open quoted field
+    consumed = source.body_offset   # absolute offset of buffer[0]
+    lines_before = 1                # line number (1 = header) of the line before buffer[0]
+    first_row = 1
+    yielded = False
     try:
-        frame = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy", has_header=True,
-                            raise_if_empty=True)
-        names = frame.columns
-        if any("_duplicated_" in n for n in names):
-            # polars renames a repeated header name; take the names as written instead.
-            names = _python_header(path)
-    except pl.exceptions.NoDataError:
-        raise _fail(path, "empty file: no header row") from None
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        # A row longer than the header, or quoting polars will not split.
-        log.info("%s: polars could not read the CSV as it is (%s); re-reading with spare "
-                 "columns", path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        handle = path.open("rb")
+    except OSError as exc:
+        raise _fail(path, f"cannot read the file: {exc.strerror}") from None
+    with handle:
+        handle.seek(source.body_offset)
+        while True:
+            block = handle.read(_BLOCK_BYTES)
+            if block:
+                block_ends, state, opened = record_ends(block, state)
+                if state == QUOTED and opened >= 0:
+                    quote_open = consumed + len(buffer) + opened
+                elif state != QUOTED:
+                    quote_open = -1
+                ends.append(block_ends + len(buffer))
+                n_ends += len(block_ends)
+                buffer += block
+            while n_ends >= chunk_rows or (not block and (n_ends or buffer)):
+                all_ends = np.concatenate(ends) if len(ends) > 1 else ends[0]
+                if n_ends >= chunk_rows:
+                    cut = int(all_ends[chunk_rows - 1]) + 1
+                    count = chunk_rows
+                    rest = all_ends[chunk_rows:] - cut
+                else:  # end of file: whatever is left
+                    if state == QUOTED:
+                        line = lines_before + buffer.count(b"\n", 0, quote_open - consumed) + 1
+                        raise _fail(path, f"malformed CSV at line {line}: a quoted field opens "
+                                          "there and never closes; the rows cannot be told "
+                                          "apart from there on")
+                    cut = len(buffer)
+                    count = n_ends + (1 if cut and buffer[-1] != 10 else 0)
+                    rest = all_ends[:0]
+                piece = bytes(buffer[:cut])
+                piece_ends = all_ends[:count] if n_ends >= count else all_ends[:n_ends]
+                del buffer[:cut]
+                ends, n_ends = [rest], len(rest)
+                lines_before += piece.count(b"\n")
+                consumed += cut
+                yield _csv_piece(source, piece, count, first_row, piece_ends)
+                yielded = True
+                first_row += count
+                if not block:
+                    break
+            if not block:
+                break
+    if not yielded:
+        yield _csv_piece(source, b"", 0, 1, np.zeros(0, dtype=np.int64))
+
+
+def _csv_piece(source: InputFile, data: bytes, expected: int, first_row: int,
+               ends: np.ndarray) -> RawInput:
+    """One piece of whole records: polars when it agrees on the number of records, else the
+    documented splitter."""
+    names = list(source.columns)
+    frame_names = _unique_names(names)
+    width = len(names)
+    frame = field_count = None
+    if expected:
         try:
-            frame, names, field_count = _read_csv_wide(path)
-        except (pl.exceptions.PolarsError, OSError, csv.Error) as exc2:
-            log.info("%s: polars could not split the rows (%s); re-reading with the csv "
-                     "module", path, str(exc2).splitlines()[0] if str(exc2) else "")
-            frame, names, field_count = _read_csv_python(path)
-    extra = _check_columns(path, names)
-    if len(set(names)) != len(names):
-        frame = frame.rename(dict(zip(frame.columns, _unique_names(names), strict=True)))
-    undecodable = _mark_undecodable(path, frame, names)
-    return RawInput(path=str(path), format=CSV, frame=frame, columns=tuple(names),
-                    extra_columns=extra, undecodable=undecodable, field_count=field_count)
+            frame = pl.read_csv(io.BytesIO(data), has_header=False, infer_schema=False,
+                                encoding="utf8-lossy", new_columns=frame_names,
+                                schema=dict.fromkeys(frame_names, pl.String))
+        except (pl.exceptions.PolarsError, OSError):
+            try:
+                frame, field_count = _csv_piece_wide(data, frame_names)
+            except (pl.exceptions.PolarsError, OSError):
+                frame = None
+        if frame is not None and frame.height != expected:
+            log.info("%s: rows %d-%d: polars splits them into %d rows, the CSV rule into %d; "
+                     "using the rule", source.path, first_row, first_row + expected - 1,
+                     frame.height, expected)
+            frame = None
+        if frame is None:
+            log.info("%s: re-reading rows %d-%d with the csv splitter", source.path, first_row,
+                     first_row + expected - 1)
+            frame, field_count = _csv_piece_split(data, frame_names)
+    else:
+        frame = pl.DataFrame(schema=dict.fromkeys(frame_names, pl.String))
+    undecodable = None
+    if not _is_utf8_bytes(data):
+        undecodable = _mark_undecodable(frame, names, data, ends)
+    if frame.height != expected:  # pragma: no cover - the splitter counts by the same rule
+        raise AssertionError(f"CSV piece: {frame.height} rows read, {expected} expected")
+    return RawInput(path=str(source.path), format=CSV, frame=frame, columns=source.columns,
+                    extra_columns=source.extra_columns, undecodable=undecodable,
+                    field_count=field_count, first_row=first_row)
 
 
 def _unique_names(names: list[str]) -> list[str]:
@@ -250,11 +429,6 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _python_header(path: Path) -> list[str]:
-    with path.open("r", encoding="utf-8-sig", errors="replace", newline="") as handle:
-        return next(csv.reader(handle), [])
-
-
 def _surplus_marks(spare: pl.DataFrame, width: int) -> pl.Series | None:
     """Position (1-based field number) of the last non-empty spare field per row."""
     last = pl.max_horizontal([
@@ -265,65 +439,55 @@ def _surplus_marks(spare: pl.DataFrame, width: int) -> pl.Series | None:
     return marks if marks.null_count() < marks.len() else None
 
 
-def _read_csv_wide(path: Path) -> tuple[pl.DataFrame, list[str], pl.Series | None]:
-    names = _python_header(path)
-    width = len(names)
+def _csv_piece_wide(data: bytes, frame_names: list[str]) -> tuple[pl.DataFrame, pl.Series | None]:
+    """polars with spare columns, for rows longer than the header."""
+    width = len(frame_names)
     columns = [f"c{j}" for j in range(width + _SPARE_COLUMNS)]
-    frame = pl.read_csv(path, has_header=False, infer_schema=False, encoding="utf8-lossy",
-                        schema=dict.fromkeys(columns, pl.String), missing_columns="insert")
-    if frame.height == 0:
-        raise _fail(path, "empty file: no header row")
-    # row 0 is the header: its first ``width`` fields, as polars split them
-    names = [v if v is not None else "" for v in frame.row(0)[:width]]
-    frame = frame.slice(1)
+    frame = pl.read_csv(io.BytesIO(data), has_header=False, infer_schema=False,
+                        encoding="utf8-lossy", schema=dict.fromkeys(columns, pl.String),
+                        missing_columns="insert")
     field_count = _surplus_marks(frame.select(columns[width:]), width)
-    frame = frame.select(columns[:width]).rename(
-        dict(zip(columns[:width], _unique_names(names), strict=True)))
-    return frame, names, field_count
+    frame = frame.select(columns[:width]).rename(dict(zip(columns[:width], frame_names,
+                                                          strict=True)))
+    return frame, field_count
 
 
-def _read_csv_python(path: Path) -> tuple[pl.DataFrame, list[str], pl.Series | None]:
-    data = path.read_bytes()
-    text = data.decode("utf-8", errors="replace")
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    # lines end at "\n" only (as for polars: "\r\n" ends a line, a lone "\r" is no line end)
-    reader = csv.reader(io.StringIO(text, newline="\n"), strict=True)
-    try:
-        header = next(reader, None)
-        if header is None:
-            raise _fail(path, "empty file: no header row")
-        width = len(header)
-        columns: list[list[str | None]] = [[] for _ in range(width)]
-        long_rows: dict[int, int] = {}
-        for index, fields in enumerate(reader):
-            n = len(fields)
-            if n > width:
-                last = max((j for j in range(width, n) if fields[j] != ""), default=-1)
-                if last >= 0:
-                    long_rows[index] = last + 1
-            for j in range(width):
-                value = fields[j] if j < n else None
-                columns[j].append(value if value != "" else None)
-    except csv.Error as exc:
-        raise _fail(path, f"malformed CSV at line {reader.line_num}: {exc}; "
-                          "the rows cannot be told apart from there on") from None
-    names = list(header)
-    frame_names = _unique_names(names)
-    frame = pl.DataFrame({frame_names[j]: pl.Series(frame_names[j], columns[j], dtype=pl.String)
-                          for j in range(width)})
+def _csv_piece_split(data: bytes, frame_names: list[str]) -> tuple[pl.DataFrame, pl.Series | None]:
+    """The documented splitter (:func:`engine.ingest.csvsplit.split_records`)."""
+    width = len(frame_names)
+    records = split_records(data.decode("utf-8", errors="replace"))
+    columns: list[list[str | None]] = [[] for _ in range(width)]
+    long_rows: dict[int, int] = {}
+    for index, fields in enumerate(records):
+        n = len(fields)
+        if n > width:
+            last = max((j for j in range(width, n) if fields[j] != ""), default=-1)
+            if last >= 0:
+                long_rows[index] = last + 1
+        for j in range(width):
+            value = fields[j] if j < n else None
+            columns[j].append(value if value != "" else None)
+    frame = pl.DataFrame({name: pl.Series(name, columns[j], dtype=pl.String)
+                          for j, name in enumerate(frame_names)})
     field_count = None
     if long_rows:
         counts: list[int | None] = [None] * frame.height
         for index, n in long_rows.items():
             counts[index] = n
         field_count = pl.Series("field_count", counts, dtype=pl.Int64)
-    return frame, names, field_count
+    return frame, field_count
+
+
+def _is_utf8_bytes(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _is_utf8(path: Path, chunk_bytes: int = 1 << 24) -> bool:
-    """Whether the whole file is valid UTF-8, read in chunks (a 1 GB export read at once,
-    then decoded, would cost more than 2 GB)."""
+    """Whether the whole file is valid UTF-8, read in chunks."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
         with path.open("rb") as handle:
@@ -335,8 +499,10 @@ def _is_utf8(path: Path, chunk_bytes: int = 1 << 24) -> bool:
     return True
 
 
-def _mark_undecodable(path: Path, frame: pl.DataFrame, names: list[str]) -> pl.Series | None:
-    """Per row, the first column (file order) with U+FFFD, if the file is not UTF-8."""
+def _mark_undecodable(frame: pl.DataFrame, names: list[str], data: bytes,
+                      ends: np.ndarray) -> pl.Series | None:
+    """Per row, the first column (file order) with U+FFFD, for the rows whose own bytes
+    are not UTF-8 (a row that is valid UTF-8 may hold U+FFFD as a real character)."""
     string_columns = [c for c in frame.columns if frame.schema[c] == pl.String]
     if not string_columns:
         return None
@@ -346,8 +512,15 @@ def _mark_undecodable(path: Path, frame: pl.DataFrame, names: list[str]) -> pl.S
     )
     if not hits.select(pl.any_horizontal(pl.all()).any()).item():
         return None
-    if _is_utf8(path):
-        return None  # valid UTF-8: the U+FFFD characters are really in the data
     display = dict(zip(frame.columns, names, strict=True))
     first = pl.coalesce([pl.when(pl.col(c)).then(pl.lit(display[c])) for c in string_columns])
-    return hits.select(first.alias("undecodable")).to_series()
+    marks = hits.select(first.alias("undecodable")).to_series()
+    starts = np.concatenate([[0], np.asarray(ends, dtype=np.int64) + 1])
+    keep = np.zeros(len(marks), dtype=bool)
+    for index in marks.is_not_null().arg_true().to_list():
+        stop = int(ends[index]) if index < len(ends) else len(data)
+        keep[index] = not _is_utf8_bytes(data[int(starts[index]):stop])
+    if not keep.any():
+        return None
+    return pl.select(pl.when(pl.lit(pl.Series(keep))).then(pl.lit(marks))).to_series() \
+        .alias("undecodable")

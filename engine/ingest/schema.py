@@ -85,6 +85,16 @@ RECORDS_SCHEMA: Final[dict[str, pl.DataType]] = {
     "parts": pl.Int32(),
     "excluded": pl.Boolean(),
 }
+#: Columns the records frame carries after those: the rate class, found once at ingest
+#: (engine.ingest.rating; indices into rating_names(rules)), and the tariff row that
+#: priced the record (-1: excluded).
+RATE_CLASS_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "payer": pl.UInt8(),
+    "payee": pl.UInt8(),
+    "call_type": pl.UInt8(),
+    "band": pl.UInt8(),
+    "tariff": pl.Int32(),
+}
 #: The quarantine file: one entry per invalid row, then the row's input fields as text.
 QUARANTINE_SCHEMA: Final[dict[str, pl.DataType]] = {
     "row": pl.Int64(),

@@ -287,7 +287,7 @@ def validate(raw: RawInput, rules: Rules) -> Validation:
                 else chain.when(condition).then(value)
         firsts.append(chain)
     out = work.select(
-        pl.int_range(1, n + 1, dtype=pl.Int64).alias("row"),
+        pl.int_range(raw.first_row, raw.first_row + n, dtype=pl.Int64).alias("row"),
         c("_record_id").alias("record_id"),
         c("_service").alias("service"),
         c("_calling").alias("calling"),

@@ -1,21 +1,24 @@
 """The consortium file (docs/interfaces.md, "Consortium file"), the engine's view of it.
 
-``ledger_anchor.config`` reads the same file for the ledger's needs; this module
-reads the members' endpoints and the locations of each member's private material.
-Relative paths are resolved against the file's folder.
+There is one reader of the file: :func:`ledger_anchor.config.load_config` (ids, SM2
+keys checked to be curve points, TLS certificates, roles, endpoints, the ledger).  This
+module is a thin layer over it that adds what a party needs and the ledger does not
+require: every member's TLS certificate and both endpoints, the CA certificate, and
+where each member's private files live (``members/<id>/`` beside the file).  A
+:class:`~ledger_anchor.errors.ConfigError` becomes an :class:`InputError` naming the
+file and the key.  Who is a member *now* is decided on the ledger
+(:mod:`ledger_anchor.membership`); this file is the local bootstrap.
 """
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import InputError
-
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_ENDPOINT_RE = re.compile(r"^[A-Za-z0-9_.:\[\]-]+:\d{1,5}$")
+from ledger_anchor.config import ConsortiumConfig, load_config
+from ledger_anchor.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -26,11 +29,8 @@ class Member:
     tls_cert: Path
     grpc_endpoint: str
     mpc_endpoint: str
-
-    @property
-    def key_dir(self) -> Path:
-        """Where this member's private files live by convention (``members/<id>/``)."""
-        return self.tls_cert.parent
+    key_dir: Path  # where this member's private files live by convention (``members/<id>/``)
+    roles: tuple[str, ...] = ("member",)
 
     @property
     def tls_key(self) -> Path:
@@ -49,11 +49,12 @@ class Consortium:
     members: tuple[Member, ...]
     ledger_db: Path | None
     ledger_endpoint: str
+    config: ConsortiumConfig  # the ledger's reading of the same file (open_ledger takes it)
 
     @property
     def log_key(self) -> Path:
         """The log's SM2 key (on the host that signs checkpoints), by convention."""
-        return self.path.parent / "ledger" / "log.key"
+        return self.config.log_key_path
 
     def member(self, member_id: str) -> Member:
         for member in self.members:
@@ -61,17 +62,6 @@ class Consortium:
                 return member
         raise InputError("unknown member", file=str(self.path), column="members.id",
                          expected=" | ".join(m.id for m in self.members), found=repr(member_id))
-
-
-def _require(table: dict, key: str, kind: type, source: str, where: str):
-    if key not in table:
-        raise InputError("missing required key", file=source, column=f"{where}.{key}",
-                         expected=f"a {kind.__name__}", found="nothing")
-    value = table[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise InputError("wrong type", file=source, column=f"{where}.{key}",
-                         expected=f"a {kind.__name__}", found=repr(value))
-    return value
 
 
 def read_toml(path: str | Path, what: str) -> tuple[Path, dict]:
@@ -88,51 +78,31 @@ def read_toml(path: str | Path, what: str) -> tuple[Path, dict]:
 
 def load_consortium(path: str | Path) -> Consortium:
     """Read the consortium file.  Raises :class:`InputError` naming the file and key."""
-    path, doc = read_toml(path, "consortium file")
+    path = Path(path).resolve()
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        raise InputError(str(exc).removeprefix(f"{path}, ").removeprefix(f"key {exc.key!r}: "), file=str(path),
+                         column=exc.key) from None
     source = str(path)
-    base = path.parent
-    head = doc.get("consortium", {})
-    name = _require(head, "name", str, source, "consortium")
-    ca_cert = base / _require(head, "ca_cert", str, source, "consortium")
-    ledger = doc.get("ledger", {})
-    db = ledger.get("db")
+    if not config.name:
+        raise InputError("missing required key", file=source, column="consortium.name", expected="a string",
+                         found="nothing")
+    if config.ca_cert is None:
+        raise InputError("missing required key", file=source, column="consortium.ca_cert", expected="a string",
+                         found="nothing")
     members = []
-    raw_members = doc.get("members", [])
-    if not isinstance(raw_members, list) or not raw_members:
-        raise InputError("no members", file=source, column="members",
-                         expected="[[members]] tables", found=repr(raw_members))
-    for i, raw in enumerate(raw_members):
-        where = f"members[{i}]"
-        member_id = _require(raw, "id", str, source, where)
-        if not _ID_RE.match(member_id):
-            raise InputError("malformed member id", file=source, column=f"{where}.id",
-                             expected=_ID_RE.pattern, found=repr(member_id))
-        key_hex = _require(raw, "sm2_public_key", str, source, where)
-        try:
-            public_key = bytes.fromhex(key_hex)
-        except ValueError:
-            public_key = b""
-        if len(public_key) != 64:
-            raise InputError("malformed SM2 public key", file=source,
-                             column=f"{where}.sm2_public_key",
-                             expected="128 hex characters (x||y)", found=repr(key_hex[:20] + "..."))
-        endpoints = {}
-        for key in ("grpc_endpoint", "mpc_endpoint"):
-            value = _require(raw, key, str, source, where)
-            if not _ENDPOINT_RE.match(value):
-                raise InputError("malformed endpoint", file=source, column=f"{where}.{key}",
-                                 expected="host:port", found=repr(value))
-            endpoints[key] = value
-        members.append(Member(
-            id=member_id, name=str(raw.get("name", member_id)), sm2_public_key=public_key,
-            tls_cert=base / _require(raw, "tls_cert", str, source, where), **endpoints,
-        ))
-    ids = [m.id for m in members]
-    if len(set(ids)) != len(ids):
-        raise InputError("duplicate member id", file=source, column="members.id",
-                         expected="unique ids", found=repr(ids))
-    return Consortium(
-        path=path, name=name, ca_cert=ca_cert, members=tuple(members),
-        ledger_db=(base / db) if isinstance(db, str) and db else None,
-        ledger_endpoint=str(ledger.get("endpoint", "") or ""),
-    )
+    for position, member in enumerate(config.members):
+        where = f"members[{position}]"
+        for key, value in (("tls_cert", member.tls_cert), ("grpc_endpoint", member.grpc_endpoint),
+                           ("mpc_endpoint", member.mpc_endpoint)):
+            if not value:
+                raise InputError("missing required key", file=source, column=f"{where}.{key}",
+                                 expected="a string", found="nothing")
+        assert member.tls_cert is not None  # checked just above
+        members.append(Member(id=member.id, name=member.name, sm2_public_key=member.sm2_public_key,
+                              tls_cert=member.tls_cert, grpc_endpoint=member.grpc_endpoint,
+                              mpc_endpoint=member.mpc_endpoint, key_dir=config.member_key_path(member.id).parent,
+                              roles=member.roles))
+    return Consortium(path=path, name=config.name, ca_cert=config.ca_cert, members=tuple(members),
+                      ledger_db=config.ledger.db, ledger_endpoint=config.ledger.endpoint, config=config)

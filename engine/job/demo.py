@@ -3,7 +3,8 @@
 1. generate two operators' billing exports with the true answer (``data_gen``);
 2. create a three-member consortium — CMCC (A), CUCC (B) and CTCC as the helper H —
    with a CA, TLS certificates, SM2 keys and an SQLite ledger (``keys init``);
-3. adopt the generated rules on the ledger by vote (``rule_proposal``, ``rule_vote``);
+3. adopt the generated rules on the ledger by vote (a ``rule_package`` proposal in force
+   from the data's period, every member's vote: :mod:`governance`);
 4. write the job file and start the three parties as separate processes on loopback;
 5. print the outcome, compare it with the generator's true answer, verify the ledger.
 
@@ -94,7 +95,7 @@ def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | Non
 
     t0 = time.perf_counter()
     config = create_consortium(out / "consortium", name="demo")
-    size = adopt_rules(config, rules.sm3_hash(), rules.version)
+    size = adopt_rules(config, rules.sm3_hash(), rules.version, effective_from=dataset.config.period)
     _say(f"  2. consortium of {', '.join(ROLES.values())}: CA, TLS certificates, SM2 keys in "
          f"{_shown(config.parent)}/; rules {rules.sm3_hash()[:16]}… adopted by vote "
          f"({size} ledger entries) in {time.perf_counter() - t0:.1f} s")
@@ -113,8 +114,17 @@ def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | Non
 
     def show_progress(local: LocalJob) -> None:
         # one status line, rewritten in place, on a terminal; nothing in a log
-        line = "     " + "   ".join(f"{role}: {party.stage():<10}"
-                                    for role, party in local.parties.items())
+        def cell(party) -> str:
+            status = party.status()
+            text = str(status.get("stage", ""))
+            if status.get("total"):
+                text += f" {100 * status.get('done', 0) // max(status['total'], 1)}%"
+                if status.get("eta_s") is not None:
+                    text += f" ~{status['eta_s']:.0f}s"
+            return f"{text:<22}"
+
+        line = "     " + "  ".join(f"{role}: {cell(party)}"
+                                   for role, party in local.parties.items())
         if live and line != last[0]:
             print("\r" + line, end="", flush=True)
             last[0] = line
@@ -136,25 +146,53 @@ def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | Non
 
     _print_outcome(out, dataset)
     _verify_ledger(config)
+    # after the statement: approvals, invoices, a bank statement, an overdue sweep, an
+    # adjustment (the billing package; docs/billing.md)
+    from billing.demo import DemoJob, run_billing_demo
+
+    _say("\nAfter the statement:")
+    run_billing_demo(out, config, rules_path,
+                     [DemoJob(f"demo-{dataset.config.period}-seed{seed}",
+                              {ROLES["A"]: out / "A" / "statement.json",
+                                                  ROLES["B"]: out / "B" / "statement.json"})],
+                     seed=seed, say=_say)
     _say(f"\nReports: {_shown(out / 'A' / 'report.html')} and "
          f"{_shown(out / 'B' / 'report.html')}")
-    _say("Re-run party B by hand (with A and H started the same way):")
-    command = ["settlechain"] + job.parties["B"].command[3:]
-    _say("  " + " ".join(shlex.quote(_shown(Path(part)) if part.startswith("/") else part)
-                         for part in command))
+    _say("The job is settled: running it again is refused.  To rebuild a party's lost outputs "
+         "from its input and the ledger, run all three with --recover (here into new folders):")
+    for role, party in job.parties.items():
+        command = ["settlechain"] + party.command[3:]
+        out_index = command.index("--out") + 1
+        command[out_index] = str(out / "recovered" / role)
+        _say("  " + " ".join(shlex.quote(_shown(Path(part)) if part.startswith("/") else part)
+                             for part in command + ["--recover"]) + (" &" if role != "H" else ""))
     _say(f"Total: {time.perf_counter() - t_start:.1f} s")
     return 0
 
 
 def _print_stages(out: Path) -> None:
     summaries = {role: json.loads((out / role / "summary.json").read_text()) for role in ROLES}
-    _say(f"     {'seconds per stage':<20}" + "".join(f"{role:>8}" for role in ROLES))
-    for stage in ("ingest", "psi_exact", "psi_key", "mpc", "report", "anchor", "total"):
-        cells = []
+    anchors = {}
+    for role in ROLES:
+        try:
+            anchors[role] = json.loads((out / role / "anchor.json").read_text())["anchor_stage"]
+        except (OSError, KeyError, ValueError):
+            anchors[role] = {}
+    _say(f"     {'seconds per stage':<20}" + "".join(f"{role:>8}" for role in ROLES)
+         + "   (of which waiting for the others)")
+    for stage in ("ingest", "agree", "commit", "psi_exact", "psi_key", "mpc", "report",
+                  "anchor", "total"):
+        cells, waits = [], []
         for role in ROLES:
-            value = summaries[role]["stages"].get(stage, {}).get("seconds", 0.0)
+            block = anchors[role] if stage == "anchor" else \
+                summaries[role]["stages"].get(stage, {})
+            value = block.get("seconds", 0.0)
+            if stage == "total":  # summary.json's clock stops before the anchor
+                value += anchors[role].get("seconds", 0.0)
             cells.append(f"{value:>8.2f}" if value else f"{'–':>8}")
-        _say(f"     {stage:<20}" + "".join(cells))
+            if block.get("waiting_seconds"):
+                waits.append(f"{role} {block['waiting_seconds']:.2f}")
+        _say(f"     {stage:<20}" + "".join(cells) + (f"   ({', '.join(waits)})" if waits else ""))
     _say(f"     {'peak memory MiB':<20}" + "".join(
         f"{summaries[role]['stages']['peak_memory_mib']:>8.0f}" for role in ROLES))
 

@@ -7,6 +7,8 @@ period = "2026-10"
 rules = "rules.toml"           # relative to this file
 rules_sm3 = "<64 hex>"         # every party refuses to run with other rules
 disclosure = "flags"           # optional, for the reader: must equal the rules' policy
+psi_protocol = "kkrt16"        # optional: the PSI protocol (protocols.psi); A and B must agree
+records_per_bucket = 1048576   # optional: partitioning (engine.partition); A and B must agree
 
 [parties]                      # consortium member ids
 A = "CMCC"                     # A hosts the job session (gRPC) and the PSI server side
@@ -30,6 +32,12 @@ import tomli_w
 
 from engine.errors import InputError
 from engine.job.consortium import read_toml
+from engine.partition import DEFAULT_RECORDS_PER_BUCKET
+from engine.period import parse_period
+
+DEFAULT_PSI_PROTOCOL = "kkrt16"
+PSI_PROTOCOLS: tuple[str, ...] = ("kkrt16",)
+"""The PSI protocols a job file may name (protocols.psi)."""
 
 ROLES: tuple[str, ...] = ("A", "B", "H")
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -54,6 +62,8 @@ class Job:
     timeouts: Timeouts
     disclosure: str | None = None
     """As stated in the job file (the rules decide; a different value is refused)."""
+    psi_protocol: str = DEFAULT_PSI_PROTOCOL
+    records_per_bucket: int = DEFAULT_RECORDS_PER_BUCKET
 
     def member_of(self, role: str) -> str:
         return self.parties[role]
@@ -108,20 +118,49 @@ def load_job(path: str | Path) -> Job:
     if disclosure is not None and disclosure not in ("aggregate", "flags", "differences"):
         raise InputError("unknown disclosure policy", file=source, column="job.disclosure",
                          expected="aggregate | flags | differences", found=repr(disclosure))
+    period = need(head, "job", "period")
+    parse_period(period, source=source, column="job.period")
+    psi_protocol = head.get("psi_protocol", DEFAULT_PSI_PROTOCOL)
+    if psi_protocol not in PSI_PROTOCOLS:
+        raise InputError("unknown PSI protocol", file=source, column="job.psi_protocol",
+                         expected=" | ".join(PSI_PROTOCOLS), found=repr(psi_protocol))
+    per_bucket = head.get("records_per_bucket", DEFAULT_RECORDS_PER_BUCKET)
+    if isinstance(per_bucket, bool) or not isinstance(per_bucket, int) or per_bucket < 1:
+        raise InputError("bad partitioning", file=source, column="job.records_per_bucket",
+                         expected="a positive integer", found=repr(per_bucket))
+    known = {"id", "period", "rules", "rules_sm3", "disclosure", "psi_protocol",
+             "records_per_bucket"}
+    unknown_keys = set(head) - known
+    if unknown_keys:
+        raise InputError("unknown key", file=source, column=f"job.{sorted(unknown_keys)[0]}",
+                         expected=" | ".join(sorted(known)), found=repr(sorted(unknown_keys)[0]))
     return Job(
-        path=path, id=job_id, period=need(head, "job", "period"),
+        path=path, id=job_id, period=period,
         rules_path=path.parent / need(head, "job", "rules"), rules_sm3=rules_sm3,
         parties=parties, timeouts=Timeouts(**values), disclosure=disclosure,
+        psi_protocol=psi_protocol, records_per_bucket=per_bucket,
     )
 
 
 def write_job(path: str | Path, *, job_id: str, period: str, rules: str, rules_sm3: str,
               parties: dict[str, str], timeouts: Timeouts | None = None,
-              disclosure: str | None = None) -> Path:
+              disclosure: str | None = None, psi_protocol: str | None = None,
+              records_per_bucket: int | None = None) -> Path:
     path = Path(path)
-    head = {"id": job_id, "period": period, "rules": rules, "rules_sm3": rules_sm3}
+    if not _JOB_ID_RE.match(job_id):
+        raise InputError("malformed job id", column="--id", expected=_JOB_ID_RE.pattern,
+                         found=repr(job_id))
+    parse_period(period, column="--period")
+    if len({parties[r] for r in ROLES}) != 3:
+        raise InputError("A, B and H must be three different members", column="--a/--b/--h",
+                         found=repr(parties))
+    head: dict = {"id": job_id, "period": period, "rules": rules, "rules_sm3": rules_sm3}
     if disclosure is not None:
         head["disclosure"] = disclosure
+    if psi_protocol is not None:
+        head["psi_protocol"] = psi_protocol
+    if records_per_bucket is not None:
+        head["records_per_bucket"] = records_per_bucket
     document = {
         "job": head,
         "parties": {role: parties[role] for role in ROLES},

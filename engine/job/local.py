@@ -45,23 +45,25 @@ def create_consortium(folder: Path, roles: dict[str, str] = ROLES, *, name: str 
     return init_consortium(folder, specs, name=name)
 
 
-def adopt_rules(config: Path, rules_sm3: str, version: str) -> int:
-    """Propose the rules and have every member vote for them; return the ledger size."""
-    from ledger_anchor import canonical_entry_bytes, open_ledger, sm2
+def adopt_rules(config: Path, rules_sm3: str, version: str, *, name: str = "interconnect",
+                effective_from: str = "2026-01") -> int:
+    """Propose the rules as the next version of the rule package ``name`` (in force from
+    ``effective_from``) and have every member approve it; return the ledger size."""
+    from governance import api
+    from governance.rules import adopted_packages
+    from ledger_anchor import open_ledger, sm2
 
     consortium = load_consortium(config)
     keys = {m.id: sm2.load_private_key(m.sm2_key) for m in consortium.members}
-    proposer = consortium.members[0].id
-    proposal = {"kind": "rule_proposal", "proposal_id": f"rules-{rules_sm3[:16]}",
-                "version": version, "rules_sm3": rules_sm3}
-    with open_ledger(config, create=True) as ledger:
-        ledger.append(proposal, {proposer: sm2.sign(keys[proposer],
-                                                    canonical_entry_bytes(proposal))})
+    with open_ledger(consortium.config, create=True) as ledger:
+        sequence = 1 + max((p.sequence for p in adopted_packages(api.replay(ledger)) if p.name == name), default=0)
+        proposal_id, _ = api.propose(ledger, proposer=consortium.members[0].id, key=keys[consortium.members[0].id],
+                                     type="rule_package", proposal_id=f"{name}-{sequence}",
+                                     content={"name": name, "version": version, "sequence": sequence,
+                                              "effective_from": effective_from, "rules_sm3": rules_sm3})
         for member_id, key in keys.items():
-            vote = {"kind": "rule_vote", "proposal_id": proposal["proposal_id"],
-                    "voter": member_id, "vote": "approve"}
-            ledger.append(vote, {member_id: sm2.sign(key, canonical_entry_bytes(vote))})
-        if not ledger.is_rule_adopted(rules_sm3):
+            api.vote(ledger, proposal_id=proposal_id, voter=member_id, key=key)
+        if api.replay(ledger).proposals[proposal_id].status != "passed":
             raise JobError("the rules were voted for by every member but are not adopted")
         return ledger.size()
 
@@ -92,11 +94,17 @@ class PartyProcess:
         except OSError:
             return ""
 
-    def stage(self) -> str:
+    def status(self) -> dict:
+        """The party's ``status`` file (engine.job.party.StageClock), or ``starting``."""
+        import json
+
         try:
-            return (self.out / "status").read_text(encoding="utf-8").split("\t", 1)[0]
-        except OSError:
-            return "starting"
+            return json.loads((self.out / "status").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {"stage": "starting"}
+
+    def stage(self) -> str:
+        return str(self.status().get("stage", "starting"))
 
 
 @dataclass
@@ -110,31 +118,33 @@ class LocalJob:
     def prepare(cls, folder: Path, data: dict[str, Path], rules_path: Path, *,
                 job_id: str = "local-job", period: str = "2026-10", config: Path | None = None,
                 roles: dict[str, str] = ROLES, timeouts: Timeouts | None = None,
-                adopt: bool = True) -> LocalJob:
-        """Write the consortium (unless given), adopt the rules and write the job file."""
+                adopt: bool = True, records_per_bucket: int | None = None,
+                party_args: dict[str, list[str]] | None = None) -> LocalJob:
+        """Write the consortium (unless given), adopt the rules and write the job file.
+        ``party_args``: extra ``settlechain party`` options per role (e.g. bucket workers)."""
         folder.mkdir(parents=True, exist_ok=True)
         rules = load_rules(rules_path)
         if config is None:
             config = create_consortium(folder / "consortium", roles)
             if adopt:
-                adopt_rules(config, rules.sm3_hash(), rules.version)
+                adopt_rules(config, rules.sm3_hash(), rules.version, effective_from=period)
         job_path = write_job(folder / f"{job_id}.toml", job_id=job_id, period=period,
                              rules=str(Path(rules_path).resolve()), rules_sm3=rules.sm3_hash(),
                              parties=roles, disclosure=rules.disclosure,
+                             records_per_bucket=records_per_bucket,
                              timeouts=timeouts or Timeouts(
                                  connect_s=120, stage_s=600, peer_silence_s=10))
         local = cls(folder=folder, config=config, job_path=job_path)
         for role, member in roles.items():
-            local.parties[role] = PartyProcess(role, party_command(
-                config, job_path, member, data.get(role), folder / role), folder / role)
+            command = party_command(config, job_path, member, data.get(role), folder / role)
+            local.parties[role] = PartyProcess(
+                role, command + list((party_args or {}).get(role, [])), folder / role)
         return local
 
     def start(self, env: dict[str, dict[str, str]] | None = None) -> None:
         """Start the three processes (``env``: extra variables per role)."""
         for role, party in self.parties.items():
             party.out.mkdir(parents=True, exist_ok=True)
-            for stale in ("status", "summary.json"):
-                (party.out / stale).unlink(missing_ok=True)
             environment = dict(os.environ)
             environment.update((env or {}).get(role, {}))
             with open(party.console, "wb") as console:

@@ -1,69 +1,106 @@
 """The coordination session of a job, hosted by party A (``session.proto``).
 
-The session does four things and nothing else; the heavy protocols (PSI, MPC) run
-on their own channels:
+The session does four things and nothing else; the heavy protocols (PSI, MPC) run on
+their own channels:
 
-- **join**: each party says who it is, which job and rules it runs and how big its
-  input is; the host waits for all three, runs the agreement check (same job,
-  same rules hash, circuit-breaker bounds) once, and gives every party the same
-  answer — go, with everyone's sizes and a fresh session nonce, or stop, with one
-  reason.
-- **exchange**: the job's small steps (commitments, candidate count, unmatched
-  totals, statement signatures, anchor receipt) as a barrier: each participant of
-  a step posts a canonical-JSON payload and receives everyone's once all have
-  posted.  Steps must come in the order of :data:`STEPS`; anything else aborts the
-  job on every party.
-- **abort**: any party can stop the job with a reason, which every party then
-  reports.
-- **watch**: a heartbeat stream from the host to B and H.  When a client's stream
-  breaks (the process died), the host aborts the job; when the host dies, the
-  clients' streams break and they stop.
+- **join**: each party says who it is, which job and rules it runs; the host waits for
+  all three, runs the agreement check once, and gives every party the same answer — go,
+  with everyone's hello and a fresh session nonce, or stop, with one reason.
+- **exchange**: the job's steps as barriers: each participant of a step posts one typed
+  message (``Post``) and receives everyone's once all have posted.  The steps come in the
+  order of :data:`STEPS`; between ``commitments`` and ``candidates`` A and B go through
+  their buckets, one step per pass and one per bucket (:func:`bucket_step`), in lockstep.
+  A step out of order, twice, with the wrong kind of message, or from a member the job
+  does not name stops the job on every party.  The host may check a completed step
+  (:class:`SessionHost` ``checks``) and stop the job with the reason every party prints.
+- **abort**: any party can stop the job with a reason, which every party then reports.
+- **watch**: a heartbeat stream from the host to B and H.  When a client's stream breaks
+  (the process died), the host aborts the job; when the host dies, the clients' streams
+  break and they stop.
 
-Peer identity comes from mutual TLS: the host accepts a role only from the member
-whose certificate (CN) the job names for it.
+Peer identity comes from mutual TLS: the host accepts a role only from the member whose
+certificate (CN) the job names for it.  Another member's certificate is refused, logged
+with its subject and fingerprint, and stops the job on every party at once.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import grpc
 
 from engine.errors import JobError
 from engine.job import session_pb2, session_pb2_grpc
-from engine.job.tls import peer_member_id
+from engine.job.tls import peer_certificate, peer_member_id
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 3  # 3: the workers and manifest steps (engine.scale)
 MAX_PAYLOAD_BYTES = 1 << 20
 HEARTBEAT_S = 1.0
-
-# The job's steps, in order, with the roles that take part in each.
-STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("commitments", ("A", "B")),
-    # one per PSI pass: A has offered the pass's session before B connects to it
-    ("psi_S1", ("A", "B")),
-    ("psi_S2a", ("A", "B")),
-    ("psi_S2b", ("A", "B")),
-    ("psi_S3a", ("A", "B")),
-    ("psi_S3b", ("A", "B")),
-    ("candidates", ("A", "B", "H")),
-    ("unmatched", ("A", "B")),
-    ("statement", ("A", "B")),
-    # everyone is still there: only now does A append, so a job that stops earlier
-    # leaves nothing on the ledger
-    ("anchor_ready", ("A", "B", "H")),
-    ("anchored", ("A", "B", "H")),
-    ("cosigned", ("A", "B", "H")),
-)
 ROLES = ("A", "B", "H")
+OPERATORS = ("A", "B")
+BUCKETS = "<buckets>"
+"""Marks where A and B go through their buckets in :data:`STEPS`."""
+
+#: The job's steps, in order: (name, roles, kind of message).
+STEPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("partition", OPERATORS, "partition"),
+    ("sizes", ROLES, "sizes"),
+    ("commitments", OPERATORS, "commitment"),
+    # the bucket workers (engine.scale): what each operator offers, then the manifest both
+    # sign; with no workers the buckets run in the parties' own processes
+    ("workers", OPERATORS, "workers"),
+    ("manifest", OPERATORS, "manifest"),
+    (BUCKETS, OPERATORS, ""),
+    ("candidates", ROLES, "candidates"),
+    ("facts", OPERATORS, "facts"),
+    ("statement", OPERATORS, "signature"),
+    # everyone is still there and every output is durable: only now does A append, so a
+    # job that stops earlier leaves nothing on the ledger
+    ("anchor_ready", ROLES, "anchor_ready"),
+    ("anchored", ROLES, "anchored"),
+    ("cosigned", ROLES, "cosigned"),
+)
+#: A recovery run (``--recover``) ends after the statement: it anchors nothing.
+RECOVERY_STEPS: tuple[tuple[str, tuple[str, ...], str], ...] = STEPS[:[s[0] for s in STEPS].index("statement") + 1] + (
+    ("recovered", ROLES, "empty"),
+)
+
+_BUCKET_STEP = re.compile(r"^bucket:(\d+):(\d+):(?:(S1|S2a|S2b|S3a|S3b)(:end)?|done)$")
+
+
+def bucket_step(bucket: int, attempt: int, name: str) -> str:
+    """A step of a bucket's attempt: ``<pass>`` before the pass's PSI (PassReady),
+    ``<pass>:end`` after it (BucketDone: did it succeed), ``done`` at the end (BucketDone:
+    the digest of what was kept)."""
+    return f"bucket:{bucket}:{attempt}:{name}"
+
+
+def parse_bucket_step(step: str) -> tuple[int, int, str, str] | None:
+    """``(bucket, attempt, name, kind)`` of a bucket step (:func:`bucket_step`), the kind of
+    message it carries (``pass_ready`` or ``bucket_done``); None for any other step."""
+    match = _BUCKET_STEP.match(step)
+    if match is None:
+        return None
+    name = match.group(3) + (match.group(4) or "") if match.group(3) else "done"
+    kind = "pass_ready" if match.group(3) and not match.group(4) else "bucket_done"
+    return int(match.group(1)), int(match.group(2)), name, kind
+
+
+def _kind_of(step: str, fixed: Mapping[str, str]) -> str:
+    if step in fixed:
+        return fixed[step]
+    match = _BUCKET_STEP.match(step)
+    if match is None:
+        return ""
+    return "pass_ready" if match.group(3) and not match.group(4) else "bucket_done"
 
 
 class SessionAborted(JobError):
@@ -74,49 +111,37 @@ class SessionAborted(JobError):
         self.reason = reason
 
 
-def encode_payload(payload: dict) -> bytes:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def decode_payload(role: str, step: str, data: bytes) -> dict:
-    try:
-        value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SessionAborted(f"malformed payload from {role} at step {step!r}: {exc}") from None
-    if not isinstance(value, dict):
-        raise SessionAborted(f"malformed payload from {role} at step {step!r}: not an object")
-    return value
-
-
 @dataclass
-class _StepState:
+class _OpenStep:
     name: str
     roles: tuple[str, ...]
-    payloads: dict[str, bytes]
+    posts: dict[str, session_pb2.Post]
+
+
+Check = Callable[[dict[str, session_pb2.Post]], "str | None"]
 
 
 class SessionHost:
     """The host's state of one job session.  Thread-safe; gRPC handlers call into it."""
 
-    def __init__(
-        self,
-        job_id: str,
-        members: dict[str, str],
-        agree: Callable[[dict[str, session_pb2.Hello]], str | None],
-        *,
-        steps: tuple[tuple[str, tuple[str, ...]], ...] = STEPS,
-    ) -> None:
+    def __init__(self, job_id: str, members: dict[str, str],
+                 agree: Callable[[dict[str, session_pb2.Hello]], str | None], *,
+                 steps: tuple[tuple[str, tuple[str, ...], str], ...] = STEPS,
+                 checks: Mapping[str, Check] | None = None) -> None:
         self.job_id = job_id
         self.members = dict(members)
         self._agree = agree
         self._steps = list(steps)
+        self._kinds = {name: kind for name, _, kind in steps if name != BUCKETS}
+        self._checks = dict(checks or {})
         self._cond = threading.Condition()
         self._hellos: dict[str, session_pb2.Hello] = {}
         self._join_reply: session_pb2.JoinReply | None = None
-        self._step_index = 0
-        self._current = _StepState(*self._steps[0], payloads={}) if self._steps else None
-        self._results: dict[str, dict[str, bytes]] = {}
-        self._role_next: dict[str, int] = {}
+        self._fixed = 0                      # index of the next fixed step to complete
+        self._open: _OpenStep | None = None
+        self._results: dict[str, dict[str, session_pb2.Post]] = {}
+        self._done_order: list[str] = []
+        self._role_fixed: dict[str, int] = {}
         self.abort_reason: str | None = None
         self.finished = False
         self._abort_listeners: list[Callable[[str], None]] = []
@@ -134,9 +159,8 @@ class SessionHost:
             if self.abort_reason is not None:
                 return session_pb2.JoinReply(ok=False, abort_reason=self.abort_reason)
             if hello.job_id != self.job_id:
-                self._abort_locked(
-                    f"{hello.role} joined job {hello.job_id!r} but the session is for "
-                    f"job {self.job_id!r}")
+                self._abort_locked(f"{hello.role} joined job {hello.job_id!r} but the session "
+                                   f"is for job {self.job_id!r}")
                 return session_pb2.JoinReply(ok=False, abort_reason=self.abort_reason or "")
             if hello.role in self._hellos:
                 self._abort_locked(f"{hello.role} joined twice")
@@ -155,8 +179,8 @@ class SessionHost:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     missing = [r for r in ROLES if r not in self._hellos]
-                    self._abort_locked(
-                        f"{', '.join(missing)} did not join within {timeout_s:.0f} s")
+                    self._abort_locked(f"{', '.join(missing)} did not join within "
+                                       f"{timeout_s:.0f} s")
                     break
                 self._cond.wait(remaining)
             if self.abort_reason is not None:
@@ -166,29 +190,78 @@ class SessionHost:
 
     # -- exchange -------------------------------------------------------------
 
-    def post(self, role: str, step: str, payload: bytes, timeout_s: float) -> dict[str, bytes]:
-        """Post ``role``'s payload for ``step``; return everyone's once all have posted.
+    def _next_fixed_of(self, role: str) -> int | None:
+        for index in range(self._role_fixed.get(role, 0), len(self._steps)):
+            name, roles, _ = self._steps[index]
+            if name != BUCKETS and role in roles:
+                return index
+        return None
 
-        A role may post its next step early (it waits until the steps before it are
-        done); any other step — one it has no part in, one it already posted, one it
-        skipped to — aborts the job.
-        """
+    def _in_bucket_zone(self) -> bool:
+        return self._fixed < len(self._steps) and self._steps[self._fixed][0] == BUCKETS
+
+    def _refuse(self, role: str, step: str, why: str) -> SessionAborted:
+        self._abort_locked(f"{role} posted step {step!r} {why}")
+        return SessionAborted(self.abort_reason or "")
+
+    def post(self, post: session_pb2.Post, timeout_s: float) -> dict[str, session_pb2.Post]:
+        """Post ``post`` (its role's message for its step); return everyone's once all have
+        posted.  A role may post its next step early (it waits until the steps before it
+        are done); anything else stops the job."""
+        role, step = post.role, post.step
         deadline = time.monotonic() + timeout_s
         with self._cond:
             if self.abort_reason is not None:
                 raise SessionAborted(self.abort_reason)
-            expected = self._next_step_of(role)
-            if expected is None or self._steps[expected][0] != step:
+            if post.ByteSize() > MAX_PAYLOAD_BYTES:
+                raise self._refuse(role, step, f"of {post.ByteSize()} bytes; the limit is "
+                                   f"{MAX_PAYLOAD_BYTES}")
+            kind = _kind_of(step, self._kinds)
+            if step == "anchored" and role != "A":
+                kind = "empty"  # only A has the receipt; B and H post that they wait for it
+            if not kind:
+                raise self._refuse(role, step, "that the job does not have")
+            if post.WhichOneof("body") != kind:
+                raise self._refuse(role, step, f"with a {post.WhichOneof('body')} message; "
+                                   f"expected {kind}")
+            is_bucket = _BUCKET_STEP.match(step) is not None
+            expected = self._next_fixed_of(role)
+            if is_bucket:
+                if role not in OPERATORS:
+                    raise self._refuse(role, step, "but only A and B go through buckets")
+                commit_index = next(i for i, s in enumerate(self._steps) if s[0] == BUCKETS)
+                if self._role_fixed.get(role, 0) < commit_index:
+                    raise self._refuse(role, step, "before the commitments")
+                if expected is not None and expected < commit_index:
+                    raise self._refuse(role, step, "before the commitments")
+            elif expected is None or self._steps[expected][0] != step:
                 wanted = repr(self._steps[expected][0]) if expected is not None \
                     else "nothing (its part is over)"
-                self._abort_locked(f"{role} posted step {step!r} out of order; expected {wanted}")
-                raise SessionAborted(self.abort_reason or "")
-            if len(payload) > MAX_PAYLOAD_BYTES:
-                self._abort_locked(f"{role} sent {len(payload)} bytes at step {step!r}; "
-                                   f"the limit is {MAX_PAYLOAD_BYTES}")
-                raise SessionAborted(self.abort_reason or "")
-            self._role_next[role] = expected + 1
-            while self._step_index < expected and self.abort_reason is None:
+                raise self._refuse(role, step, f"out of order; expected {wanted}")
+            # wait until the step can be taken: it is open, or nothing is open and it is next
+            while self.abort_reason is None:
+                if self._open is not None:
+                    if self._open.name == step:
+                        if role in self._open.posts:
+                            raise self._refuse(role, step, "twice")
+                        break
+                    if role in self._open.roles and role not in self._open.posts:
+                        raise self._refuse(role, step, f"while step {self._open.name!r} "
+                                           "waits for it")
+                elif is_bucket:
+                    if self._in_bucket_zone():
+                        self._open = _OpenStep(step, OPERATORS, {})
+                        break
+                else:
+                    assert expected is not None
+                    zone = self._in_bucket_zone()
+                    if self._fixed == expected or (zone and self._fixed + 1 == expected
+                                                   and role in OPERATORS):
+                        if zone and self._fixed + 1 == expected:
+                            self._fixed += 1  # A or B leaves the buckets
+                        _, roles, _ = self._steps[expected]
+                        self._open = _OpenStep(step, roles, {})
+                        break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self._abort_locked(f"step {step!r}: the steps before it did not finish "
@@ -197,21 +270,19 @@ class SessionHost:
                 self._cond.wait(remaining)
             if self.abort_reason is not None:
                 raise SessionAborted(self.abort_reason)
-            current = self._current
-            assert current is not None and current.name == step
-            current.payloads[role] = payload
-            if len(current.payloads) == len(current.roles):
-                self._results[step] = dict(current.payloads)
-                self._step_index += 1
-                self._current = (_StepState(*self._steps[self._step_index], payloads={})
-                                 if self._step_index < len(self._steps) else None)
-                if self._current is None:
-                    self.finished = True
-                self._cond.notify_all()
+            current = self._open
+            assert current is not None
+            current.posts[role] = post
+            self._cond.notify_all()  # a party waiting for this step to open may join it now
+            if not is_bucket:
+                self._role_fixed[role] = self._steps.index(
+                    next(s for s in self._steps if s[0] == step)) + 1
+            if len(current.posts) == len(current.roles):
+                self._complete_locked(current, is_bucket)
             while step not in self._results and self.abort_reason is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    missing = [r for r in current.roles if r not in current.payloads]
+                    missing = [r for r in current.roles if r not in current.posts]
                     self._abort_locked(f"step {step!r}: {', '.join(missing)} did not answer "
                                        f"within {timeout_s:.0f} s")
                     break
@@ -220,17 +291,33 @@ class SessionHost:
                 raise SessionAborted(self.abort_reason)
             return self._results[step]
 
-    def _next_step_of(self, role: str) -> int | None:
-        for index in range(self._role_next.get(role, 0), len(self._steps)):
-            if role in self._steps[index][1]:
-                return index
-        return None
+    def _complete_locked(self, current: _OpenStep, is_bucket: bool) -> None:
+        check = self._checks.get(current.name)
+        if check is not None:
+            try:
+                reason = check(dict(current.posts))
+            except Exception as exc:  # noqa: BLE001 - a check that fails stops the job
+                reason = f"step {current.name!r}: {type(exc).__name__}: {exc}"
+            if reason is not None:
+                self._abort_locked(reason)
+                return
+        if current.name in self._results:
+            self._abort_locked(f"step {current.name!r} taken twice")
+            return
+        self._results[current.name] = dict(current.posts)
+        self._open = None
+        if not is_bucket:
+            self._fixed = self._steps.index(next(s for s in self._steps
+                                                 if s[0] == current.name)) + 1
+            if self._fixed == len(self._steps):
+                self.finished = True
+        self._cond.notify_all()
 
     # -- abort / watch ----------------------------------------------------------
 
     def _abort_locked(self, reason: str) -> None:
         if self.abort_reason is None and not self.finished:
-            log.error("job %s aborted: %s", self.job_id, reason)
+            log.error("job %s stopped: %s", self.job_id, reason)
             self.abort_reason = reason
             for listener in self._abort_listeners:
                 threading.Thread(target=listener, args=(reason,), daemon=True).start()
@@ -303,7 +390,12 @@ class JobSessionServicer(session_pb2_grpc.JobSessionServicer):
         if self._require_identity:
             member = peer_member_id(context)
             if member != expected:
-                # Not the member the job names: refused, without disturbing the job.
+                subject, fingerprint = peer_certificate(context)
+                reason = (f"a peer claimed role {role} (member {expected!r}) with the "
+                          f"certificate of {member!r} (subject {subject}, SHA-256 "
+                          f"{fingerprint}); refused before any protocol message")
+                log.error("%s", reason)
+                self._host.abort(reason)
                 context.abort(grpc.StatusCode.PERMISSION_DENIED,
                               f"role {role} belongs to member {expected!r}; "
                               f"your certificate names {member!r}")
@@ -324,16 +416,15 @@ class JobSessionServicer(session_pb2_grpc.JobSessionServicer):
     def Exchange(self, request, context):
         self._check_identity(request.role, request.job_id, context)
         try:
-            payloads = self._host.post(request.role, request.step, request.payload,
-                                       self._stage_timeout_s)
+            posts = self._host.post(request, self._stage_timeout_s)
         except SessionAborted as exc:
             self._host.mark_informed(request.role)
             return session_pb2.PostReply(ok=False, abort_reason=exc.reason)
-        return session_pb2.PostReply(ok=True, payloads=payloads)
+        return session_pb2.PostReply(ok=True, posts=posts)
 
     def Abort(self, request, context):
         self._check_identity(request.role, request.job_id, context)
-        self._host.abort(f"party {request.role} stopped: {request.reason}")
+        self._host.abort(request.reason)
         self._host.mark_informed(request.role)
         return session_pb2.AbortReply()
 
@@ -345,16 +436,44 @@ class JobSessionServicer(session_pb2_grpc.JobSessionServicer):
 
 
 # ---------------------------------------------------------------------------
-# the parties' side
+# the parties' side: one link interface
 
 
-class HostLink:
+class Link:
+    """What a party's job runs over: A's own session (:class:`HostLink`) or a connection
+    to it (:class:`RemoteLink`).  ``exchange(step, **body)`` posts this role's typed message
+    (``body``: one field of ``Post``'s oneof) and returns every role's post."""
+
+    role: str
+    job_id: str
+    abort_reason: str | None
+
+    def join(self, hello: session_pb2.Hello) -> session_pb2.JoinReply:
+        raise NotImplementedError
+
+    def exchange(self, step: str, **body) -> dict[str, session_pb2.Post]:
+        raise NotImplementedError
+
+    def abort(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def _post(self, step: str, body: dict) -> session_pb2.Post:
+        if len(body) != 1:
+            raise ValueError("one message per post")
+        return session_pb2.Post(job_id=self.job_id, role=self.role, step=step, **body)
+
+
+class HostLink(Link):
     """Party A's own access to the session it hosts."""
 
     def __init__(self, host: SessionHost, role: str, stage_timeout_s: float,
                  connect_timeout_s: float) -> None:
         self._host = host
         self.role = role
+        self.job_id = host.job_id
         self._stage_timeout_s = stage_timeout_s
         self._connect_timeout_s = connect_timeout_s
 
@@ -364,22 +483,18 @@ class HostLink:
             raise SessionAborted(reply.abort_reason)
         return reply
 
-    def exchange(self, step: str, payload: dict) -> dict[str, dict]:
-        raw = self._host.post(self.role, step, encode_payload(payload), self._stage_timeout_s)
-        return {role: decode_payload(role, step, data) for role, data in raw.items()}
+    def exchange(self, step: str, **body) -> dict[str, session_pb2.Post]:
+        return self._host.post(self._post(step, body), self._stage_timeout_s)
 
     def abort(self, reason: str) -> None:
-        self._host.abort(f"party {self.role} stopped: {reason}")
+        self._host.abort(reason)
 
     @property
-    def abort_reason(self) -> str | None:
+    def abort_reason(self) -> str | None:  # type: ignore[override]
         return self._host.abort_reason
 
-    def close(self) -> None:
-        pass
 
-
-class RemoteLink:
+class RemoteLink(Link):
     """Party B's or H's connection to A's session, with a watch thread."""
 
     def __init__(self, channel: grpc.Channel, job_id: str, role: str, stage_timeout_s: float,
@@ -452,19 +567,16 @@ class RemoteLink:
             self._watch_started.set()
             self._on_abort(reason)
 
-    def exchange(self, step: str, payload: dict) -> dict[str, dict]:
+    def exchange(self, step: str, **body) -> dict[str, session_pb2.Post]:
         if self.abort_reason is not None:
             raise SessionAborted(self.abort_reason)
         try:
-            reply = self._stub.Exchange(
-                session_pb2.Post(job_id=self.job_id, role=self.role, step=step,
-                                 payload=encode_payload(payload)),
-                timeout=self._stage_timeout_s + 5)
+            reply = self._stub.Exchange(self._post(step, body), timeout=self._stage_timeout_s + 5)
         except grpc.RpcError as exc:
             raise self._rpc_error(f"step {step!r}", exc) from None
         if not reply.ok:
             raise self._fail(reply.abort_reason)
-        return {role: decode_payload(role, step, data) for role, data in reply.payloads.items()}
+        return dict(reply.posts)
 
     def abort(self, reason: str) -> None:
         """Tell A's session; if A is not up yet, wait a little for it (it may be starting)."""

@@ -24,33 +24,65 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65ngine/job/session.proto\x12\x12settlechain.job.v1\"\x95\x01\n\x05Hello\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12\x11\n\trules_sm3\x18\x04 \x01(\t\x12\x18\n\x10protocol_version\x18\x05 \x01(\r\x12\x12\n\ninput_rows\x18\x06 \x01(\x04\x12\x1a\n\x12\x63onsidered_records\x18\x07 \x01(\x04\"p\n\tJoinReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x14\n\x0c\x61\x62ort_reason\x18\x02 \x01(\t\x12*\n\x07parties\x18\x03 \x03(\x0b\x32\x19.settlechain.job.v1.Hello\x12\x15\n\rsession_nonce\x18\x04 \x01(\x0c\"C\n\x04Post\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\"\x9d\x01\n\tPostReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x14\n\x0c\x61\x62ort_reason\x18\x02 \x01(\t\x12=\n\x08payloads\x18\x03 \x03(\x0b\x32+.settlechain.job.v1.PostReply.PayloadsEntry\x1a/\n\rPayloadsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"<\n\x0c\x41\x62ortRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x0c\n\nAbortReply\",\n\x0cWatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\"%\n\x05\x45vent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xa6\x02\n\nJobSession\x12@\n\x04Join\x12\x19.settlechain.job.v1.Hello\x1a\x1d.settlechain.job.v1.JoinReply\x12\x43\n\x08\x45xchange\x12\x18.settlechain.job.v1.Post\x1a\x1d.settlechain.job.v1.PostReply\x12I\n\x05\x41\x62ort\x12 .settlechain.job.v1.AbortRequest\x1a\x1e.settlechain.job.v1.AbortReply\x12\x46\n\x05Watch\x12 .settlechain.job.v1.WatchRequest\x1a\x19.settlechain.job.v1.Event0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65ngine/job/session.proto\x12\x12settlechain.job.v2\"\xa8\x01\n\x05Hello\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12\x11\n\trules_sm3\x18\x04 \x01(\t\x12\x18\n\x10protocol_version\x18\x05 \x01(\r\x12\x14\n\x0cpsi_protocol\x18\x06 \x01(\t\x12\x1a\n\x12records_per_bucket\x18\x07 \x01(\x04\x12\x0f\n\x07recover\x18\x08 \x01(\x08\"p\n\tJoinReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x14\n\x0c\x61\x62ort_reason\x18\x02 \x01(\t\x12*\n\x07parties\x18\x03 \x03(\x0b\x32\x19.settlechain.job.v2.Hello\x12\x15\n\rsession_nonce\x18\x04 \x01(\x0c\"2\n\tPartition\x12\r\n\x05share\x18\x01 \x01(\x0c\x12\x16\n\x0e\x65stimated_rows\x18\x02 \x01(\x04\"1\n\x05Sizes\x12\x12\n\ninput_rows\x18\x01 \x01(\x04\x12\x14\n\x0cinvalid_rows\x18\x02 \x01(\x04\"w\n\nCommitment\x12\x12\n\nentry_json\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x12\n\nconsidered\x18\x03 \x01(\x04\x12.\n\x04\x64one\x18\x04 \x03(\x0b\x32 .settlechain.job.v2.BucketDigest\".\n\x0c\x42ucketDigest\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\r\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x0c\">\n\x0bWorkerOffer\x12/\n\x07workers\x18\x01 \x03(\x0b\x32\x1e.settlechain.job.v2.WorkerInfo\"A\n\nWorkerInfo\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x65rt_sha256\x18\x02 \x01(\x0c\x12\x0c\n\x04node\x18\x03 \x01(\t\"<\n\x11ManifestSignature\x12\x14\n\x0cmanifest_sm3\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"Q\n\tPassReady\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\r\x12\x11\n\tpass_name\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x10\n\x08\x65lements\x18\x04 \x01(\x04\"X\n\nBucketDone\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\r\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x0e\n\x06\x64igest\x18\x05 \x01(\x0c\"\x1b\n\nCandidates\x12\r\n\x05pairs\x18\x01 \x01(\x04\"3\n\x05\x46\x61\x63ts\x12\x12\n\nfacts_json\x18\x01 \x01(\t\x12\x16\n\x0erecords_digest\x18\x02 \x01(\t\"W\n\x12StatementSignature\x12\x15\n\rstatement_sm3\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x17\n\x0f\x65ntry_signature\x18\x03 \x01(\x0c\"$\n\x0b\x41nchorReady\x12\x15\n\rstatement_sm3\x18\x01 \x01(\x0c\"I\n\rAnchorReceipt\x12\x0f\n\x07indices\x18\x01 \x03(\x04\x12\x13\n\x0bleaf_hashes\x18\x02 \x03(\x0c\x12\x12\n\ncheckpoint\x18\x03 \x01(\t\"\x18\n\x08\x43osigned\x12\x0c\n\x04size\x18\x01 \x01(\x04\"\x07\n\x05\x45mpty\"\x98\x06\n\x04Post\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\x32\n\tpartition\x18\n \x01(\x0b\x32\x1d.settlechain.job.v2.PartitionH\x00\x12*\n\x05sizes\x18\x0b \x01(\x0b\x32\x19.settlechain.job.v2.SizesH\x00\x12\x34\n\ncommitment\x18\x0c \x01(\x0b\x32\x1e.settlechain.job.v2.CommitmentH\x00\x12\x33\n\npass_ready\x18\r \x01(\x0b\x32\x1d.settlechain.job.v2.PassReadyH\x00\x12\x35\n\x0b\x62ucket_done\x18\x0e \x01(\x0b\x32\x1e.settlechain.job.v2.BucketDoneH\x00\x12\x34\n\ncandidates\x18\x0f \x01(\x0b\x32\x1e.settlechain.job.v2.CandidatesH\x00\x12*\n\x05\x66\x61\x63ts\x18\x10 \x01(\x0b\x32\x19.settlechain.job.v2.FactsH\x00\x12;\n\tsignature\x18\x11 \x01(\x0b\x32&.settlechain.job.v2.StatementSignatureH\x00\x12\x37\n\x0c\x61nchor_ready\x18\x12 \x01(\x0b\x32\x1f.settlechain.job.v2.AnchorReadyH\x00\x12\x35\n\x08\x61nchored\x18\x13 \x01(\x0b\x32!.settlechain.job.v2.AnchorReceiptH\x00\x12\x30\n\x08\x63osigned\x18\x14 \x01(\x0b\x32\x1c.settlechain.job.v2.CosignedH\x00\x12*\n\x05\x65mpty\x18\x15 \x01(\x0b\x32\x19.settlechain.job.v2.EmptyH\x00\x12\x32\n\x07workers\x18\x16 \x01(\x0b\x32\x1f.settlechain.job.v2.WorkerOfferH\x00\x12\x39\n\x08manifest\x18\x17 \x01(\x0b\x32%.settlechain.job.v2.ManifestSignatureH\x00\x42\x06\n\x04\x62ody\"\xae\x01\n\tPostReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x14\n\x0c\x61\x62ort_reason\x18\x02 \x01(\t\x12\x37\n\x05posts\x18\x03 \x03(\x0b\x32(.settlechain.job.v2.PostReply.PostsEntry\x1a\x46\n\nPostsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.settlechain.job.v2.Post:\x02\x38\x01\"<\n\x0c\x41\x62ortRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x0c\n\nAbortReply\",\n\x0cWatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\"%\n\x05\x45vent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xa6\x02\n\nJobSession\x12@\n\x04Join\x12\x19.settlechain.job.v2.Hello\x1a\x1d.settlechain.job.v2.JoinReply\x12\x43\n\x08\x45xchange\x12\x18.settlechain.job.v2.Post\x1a\x1d.settlechain.job.v2.PostReply\x12I\n\x05\x41\x62ort\x12 .settlechain.job.v2.AbortRequest\x1a\x1e.settlechain.job.v2.AbortReply\x12\x46\n\x05Watch\x12 .settlechain.job.v2.WatchRequest\x1a\x19.settlechain.job.v2.Event0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'engine.job.session_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_POSTREPLY_PAYLOADSENTRY']._loaded_options = None
-  _globals['_POSTREPLY_PAYLOADSENTRY']._serialized_options = b'8\001'
+  _globals['_POSTREPLY_POSTSENTRY']._loaded_options = None
+  _globals['_POSTREPLY_POSTSENTRY']._serialized_options = b'8\001'
   _globals['_HELLO']._serialized_start=49
-  _globals['_HELLO']._serialized_end=198
-  _globals['_JOINREPLY']._serialized_start=200
-  _globals['_JOINREPLY']._serialized_end=312
-  _globals['_POST']._serialized_start=314
-  _globals['_POST']._serialized_end=381
-  _globals['_POSTREPLY']._serialized_start=384
-  _globals['_POSTREPLY']._serialized_end=541
-  _globals['_POSTREPLY_PAYLOADSENTRY']._serialized_start=494
-  _globals['_POSTREPLY_PAYLOADSENTRY']._serialized_end=541
-  _globals['_ABORTREQUEST']._serialized_start=543
-  _globals['_ABORTREQUEST']._serialized_end=603
-  _globals['_ABORTREPLY']._serialized_start=605
-  _globals['_ABORTREPLY']._serialized_end=617
-  _globals['_WATCHREQUEST']._serialized_start=619
-  _globals['_WATCHREQUEST']._serialized_end=663
-  _globals['_EVENT']._serialized_start=665
-  _globals['_EVENT']._serialized_end=702
-  _globals['_JOBSESSION']._serialized_start=705
-  _globals['_JOBSESSION']._serialized_end=999
+  _globals['_HELLO']._serialized_end=217
+  _globals['_JOINREPLY']._serialized_start=219
+  _globals['_JOINREPLY']._serialized_end=331
+  _globals['_PARTITION']._serialized_start=333
+  _globals['_PARTITION']._serialized_end=383
+  _globals['_SIZES']._serialized_start=385
+  _globals['_SIZES']._serialized_end=434
+  _globals['_COMMITMENT']._serialized_start=436
+  _globals['_COMMITMENT']._serialized_end=555
+  _globals['_BUCKETDIGEST']._serialized_start=557
+  _globals['_BUCKETDIGEST']._serialized_end=603
+  _globals['_WORKEROFFER']._serialized_start=605
+  _globals['_WORKEROFFER']._serialized_end=667
+  _globals['_WORKERINFO']._serialized_start=669
+  _globals['_WORKERINFO']._serialized_end=734
+  _globals['_MANIFESTSIGNATURE']._serialized_start=736
+  _globals['_MANIFESTSIGNATURE']._serialized_end=796
+  _globals['_PASSREADY']._serialized_start=798
+  _globals['_PASSREADY']._serialized_end=879
+  _globals['_BUCKETDONE']._serialized_start=881
+  _globals['_BUCKETDONE']._serialized_end=969
+  _globals['_CANDIDATES']._serialized_start=971
+  _globals['_CANDIDATES']._serialized_end=998
+  _globals['_FACTS']._serialized_start=1000
+  _globals['_FACTS']._serialized_end=1051
+  _globals['_STATEMENTSIGNATURE']._serialized_start=1053
+  _globals['_STATEMENTSIGNATURE']._serialized_end=1140
+  _globals['_ANCHORREADY']._serialized_start=1142
+  _globals['_ANCHORREADY']._serialized_end=1178
+  _globals['_ANCHORRECEIPT']._serialized_start=1180
+  _globals['_ANCHORRECEIPT']._serialized_end=1253
+  _globals['_COSIGNED']._serialized_start=1255
+  _globals['_COSIGNED']._serialized_end=1279
+  _globals['_EMPTY']._serialized_start=1281
+  _globals['_EMPTY']._serialized_end=1288
+  _globals['_POST']._serialized_start=1291
+  _globals['_POST']._serialized_end=2083
+  _globals['_POSTREPLY']._serialized_start=2086
+  _globals['_POSTREPLY']._serialized_end=2260
+  _globals['_POSTREPLY_POSTSENTRY']._serialized_start=2190
+  _globals['_POSTREPLY_POSTSENTRY']._serialized_end=2260
+  _globals['_ABORTREQUEST']._serialized_start=2262
+  _globals['_ABORTREQUEST']._serialized_end=2322
+  _globals['_ABORTREPLY']._serialized_start=2324
+  _globals['_ABORTREPLY']._serialized_end=2336
+  _globals['_WATCHREQUEST']._serialized_start=2338
+  _globals['_WATCHREQUEST']._serialized_end=2382
+  _globals['_EVENT']._serialized_start=2384
+  _globals['_EVENT']._serialized_end=2421
+  _globals['_JOBSESSION']._serialized_start=2424
+  _globals['_JOBSESSION']._serialized_end=2718
 # @@protoc_insertion_point(module_scope)

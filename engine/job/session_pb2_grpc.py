@@ -35,22 +35,22 @@ class JobSessionStub:
             channel: A grpc.Channel.
         """
         self.Join = channel.unary_unary(
-                '/settlechain.job.v1.JobSession/Join',
+                '/settlechain.job.v2.JobSession/Join',
                 request_serializer=engine_dot_job_dot_session__pb2.Hello.SerializeToString,
                 response_deserializer=engine_dot_job_dot_session__pb2.JoinReply.FromString,
                 _registered_method=True)
         self.Exchange = channel.unary_unary(
-                '/settlechain.job.v1.JobSession/Exchange',
+                '/settlechain.job.v2.JobSession/Exchange',
                 request_serializer=engine_dot_job_dot_session__pb2.Post.SerializeToString,
                 response_deserializer=engine_dot_job_dot_session__pb2.PostReply.FromString,
                 _registered_method=True)
         self.Abort = channel.unary_unary(
-                '/settlechain.job.v1.JobSession/Abort',
+                '/settlechain.job.v2.JobSession/Abort',
                 request_serializer=engine_dot_job_dot_session__pb2.AbortRequest.SerializeToString,
                 response_deserializer=engine_dot_job_dot_session__pb2.AbortReply.FromString,
                 _registered_method=True)
         self.Watch = channel.unary_stream(
-                '/settlechain.job.v1.JobSession/Watch',
+                '/settlechain.job.v2.JobSession/Watch',
                 request_serializer=engine_dot_job_dot_session__pb2.WatchRequest.SerializeToString,
                 response_deserializer=engine_dot_job_dot_session__pb2.Event.FromString,
                 _registered_method=True)
@@ -108,9 +108,9 @@ def add_JobSessionServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'settlechain.job.v1.JobSession', rpc_method_handlers)
+            'settlechain.job.v2.JobSession', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('settlechain.job.v1.JobSession', rpc_method_handlers)
+    server.add_registered_method_handlers('settlechain.job.v2.JobSession', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
@@ -131,7 +131,7 @@ class JobSession:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/settlechain.job.v1.JobSession/Join',
+            '/settlechain.job.v2.JobSession/Join',
             engine_dot_job_dot_session__pb2.Hello.SerializeToString,
             engine_dot_job_dot_session__pb2.JoinReply.FromString,
             options,
@@ -158,7 +158,7 @@ class JobSession:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/settlechain.job.v1.JobSession/Exchange',
+            '/settlechain.job.v2.JobSession/Exchange',
             engine_dot_job_dot_session__pb2.Post.SerializeToString,
             engine_dot_job_dot_session__pb2.PostReply.FromString,
             options,
@@ -185,7 +185,7 @@ class JobSession:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/settlechain.job.v1.JobSession/Abort',
+            '/settlechain.job.v2.JobSession/Abort',
             engine_dot_job_dot_session__pb2.AbortRequest.SerializeToString,
             engine_dot_job_dot_session__pb2.AbortReply.FromString,
             options,
@@ -212,7 +212,7 @@ class JobSession:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/settlechain.job.v1.JobSession/Watch',
+            '/settlechain.job.v2.JobSession/Watch',
             engine_dot_job_dot_session__pb2.WatchRequest.SerializeToString,
             engine_dot_job_dot_session__pb2.Event.FromString,
             options,

@@ -85,6 +85,20 @@ def peer_member_id(context: grpc.ServicerContext) -> str | None:
     return names[0].decode("utf-8", "replace")
 
 
+def peer_certificate(context: grpc.ServicerContext) -> tuple[str, str]:
+    """(subject, SHA-256 fingerprint in hex) of the authenticated client certificate, for
+    the log of a refused peer; ("unknown", "unknown") when the context has none."""
+    auth = context.auth_context()
+    pems = auth.get("x509_pem_cert") or []
+    if not pems:
+        return "unknown", "unknown"
+    try:
+        cert = x509.load_pem_x509_certificate(pems[0])
+    except ValueError:
+        return "unreadable", "unknown"
+    return cert.subject.rfc4514_string(), cert.fingerprint(hashes.SHA256()).hex()
+
+
 def make_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])

@@ -1,88 +1,105 @@
-"""The party's human-readable report: ``report.html``.
+"""The party's report for the people who settle: ``report.html``.
 
-One self-contained HTML file per party and job (inline CSS and inline SVG; no
-script, no font or image from anywhere; a Content-Security-Policy forbids every
-fetch), for an operator's finance team: who, what period and which rules; the
-settlement decision and ledger anchor; key totals in yuan; charts of records by
-status, disputes by reason, amounts by rate class and by payer → payee, daily
-volumes agreed vs disputed, stage timings; the first disputed records.
+One self-contained HTML file per party and job (inline CSS, inline SVG and one
+inline script, admitted by hash in its Content-Security-Policy, which forbids every
+fetch), for an operator's settlement analysts: the operators by name and who signed;
+the settlement decision and ledger anchor; who pays whom, net, per direction, before
+and after the disputed amounts; key totals in yuan; worklists of every disputed pair,
+every unmatched record and every invalid row (sortable, filterable, downloadable as
+CSV in the browser; embedded up to :data:`MAX_LIST_ROWS` rows each, largest amount
+first); charts of records by status, disputes by reason, amounts by rate class and
+by payer → payee, daily volumes, stage timings.  docs/report.md describes it.
 
 Modules (in topological order of their imports):
 
+- ``frames``     the one adapter to the ingest frames, records.parquet and
+                 quarantine.parquet -> the report's own schema
+- ``classes``    rate class and payer / payee of calls, vectorised
+- ``lists``      the worklists' columns (one definition for the page and the export)
+- ``parties``    operators' names, signers and key ids from summary / statement
 - ``aggregate``  polars over the frames -> :class:`~engine.report.aggregate.ReportData`
-  (all heavy work, vectorised; rate classes classified per column)
 - ``svg``        inline SVG bar charts (scale breaks for a dominant category)
-- ``page``       the HTML document
+- ``page``       the HTML document (and ``worklist.js``, the page's script)
 
 Usage::
 
-    html = render_report(summary, statuses, records, rows, rules)
-    path = write_report(out_dir, summary, statuses, records, rows, rules)
+    html = render_report(summary, statuses, records, rows, rules,
+                         statement=statement, quarantine=quarantine)
+    path = write_report(out_dir, summary, statuses, records, rows, rules,
+                        statement=statement, quarantine=quarantine)
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from engine.report.aggregate import ReportData, ReportInputError, aggregate
+from engine.durable import durable_write
+from engine.report.aggregate import MAX_LIST_ROWS, ReportData, aggregate
+from engine.report.frames import PartyFrames, ReportInputError
 from engine.report.page import render_page
+from engine.report.parties import read_parties
 from engine.rules import Rules
 
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
-DEFAULT_DISPUTED_ROWS = 50
 
 
 def render_report(summary: Mapping[str, Any], statuses: pl.DataFrame, records: pl.DataFrame,
                   rows: pl.DataFrame, rules: Rules, *,
-                  max_disputed_rows: int = DEFAULT_DISPUTED_ROWS) -> str:
+                  statement: Mapping[str, Any] | None = None,
+                  quarantine: pl.DataFrame | None = None,
+                  max_list_rows: int = MAX_LIST_ROWS) -> str:
     """The report as HTML text.
 
-    ``summary``: the party's summary.json as a dict; ``statuses``: the frame of
-    records.parquet; ``records`` and ``rows``: the canonical frames from ingest;
-    ``rules``: the job's rules.  ``max_disputed_rows``: how many disputed rows the
-    table lists.  Deterministic: the same inputs give the same text.  Raises
-    :class:`ReportInputError` when a frame lacks a documented column or has an
-    unknown status.
+    ``summary``: the party's summary.json as a dict (its ``stages`` are shown as
+    given, never measured here); ``statuses``: the frame of records.parquet;
+    ``records`` and ``rows``: the canonical frames from ingest; ``rules``: the job's
+    rules; ``statement``: the statement.json document (for its signers; None: the
+    page says it was not given); ``quarantine``: the quarantine.parquet frame (for
+    the invalid rows' messages; None: no messages); ``max_list_rows``: rows of each
+    worklist embedded in the page.  Deterministic: the same inputs give the same
+    text.  Raises :class:`ReportInputError` when a frame lacks a documented column
+    or has an unknown status, or the statement is malformed or of another job.
     """
     if not isinstance(summary, Mapping):
         raise ReportInputError("summary is not an object", file="summary.json",
                                expected="a dict", found=type(summary).__name__)
-    data = aggregate(summary, statuses, records, rows, rules,
-                     max_disputed_rows=max_disputed_rows)
+    frames = PartyFrames(statuses, records, rows, quarantine)
+    parties = read_parties(summary, statement, rules)
+    data = aggregate(summary, frames, rules, parties, max_list_rows=max_list_rows)
     return render_page(summary, data, rules)
 
 
 def write_report(out_dir: str | Path, summary: Mapping[str, Any], statuses: pl.DataFrame,
                  records: pl.DataFrame, rows: pl.DataFrame, rules: Rules, *,
-                 max_disputed_rows: int = DEFAULT_DISPUTED_ROWS,
+                 statement: Mapping[str, Any] | None = None,
+                 quarantine: pl.DataFrame | None = None,
+                 max_list_rows: int = MAX_LIST_ROWS,
                  filename: str = REPORT_FILE) -> Path:
-    """Render the report and write it to ``out_dir / filename`` (UTF-8, replaced
-    atomically).  Returns the path."""
-    html = render_report(summary, statuses, records, rows, rules,
-                         max_disputed_rows=max_disputed_rows)
+    """Render the report and write it to ``out_dir / filename`` (UTF-8, durably: written,
+    fsync'd and renamed).  Returns the path."""
+    html = render_report(summary, statuses, records, rows, rules, statement=statement,
+                         quarantine=quarantine, max_list_rows=max_list_rows)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / filename
-    fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", dir=out_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(html)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be read
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        os.chmod(tmp, 0o644)
+
+    durable_write(target, write)  # fsync'd before the party says it is ready to anchor
     log.info("report written: %s (%d bytes)", target, len(html.encode("utf-8")))
     return target
 
 
-__all__ = ["REPORT_FILE", "ReportData", "ReportInputError", "render_report", "write_report"]
+__all__ = ["MAX_LIST_ROWS", "REPORT_FILE", "ReportData", "ReportInputError", "render_report",
+           "write_report"]

@@ -2,69 +2,54 @@
 
 Everything heavy happens here, vectorised, so that rendering a report over 10^6
 input rows costs a few joins and group-bys; the page and its charts are then built
-from a :class:`ReportData` of at most a few hundred numbers (plus the first N
-disputed rows).
+from a :class:`ReportData` of a few hundred numbers plus the worklists, each capped
+at ``max_list_rows`` rows (largest amount first).
 
-Inputs (docs/records.md):
-
-- ``statuses``: the frame written as ``records.parquet`` (one row per input row);
-- ``records``: the canonical records from ingest (one per complete record or merged
-  chain, with ``unit`` and the ``row`` of its first input row);
-- ``rows``: the ingest row frame (input row -> ``unit``);
-- ``rules``: for the rate classes (service x call type x time band) and the
-  payer / payee operators, classified here with the same precedence as
-  :meth:`engine.rules.Rules.operator_of`, ``call_type_of`` and ``time_band_of``
-  but over whole columns.
+The frames are read only through :class:`engine.report.frames.PartyFrames` (the
+report's one adapter to ingest and records.parquet); the rate classes and payer /
+payee operators come from :mod:`engine.report.classes`.  What only the protocol
+knows (the counterparty's side, per-reason sums, the settlement decision) comes
+from summary.json.
 
 Money stays in integer minor units (fen) throughout.
 """
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import logging
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
 from engine.errors import InputError
-from engine.rules import SERVICES, Rules
+from engine.names import REASON_CODES, SERVICES
+from engine.period import period_window
+from engine.report.classes import classify
+from engine.report.frames import (
+    OUTCOMES, STATUSES, Disclosed, PartyFrames, ReportInputError,
+)
+from engine.report.lists import (
+    DISPUTES, INVALID, POLICIES, UNMATCHED, ListSpec, label_calls, list_frame,
+)
+from engine.report.parties import Parties
+from engine.rules import Rules
 
 log = logging.getLogger(__name__)
 
-STATUSES: tuple[str, ...] = (
-    "matched_exact", "matched_tolerance", "disputed", "unmatched",
-    "duplicate", "invalid", "excluded",
-)
-"""Every status of records.parquet, in the order the report shows them."""
-
-REASON_CODES: tuple[str, ...] = (
-    "start_time", "duration", "charge_rate_mismatch", "charge_rounding", "charge_unexplained",
-)
-"""Reason codes of a disputed pair (docs/matching.md), in their documented order."""
-
-OUTCOMES: tuple[str, ...] = ("agreed", "disputed", "unmatched")
-"""What happened to a considered record: agreed = matched_exact or matched_tolerance."""
-
-_OUTCOME_OF_STATUS: dict[str, str] = {
-    "matched_exact": "agreed", "matched_tolerance": "agreed",
-    "disputed": "disputed", "unmatched": "unmatched",
-}
-
-DIFF_COLUMNS: tuple[str, ...] = ("diff_start_s", "diff_duration_s", "diff_charge",
-                                 "diff_rated_charge")
 
 _SECONDS_PER_DAY = 86_400
 MAX_DAYS = 100
 """At most this many day bars; records outside the shown days go to 'before' / 'after'."""
 
+MAX_LIST_ROWS = 20_000
+"""Rows of each worklist embedded in the page (largest amount first); the rest are in
+``settlechain export``'s files, and the page says so."""
 
-class ReportInputError(InputError):
-    """A frame or the summary given to the report does not have the documented shape."""
+FIRST_INVALID_ROWS = 20
+"""Row numbers listed per invalid reason in the page's summary."""
 
 
 # ---------------------------------------------------------------------------
@@ -104,13 +89,14 @@ class ReasonAmounts:
 
 @dataclass(frozen=True)
 class Check:
-    """One consistency check between the frames and summary.json."""
+    """One consistency check between the inputs (summary.json against the frames, or
+    the frames against the disclosure policy)."""
 
     what: str
-    expected: int
-    """The value in summary.json."""
-    found: int
-    """The value computed from the frames."""
+    expected: int | str
+    """What summary.json (or the policy) says."""
+    found: int | str
+    """What the frames (or the rules) give."""
 
     @property
     def ok(self) -> bool:
@@ -118,7 +104,61 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Direction:
+    """This party's calls from ``payer``'s numbers to ``payee``'s: ``payer`` owes
+    ``payee`` for them (docs/rules.md, tariffs keyed by payer and payee)."""
+
+    payer: str
+    payee: str
+    charge: Mapping[str, int]
+    """outcome -> Σ this party's charge, minor units."""
+    records: Mapping[str, int]
+    """outcome -> canonical records."""
+    diff_charge: int | None
+    """Σ (ours − theirs) of the charge over the disputed pairs in this direction, under
+    the ``differences`` policy (None otherwise, or when a pair lacks it)."""
+
+
+@dataclass(frozen=True)
+class NetPosition:
+    """The two directions between two operators, ``first`` (this party's operator when
+    known) and ``second``."""
+
+    first: str
+    second: str
+    forward: Direction
+    """first -> second: first pays."""
+    backward: Direction
+    """second -> first: second pays."""
+
+    def net(self, *outcomes: str) -> int:
+        """What ``first`` owes ``second`` net over these outcomes (negative: second owes
+        first), at this party's charges."""
+        return (sum(self.forward.charge[o] for o in outcomes)
+                - sum(self.backward.charge[o] for o in outcomes))
+
+
+@dataclass(frozen=True)
+class WorkList:
+    spec: ListSpec
+    """The list's columns as the policy discloses them."""
+    frame: pl.DataFrame
+    """The embedded rows (``start`` in epoch seconds), in the list's order."""
+    total: int
+    """Rows of the whole list (the embedded ones are the first ``frame.height``)."""
+
+
+@dataclass(frozen=True)
+class InvalidReason:
+    reason: str
+    rows: int
+    first_rows: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class ReportData:
+    policy: str
+    """The disclosure policy the page follows."""
     status_rows: Mapping[str, int]
     """status -> input rows (every status, zero where absent)."""
     reasons: tuple[ReasonAmounts, ...]
@@ -127,169 +167,41 @@ class ReportData:
     """key = (service, call type, time band)."""
     operator_pairs: tuple[ClassAmounts, ...]
     """key = (payer, payee)."""
+    directions: tuple[Direction, ...]
+    """Every payer -> payee present; the net position's two first."""
+    net: NetPosition | None
     days: tuple[DayVolume, ...]
     period_days: tuple[dt.date, dt.date] | None
     """First and last local day of the job's period, when the period could be read."""
-    disputed_total_rows: int
-    disputed_rows: pl.DataFrame
-    """The first disputed input rows (by row number) with their canonical record's values."""
+    disputes: WorkList
+    unmatched: WorkList
+    invalid: WorkList
+    invalid_reasons: tuple[InvalidReason, ...]
     checks: tuple[Check, ...]
-
-
-# ---------------------------------------------------------------------------
-# input shape
-
-
-_STATUS_COLUMNS: dict[str, pl.DataType] = {
-    "row": pl.Int64(), "record_id": pl.String(), "status": pl.String(),
-}
-_STATUS_OPTIONAL: dict[str, pl.DataType] = {
-    "pair_id": pl.String(), "reasons": pl.String(), "merged_into": pl.String(),
-    **{name: pl.Int64() for name in DIFF_COLUMNS},
-}
-_RECORD_COLUMNS: dict[str, pl.DataType] = {
-    "unit": pl.Int64(), "row": pl.Int64(), "record_id": pl.String(), "service": pl.UInt8(),
-    "calling": pl.String(), "called": pl.String(), "start": pl.Int64(),
-    "duration_s": pl.Int64(), "volume_kb": pl.Int64(), "charge": pl.Int64(),
-}
-_ROW_COLUMNS: dict[str, pl.DataType] = {"row": pl.Int64(), "unit": pl.Int64()}
-
-
-def _conform(frame: Any, name: str, required: Mapping[str, pl.DataType],
-             optional: Mapping[str, pl.DataType] | None = None) -> pl.DataFrame:
-    """``frame`` restricted to the columns the report reads, cast to their documented
-    dtypes; optional columns that are absent come back as nulls."""
-    if not isinstance(frame, pl.DataFrame):
-        raise ReportInputError("not a polars DataFrame", file=name,
-                               expected="polars.DataFrame", found=type(frame).__name__)
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise ReportInputError("missing column", file=name, column=missing[0],
-                               expected=", ".join(required), found=", ".join(frame.columns))
-    wanted = dict(required)
-    for column, dtype in (optional or {}).items():
-        if column in frame.columns:
-            wanted[column] = dtype
-    exprs = []
-    for column, dtype in wanted.items():
-        have = frame.schema[column]
-        if have != dtype and not (have == pl.Null or (dtype.is_integer() and have.is_integer())
-                                  or (dtype == pl.String and have == pl.Categorical)):
-            raise ReportInputError("wrong column type", file=name, column=column,
-                                   expected=str(dtype), found=str(have))
-        exprs.append(pl.col(column).cast(dtype))
-    for column, dtype in (optional or {}).items():
-        if column not in frame.columns:
-            exprs.append(pl.lit(None, dtype=dtype).alias(column))
-    try:
-        return frame.select(exprs)
-    except pl.exceptions.InvalidOperationError as exc:  # e.g. service 300 into UInt8
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ReportInputError("value does not fit its column's documented dtype", file=name,
-                               expected="values of the documented dtypes (docs/records.md)",
-                               found=detail) from None
-
-
-def _check_no_nulls(frame: pl.DataFrame, name: str, columns: tuple[str, ...]) -> None:
-    """Canonical frames have no nulls in these columns; a null would silently drop a
-    record from every total, so it is an error naming the row."""
-    counts = frame.select(pl.col(c).null_count() for c in columns).row(0)
-    for column, nulls in zip(columns, counts, strict=True):
-        if nulls:
-            first = frame.filter(pl.col(column).is_null()).row(0, named=True)
-            raise ReportInputError("missing value", file=name, row=first.get("row"),
-                                   column=column, expected="a value", found="null")
-
-
-def _check_statuses(statuses: pl.DataFrame) -> None:
-    bad = statuses.filter(~pl.col("status").is_in(STATUSES) | pl.col("status").is_null())
-    if bad.height:
-        first = bad.row(0, named=True)
-        raise ReportInputError("unknown status", file="records.parquet", row=first["row"],
-                               column="status", expected=" | ".join(STATUSES),
-                               found=repr(first["status"]))
-
-
-def _check_services(records: pl.DataFrame) -> None:
-    bad = records.filter(pl.col("service") >= len(SERVICES))
-    if bad.height:
-        first = bad.row(0, named=True)
-        raise ReportInputError("unknown service code", file="canonical records",
-                               row=first["row"], column="service",
-                               expected="0 voice, 1 sms, 2 data", found=str(first["service"]))
-
-
-# ---------------------------------------------------------------------------
-# classification (vectorised Rules.operator_of / call_type_of / time_band_of)
-
-
-def longest_prefix(column: str, table: Iterable[tuple[str, str]], default: str) -> pl.Expr:
-    """The label of the longest item of ``table`` (prefix, label) that ``column``
-    starts with, else ``default``.  Among equal prefixes the first in ``table`` wins,
-    as in :meth:`Rules.operator_of`.  One hash lookup per distinct prefix length."""
-    by_length: dict[int, dict[str, str]] = {}
-    for prefix, label in table:
-        by_length.setdefault(len(prefix), {}).setdefault(prefix, label)
-    lookups = [
-        pl.col(column).str.slice(0, length).replace_strict(
-            mapping, default=None, return_dtype=pl.String)
-        for length, mapping in sorted(by_length.items(), reverse=True)
-    ]
-    return pl.coalesce(*lookups, pl.lit(default, dtype=pl.String))
-
-
-def classify(records: pl.DataFrame, rules: Rules) -> pl.DataFrame:
-    """``records`` with the string columns ``payer``, ``payee``,
-    ``call_type``, ``time_band`` added (the rate class of each record)."""
-    operators = [(p, op.id) for op in rules.operators for p in op.prefixes]
-    call_types = [(p, ct.name) for ct in rules.call_types for p in ct.called_prefixes]
-    minute = ((pl.col("start") + rules.timezone_offset_s) // 60) % 1440
-    band: Any = None  # when/then chain: the first band containing the minute
-    for tb in rules.time_bands:
-        if tb.start_minute < tb.end_minute:
-            inside = (minute >= tb.start_minute) & (minute < tb.end_minute)
-        else:
-            inside = (minute >= tb.start_minute) | (minute < tb.end_minute)
-        band = (pl.when(inside) if band is None else band.when(inside)).then(
-            pl.lit(tb.name, dtype=pl.String))
-    return records.with_columns(
-        longest_prefix("calling", operators, rules.unknown_operator).alias("payer"),
-        longest_prefix("called", operators, rules.unknown_operator).alias("payee"),
-        longest_prefix("called", call_types, rules.default_call_type).alias("call_type"),
-        band.otherwise(pl.lit(None, dtype=pl.String)).alias("time_band"),
-    )
+    parties: Parties
 
 
 # ---------------------------------------------------------------------------
 # period and days
 
 
-_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
-_DAY_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})$")
-_RANGE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})\s*(?:/|\.\.)\s*(\d{4}-\d{2}-\d{2})$")
-
-
-def period_days(period: Any) -> tuple[dt.date, dt.date] | None:
-    """First and last day of a period written ``YYYY-MM``, ``YYYY-MM-DD`` or
-    ``YYYY-MM-DD/YYYY-MM-DD`` (also ``..``); None for anything else."""
+def period_days(period: Any, offset_s: int) -> tuple[dt.date, dt.date] | None:
+    """First and last local day of a period: a month ``YYYY-MM`` (a job's period,
+    :mod:`engine.period`) or a span of months ``YYYY-MM/YYYY-MM`` (what the plaintext
+    reference writes for records over several months); None for anything else."""
     if not isinstance(period, str):
         return None
-    text = period.strip()
-    try:
-        if match := _MONTH_RE.match(text):
-            year, month = int(match.group(1)), int(match.group(2))
-            days_in_month = calendar.monthrange(year, month)[1]
-            return dt.date(year, month, 1), dt.date(year, month, days_in_month)
-        if match := _DAY_RE.match(text):
-            day = dt.date.fromisoformat(match.group(1))
-            return day, day
-        if match := _RANGE_RE.match(text):
-            first = dt.date.fromisoformat(match.group(1))
-            last = dt.date.fromisoformat(match.group(2))
-            return (first, last) if first <= last else None
-    except ValueError:
+    months = period.strip().split("/")
+    if len(months) not in (1, 2):
         return None
-    return None
+    try:
+        windows = [period_window(m, offset_s) for m in months]
+    except InputError:
+        return None
+    tz = dt.timezone(dt.timedelta(seconds=offset_s))
+    first = dt.datetime.fromtimestamp(windows[0].start, tz).date()
+    last = dt.datetime.fromtimestamp(windows[-1].end - 1, tz).date()
+    return (first, last) if first <= last else None
 
 
 _EPOCH = dt.date(1970, 1, 1)
@@ -299,10 +211,10 @@ def _day_number(day: dt.date) -> int:
     return (day - _EPOCH).days
 
 
-def _days(considered: pl.DataFrame, rules: Rules,
+def _days(calls: pl.DataFrame, rules: Rules,
           period: tuple[dt.date, dt.date] | None) -> tuple[DayVolume, ...]:
     per_day = (
-        considered
+        calls
         .group_by(((pl.col("start") + rules.timezone_offset_s) // _SECONDS_PER_DAY).alias("day"),
                   "outcome")
         .agg(pl.len().alias("records"), pl.col("charge").sum().alias("charge"))
@@ -352,44 +264,17 @@ def _days(considered: pl.DataFrame, rules: Rules,
 # the aggregation
 
 
-def _considered(statuses: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
-    """The canonical records with their ``outcome``: agreed, disputed, unmatched, or
-    null for records that were not considered (excluded ones; the aggregations skip
-    them).  Not filtered, so the big string columns are shared, never copied.
-
-    A canonical record's status is its first row's (every row of a chain shares it,
-    docs/records.md), found by position when records.parquet lists rows 1..n in
-    order, as the job writes it, else by a join on ``row``."""
-    n = statuses.height
-    columns = records.select("row", "service", "calling", "called", "start", "charge")
-    # an Enum (one byte per record, not a string): 10^7 records are grouped by it
-    outcome = pl.col("status").replace_strict(_OUTCOME_OF_STATUS, default=None,
-                                              return_dtype=pl.Enum(OUTCOMES)).alias("outcome")
-    in_order = n > 0 and bool((statuses["row"] == pl.int_range(1, n + 1, eager=True)).all())
-    lowest, highest = records["row"].min(), records["row"].max()
-    if in_order and isinstance(lowest, int) and isinstance(highest, int) \
-            and lowest >= 1 and highest <= n:
-        of_row = statuses.select(outcome).to_series()
-        return columns.with_columns(of_row.gather(columns["row"] - 1).alias("outcome"))
-    repeated = statuses.filter(pl.col("row").is_duplicated())
-    if repeated.height:
-        raise ReportInputError("row listed twice", file="records.parquet",
-                               row=repeated["row"][0], column="row",
-                               expected="one line per input row", found="two or more")
-    return columns.join(statuses.select("row", outcome), on="row", how="inner")
-
-
 #: records classified at once: the four label columns and their prefix lookups of a
 #: slice cost tens of megabytes, where the whole of 10^7 records would cost gigabytes
 CLASSIFY_CHUNK_ROWS = 1 << 20
 _CLASS_KEYS = ("service", "call_type", "time_band", "payer", "payee", "outcome")
 
 
-def _by_class(considered: pl.DataFrame, rules: Rules, *,
+def _by_class(calls: pl.DataFrame, rules: Rules, *,
               chunk_rows: int = CLASSIFY_CHUNK_ROWS) -> pl.DataFrame:
     """Records and charge per rate class, operator pair and outcome, classified and
     counted slice by slice (sums of per-slice sums)."""
-    columns = considered.select("service", "calling", "called", "start", "charge", "outcome")
+    columns = calls.select("service", "calling", "called", "start", "charge", "outcome")
     partial = [
         classify(columns.slice(offset, chunk_rows).filter(pl.col("outcome").is_not_null()),
                  rules)
@@ -441,26 +326,93 @@ def _reasons(summary: Mapping[str, Any]) -> tuple[ReasonAmounts, ...]:
     return tuple(result)
 
 
-def aggregate(summary: Mapping[str, Any], statuses: pl.DataFrame, records: pl.DataFrame,
-              rows: pl.DataFrame, rules: Rules, *, max_disputed_rows: int = 50) -> ReportData:
+def disclosure_policy(summary: Mapping[str, Any], rules: Rules) -> tuple[str, list[Check]]:
+    """The policy the page follows: summary.json's, which must be the rules' (the policy
+    is part of the rules' hash); if they differ, or summary.json names none the rules
+    know, the one that discloses less, and a failed check."""
+    stated = summary.get("disclosure")
+    if stated is None:
+        return rules.disclosure, []
+    if stated == rules.disclosure:
+        return rules.disclosure, []
+    known = [p for p in (stated, rules.disclosure) if p in POLICIES]
+    least = min(known, key=POLICIES.index) if known else POLICIES[0]
+    return least, [Check("disclosure policy (summary.json vs rules)", str(stated),
+                         str(rules.disclosure))]
+
+
+def _disclosure_checks(policy: str, disclosed: Disclosed) -> list[Check]:
+    """records.parquet must not hold what the policy does not disclose; if it does, the
+    page shows it nowhere and says so."""
+    checks = []
+    if policy == "aggregate":
+        checks.append(Check("disputed rows with reasons (none under the 'aggregate' policy)",
+                            0, disclosed.rows_with_reasons))
+    if policy != "differences":
+        checks.append(Check(f"rows with differences (none under the '{policy}' policy)",
+                            0, disclosed.rows_with_differences))
+    return checks
+
+
+def _directions(by_class: pl.DataFrame, disputes: pl.DataFrame | None,
+                ends: tuple[str, str] | None) -> tuple[tuple[Direction, ...],
+                                                       NetPosition | None]:
+    """Amounts per payer -> payee, and the net position between ``ends``."""
+    amounts = {c.key: c for c in _group_amounts(by_class, ["payer", "payee"])}
+    diffs: dict[tuple[str, str], int | None] = {}
+    if disputes is not None:
+        per = (disputes.group_by("payer", "payee")
+               .agg(pl.col("diff_charge").sum().alias("sum"),
+                    pl.col("diff_charge").null_count().alias("nulls")))
+        for payer, payee, total, nulls in per.iter_rows():
+            diffs[(payer, payee)] = None if nulls else int(total)
+
+    def direction(key: tuple[str, str]) -> Direction:
+        found = amounts.get(key)
+        zero = {o: 0 for o in OUTCOMES}
+        diff = diffs.get(key, 0) if disputes is not None else None
+        return Direction(payer=key[0], payee=key[1],
+                         charge=dict(found.charge) if found else zero,
+                         records=dict(found.records) if found else dict(zero),
+                         diff_charge=diff)
+
+    net = None
+    first: list[tuple[str, str]] = []
+    if ends is not None:
+        a, b = ends
+        first = [(a, b), (b, a)]
+        net = NetPosition(first=a, second=b, forward=direction((a, b)),
+                          backward=direction((b, a)))
+    rest = sorted((k for k in amounts if k not in first),
+                  key=lambda k: (-sum(amounts[k].charge.values()), k))
+    listed = [direction(k) for k in first] + [direction(k) for k in rest]
+    return tuple(listed), net
+
+
+def _net_ends(parties: Parties, rules: Rules) -> tuple[str, str] | None:
+    """The two operators between whom the net position is shown: the job's operators
+    when the rules know both ids, else the rules' operators when there are exactly
+    two (this party's first when known)."""
+    ids = [op.id for op in rules.operators]
+    ours, theirs = parties.this.member_id, parties.other.member_id
+    if ours in ids and theirs in ids and ours != theirs:
+        return ours, theirs  # type: ignore[return-value]
+    if len(ids) == 2:
+        a, b = ids
+        return (b, a) if ours == b or theirs == a else (a, b)
+    return None
+
+
+def aggregate(summary: Mapping[str, Any], frames: PartyFrames, rules: Rules,
+              parties: Parties, *, max_list_rows: int = MAX_LIST_ROWS) -> ReportData:
     """Everything the page shows, computed from the frames (and summary.json for what
     only the protocol knows: the counterparty's side and per-reason totals)."""
-    statuses = _conform(statuses, "records.parquet", _STATUS_COLUMNS, _STATUS_OPTIONAL)
-    records = _conform(records, "canonical records", _RECORD_COLUMNS)
-    rows = _conform(rows, "ingest rows", _ROW_COLUMNS)
-    _check_no_nulls(statuses, "records.parquet", ("row",))
-    _check_statuses(statuses)
-    _check_no_nulls(records, "canonical records",
-                    ("unit", "row", "service", "calling", "called", "start", "charge"))
-    _check_services(records)
-
-    counted = statuses.group_by("status").len()
-    status_rows = {s: 0 for s in STATUSES}
-    for status, n in counted.iter_rows():
-        status_rows[status] = n
-
-    considered = _considered(statuses, records)
-    by_class = _by_class(considered, rules)
+    if max_list_rows < 0:
+        raise ValueError(f"max_list_rows: expected >= 0, found {max_list_rows}")
+    policy, checks = disclosure_policy(summary, rules)
+    status_rows = frames.status_rows
+    calls = frames.calls
+    by_class = _by_class(calls, rules)
     # sorted by service code: voice, sms, data, then call type and band by name
     rate_classes = tuple(
         ClassAmounts(key=(SERVICES[c.key[0]], c.key[1], c.key[2]), charge=c.charge,
@@ -468,33 +420,46 @@ def aggregate(summary: Mapping[str, Any], statuses: pl.DataFrame, records: pl.Da
         for c in _group_amounts(by_class, ["service", "call_type", "time_band"]))
     operator_pairs = _group_amounts(by_class, ["payer", "payee"])
 
-    period = period_days(summary.get("period"))
-    days = _days(considered, rules, period)
+    period = period_days(summary.get("period"), rules.timezone_offset_s)
+    days = _days(calls, rules, period)
 
-    disputed = statuses.filter(pl.col("status") == "disputed")
-    # filter the big frames down to the few rows needed before joining them
-    first = disputed.sort("row").head(max(0, max_disputed_rows))
-    units = rows.filter(pl.col("row").is_in(first["row"].implode())).select("row", "unit")
-    details = records.filter(pl.col("unit").is_in(units["unit"].drop_nulls().implode())).select(
-        "unit", "service", "start", "duration_s", "volume_kb", "charge")
-    first_disputed = (first.join(units, on="row", how="left")
-                      .join(details, on="unit", how="left").sort("row"))
+    # the disputes in full only where the per-direction sums of differences need them
+    differences = policy == "differences"
+    disputes = label_calls(frames.worklist("disputed", None if differences
+                                           else max_list_rows), rules)
+    n_disputed = frames.outcome_count("disputed")
+    directions, net = _directions(by_class, disputes if differences else None,
+                                  _net_ends(parties, rules))
+    unmatched = label_calls(frames.worklist("unmatched", max_list_rows), rules)
+    invalid = frames.invalid_rows(max_list_rows)
 
-    checks = _checks(summary, status_rows, by_class, disputed)
+    def worklist(spec: ListSpec, frame: pl.DataFrame, total: int) -> WorkList:
+        return WorkList(spec=spec.visible(policy),
+                        frame=list_frame(spec, frame.head(max_list_rows), policy), total=total)
+
+    invalid_reasons = tuple(
+        InvalidReason(reason=r, rows=n, first_rows=tuple(first))
+        for r, n, first in frames.invalid_by_reason(FIRST_INVALID_ROWS).iter_rows())
+
+    checks += _checks(summary, status_rows, by_class, frames.disputed_pair_ids())
+    checks += _disclosure_checks(policy, frames.disclosed())
     for check in checks:
         if not check.ok:
-            log.warning("report: %s: summary.json says %d, the frames give %d",
-                        check.what, check.expected, check.found)
+            log.warning("report: %s: expected %s, found %s", check.what, check.expected,
+                        check.found)
     return ReportData(
-        status_rows=status_rows, reasons=_reasons(summary), rate_classes=rate_classes,
-        operator_pairs=operator_pairs, days=days, period_days=period,
-        disputed_total_rows=disputed.height, disputed_rows=first_disputed,
-        checks=tuple(checks),
+        policy=policy, status_rows=status_rows, reasons=_reasons(summary),
+        rate_classes=rate_classes, operator_pairs=operator_pairs, directions=directions,
+        net=net, days=days, period_days=period,
+        disputes=worklist(DISPUTES, disputes, n_disputed),
+        unmatched=worklist(UNMATCHED, unmatched, frames.outcome_count("unmatched")),
+        invalid=worklist(INVALID, invalid, status_rows["invalid"]),
+        invalid_reasons=invalid_reasons, checks=tuple(checks), parties=parties,
     )
 
 
 def _checks(summary: Mapping[str, Any], status_rows: Mapping[str, int],
-            by_class: pl.DataFrame, disputed: pl.DataFrame) -> list[Check]:
+            by_class: pl.DataFrame, disputed_pairs: int | None) -> list[Check]:
     """Compare summary.json with the frames wherever both say the same thing."""
     checks = []
     counts = summary.get("counts") or {}
@@ -519,6 +484,6 @@ def _checks(summary: Mapping[str, Any], status_rows: Mapping[str, int],
         checks.append(Check("local charge", value, int(sum(charge.values()))))
     pairs = summary.get("pairs") or {}
     value = _int(pairs, "disputed")
-    if value is not None and disputed.height and disputed["pair_id"].null_count() == 0:
-        checks.append(Check("disputed pairs", value, disputed["pair_id"].n_unique()))
+    if value is not None and status_rows["disputed"] and disputed_pairs is not None:
+        checks.append(Check("disputed pairs", value, disputed_pairs))
     return checks

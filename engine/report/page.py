@@ -1,5 +1,11 @@
-"""The report page: one self-contained HTML document (inline CSS and SVG, no script,
-no URL of any kind; a Content-Security-Policy forbids every fetch).
+"""The report page: one self-contained HTML document (inline CSS, SVG and one script;
+no URL of any kind).
+
+The Content-Security-Policy forbids every fetch and admits exactly the page's own
+style sheet and script, by their SHA-256 hashes (no ``'unsafe-inline'``).  The
+script (``worklist.js``) sorts, filters, pages and downloads the worklists from the
+JSON embedded in ``<script type="application/json">`` data blocks; without it the
+page still shows every number and the first page of each list.
 
 The page is a pure function of its inputs (no clock, no randomness), so that the
 same job gives byte-identical reports on re-rendering.
@@ -7,21 +13,30 @@ same job gives byte-identical reports on re-rendering.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import json
+import re
 from collections.abc import Mapping, Sequence
-from importlib import metadata
+from importlib import metadata, resources
 from typing import Any
 
-from engine.report.aggregate import _int
+import polars as pl
+
+from engine.names import JOB_STAGES
 from engine.report.aggregate import (
-    DIFF_COLUMNS,
-    OUTCOMES,
-    STATUSES,
     ClassAmounts,
+    Direction,
     ReportData,
+    WorkList,
+    _int,
 )
+from engine.report.frames import OUTCOMES, STATUSES
+from engine.report.lists import DisplayColumn, offset_text
+from engine.report.parties import Operator, Parties
 from engine.report.svg import Column, DayBar, Series, attr, bar_grid, day_columns
-from engine.rules import SERVICES, Rules
+from engine.rules import Rules
 
 # Okabe–Ito colours: distinguishable with the common colour-vision deficiencies.
 STATUS_COLORS: dict[str, str] = {
@@ -48,11 +63,20 @@ REASON_NAMES: dict[str, str] = {
 }
 OUTCOME_NAMES: dict[str, str] = {"agreed": "Agreed", "disputed": "Disputed",
                                  "unmatched": "Unmatched"}
-STAGES: tuple[tuple[str, str], ...] = (
-    ("ingest", "Ingest, validate, rate"), ("psi_exact", "PSI: exact and tolerant values"),
-    ("psi_key", "PSI: match key only"), ("mpc", "MPC on differing pairs"),
-    ("report", "Report"), ("anchor", "Ledger anchor"),
-)
+PAGE_ROWS = 100
+"""Rows per page of a worklist table."""
+MAX_TEXT_CHARS = 1_000
+"""A longer text value of a list is cut on the page (the export keeps it whole)."""
+
+STAGE_NAMES: dict[str, str] = {
+    "ingest": "Ingest, validate, rate", "agree": "Agree (job, rules, sizes)",
+    "commit": "Commit (Merkle root of the records)",
+    "psi_exact": "PSI: exact and tolerant values", "psi_key": "PSI: match key only",
+    "mpc": "MPC on differing pairs", "report": "Report", "anchor": "Ledger anchor",
+}
+STAGES: tuple[tuple[str, str], ...] = tuple((s, STAGE_NAMES[s]) for s in JOB_STAGES)
+"""The job's stages in order (engine.names), with their names on the page; a stage
+summary.json does not list is left out."""
 DISCLOSURE_NAMES: dict[str, str] = {
     "aggregate": "aggregate — only counts and sums per reason",
     "flags": "flags — which values are beyond tolerance, per disputed pair",
@@ -156,8 +180,60 @@ def _section(section_id: str, title: str, lead: str, body: str) -> str:
             f'<p class="lead">{lead}</p>{body}</section>')
 
 
-def _header(summary: Mapping[str, Any], rules: Rules) -> str:
-    party, counterparty = summary.get("party"), summary.get("counterparty")
+def _operator(operator: Operator, *, with_role: bool = True) -> str:
+    """'CMCC China Mobile (A)': the id in bold, the name, the role."""
+    parts = [f"<b>{attr(operator.label)}</b>"]
+    if operator.name and operator.name != operator.member_id:
+        parts.append(attr(operator.name))
+    if with_role and operator.role and operator.member_id:
+        parts.append(f'<span class="muted">(party {attr(operator.role)})</span>')
+    return " ".join(parts)
+
+
+def _key_id(operator: Operator) -> str:
+    if not operator.key_id:
+        return '<span class="missing">key id not given</span>'
+    where = {"checkpoint": "as in its cosignature of the ledger checkpoint",
+             "statement": "as stated in statement.json",
+             "summary": "as stated in summary.json"}.get(operator.key_id_source or "", "")
+    return (f'key id <code class="keyid">{attr(operator.key_id)}</code>'
+            + (f' <span class="muted">{where}</span>' if where else ""))
+
+
+def _signers(parties: Parties) -> str:
+    if not parties.statement_given:
+        return '<span class="missing" id="signers">statement not given to the report</span>'
+    if not parties.signers:
+        return '<span class="missing" id="signers">not signed</span>'
+    items = "".join(f"<li>{_operator(s)} — {_key_id(s)}</li>" for s in parties.signers)
+    return f'<ul class="signers" id="signers">{items}</ul>'
+
+
+def _checkpoint_keys(parties: Parties) -> str:
+    info = parties.checkpoint
+    if info is None:
+        return ""
+    if info.problem:
+        return f'<p class="muted">checkpoint not readable: {attr(info.problem)}</p>'
+    rows = []
+    for key in info.keys:
+        if key.kind == "log":
+            who = "the log"
+        elif key.kind == "witness" and key.member_id:
+            member = parties.by_id(key.member_id)
+            who = "witness " + (_operator(member, with_role=False) if member
+                                else f"<b>{attr(key.member_id)}</b>")
+        else:
+            who = "other key"
+        rows.append(f"<li>{who}: <code class=\"keyid\">{attr(key.key_id)}</code> "
+                    f'<span class="muted">{attr(key.key_name)}</span></li>')
+    return (f"<p>Checkpoint of size {attr(info.size)} signed by {len(info.keys)} keys "
+            f'(read here, verified by <code>settlechain ledger verify</code>):</p>'
+            f'<ul class="signers" id="checkpoint-keys">{"".join(rows)}</ul>')
+
+
+def _header(summary: Mapping[str, Any], data: ReportData, rules: Rules) -> str:
+    parties = data.parties
     anchor = summary.get("anchor")
     if isinstance(anchor, Mapping) and anchor:
         checkpoint = anchor.get("checkpoint")
@@ -165,27 +241,37 @@ def _header(summary: Mapping[str, Any], rules: Rules) -> str:
                        f'<code class="hash">{_text(anchor.get("leaf_hash"))}</code>')
         if checkpoint:
             anchor_html += (f'<details><summary>checkpoint</summary>'
-                            f'<pre>{attr(checkpoint)}</pre></details>')
+                            f'<pre>{attr(checkpoint)}</pre>{_checkpoint_keys(parties)}'
+                            "</details>")
     else:
         anchor_html = '<span class="missing">not anchored (no ledger entry for this run)</span>'
-    disclosure = summary.get("disclosure")
     rows = [
         ("Job", f"<b>{_text(summary.get('job_id'))}</b>"),
-        ("This party", f"<b>{_text(party)}</b>"),
-        ("Counterparty", _text(counterparty)),
+        ("This party", f'<span id="this-party">{_operator(parties.this)}</span>'),
+        ("Counterparty", f'<span id="counterparty">{_operator(parties.other)}</span>'),
         ("Period", f"{_text(summary.get('period'))} <span class=\"muted\">(days in local "
                    f"time, {utc_offset(rules.timezone_offset_s)})</span>"),
         ("Rules", f"{attr(rules.name)} <span class=\"muted\">version {attr(rules.version)}</span>"),
         ("Rules SM3 hash", f'<code class="hash">{_text(summary.get("rules_sm3"))}</code>'),
-        ("Disclosure policy", attr(DISCLOSURE_NAMES.get(str(disclosure), disclosure))
-         if disclosure is not None else _text(None)),
+        ("Disclosure policy", attr(DISCLOSURE_NAMES.get(data.policy, data.policy))),
+        ("Statement signed by", _signers(parties)),
         ("Ledger anchor", anchor_html),
     ]
     meta = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
-    title = (f"{_text(party, '?')} ↔ {_text(counterparty, '?')} · "
+
+    def title_name(operator: Operator) -> str:
+        name = f" {operator.name}" if operator.name and operator.name != operator.member_id \
+            else ""
+        return attr(operator.label + name)
+
+    title = (f"{title_name(parties.this)} ↔ {title_name(parties.other)} · "
              f"{_text(summary.get('period'), 'period ?')}")
+    nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in (
+        ("net", "Who pays whom"), ("disputes", "Disputes"), ("unmatched", "Unmatched"),
+        ("invalid", "Invalid rows"), ("by-status", "Charts"), ("stages", "Timings")))
     return (f'<header><p class="kicker">settlechain · reconciliation report</p>'
-            f"<h1>{title}</h1><dl class=\"meta\">{meta}</dl></header>")
+            f"<h1 id=\"title\">{title}</h1><dl class=\"meta\">{meta}</dl>"
+            f'<nav class="toc">{nav}</nav></header>')
 
 
 def _decision(summary: Mapping[str, Any]) -> str:
@@ -204,18 +290,132 @@ def _decision(summary: Mapping[str, Any]) -> str:
             + (f"<ul>{items}</ul>" if items else "") + "</div>")
 
 
+def _settlement(summary: Mapping[str, Any]) -> str | None:
+    review = summary.get("review")
+    settlement = review.get("settlement") if isinstance(review, Mapping) else None
+    return settlement if isinstance(settlement, str) else None
+
+
+def owes(first: str, second: str, amount: int) -> str:
+    """'CMCC pays CUCC ¥1.00' for a net amount first owes second (negative: the other
+    way round)."""
+    if amount > 0:
+        return f"{attr(first)} pays {attr(second)} {yuan(amount)}"
+    if amount < 0:
+        return f"{attr(second)} pays {attr(first)} {yuan(-amount)}"
+    return "nothing owed either way (¥0.00)"
+
+
+def _fen_cell(amount: int | None, *, strong: bool = False) -> str:
+    if amount is None:
+        return '<td class="num"><span class="missing">—</span></td>'
+    text = f"<b>{yuan(amount)}</b>" if strong else yuan(amount)
+    return f'<td class="num" data-fen="{amount}">{text}</td>'
+
+
+def _net_position(summary: Mapping[str, Any], data: ReportData) -> str:
+    settlement = _settlement(summary)
+    automatic = settlement == "automatic"
+    ours = data.parties.this.label
+    totals = summary.get("totals") or {}
+    differences = data.policy == "differences"
+    agreed_title = ("Agreed<br><span class=\"muted\">settled automatically</span>"
+                    if automatic else
+                    "Agreed<br><span class=\"muted\">held: settlement under review</span>")
+    headers = ["", agreed_title,
+               "Disputed<br><span class=\"muted\">held for review</span>",
+               f"Agreed + disputed<br><span class=\"muted\">at {attr(ours)}'s charges</span>",
+               "Unmatched<br><span class=\"muted\">only in our file; not settled</span>"]
+    if differences:
+        headers.append("Σ Δ charge, disputed<br><span class=\"muted\">ours − theirs</span>")
+
+    def direction_row(d: Direction, row_id: str) -> str:
+        cells = [_fen_cell(d.charge["agreed"]), _fen_cell(d.charge["disputed"]),
+                 _fen_cell(d.charge["agreed"] + d.charge["disputed"]),
+                 _fen_cell(d.charge["unmatched"])]
+        if differences:
+            cells.append(f'<td class="num" data-fen="{d.diff_charge}">'
+                         f"{signed_yuan(d.diff_charge)}</td>" if d.diff_charge is not None
+                         else '<td class="num"><span class="missing">—</span></td>')
+        records = sum(d.records.values())
+        return (f'<tr id="{row_id}" data-payer="{attr(d.payer)}" data-payee="{attr(d.payee)}">'
+                f"<th scope=\"row\">{attr(d.payer)} → {attr(d.payee)}<br>"
+                f'<span class="muted">{attr(d.payer)} pays; {count(records)} calls</span></th>'
+                + "".join(cells) + "</tr>")
+
+    head = "".join(f'<th scope="col"{" class=num" if i else ""}>{h}</th>'
+                   for i, h in enumerate(headers))
+    net = data.net
+    others = list(data.directions[2:] if net is not None else data.directions)
+    body = []
+    lead_parts = []
+    if net is not None:
+        first, second = net.first, net.second
+        body.append(direction_row(net.forward, "net-forward"))
+        body.append(direction_row(net.backward, "net-backward"))
+        cells = []
+        for outcomes in (("agreed",), ("disputed",), ("agreed", "disputed"), ("unmatched",)):
+            amount = net.net(*outcomes)
+            cells.append(f'<td class="num" data-net="{amount}"><b>'
+                         f"{owes(first, second, amount)}</b></td>")
+        if differences:
+            cells.append("<td></td>")
+        body.append(f'<tr class="net" id="net-row"><th scope="row">Net</th>{"".join(cells)}</tr>')
+        agreed = net.net("agreed")
+        both = net.net("agreed", "disputed")
+        when = ("settled automatically" if automatic else
+                "held with everything else: the settlement is under manual review"
+                if settlement == "manual_review" else
+                f"settlement {attr(settlement or 'unknown')}")
+        lead_parts.append(
+            f'<p class="headline" id="net-agreed">On the agreed pairs, '
+            f"<b>{owes(first, second, agreed)}</b> net — {when}.</p>")
+        lead_parts.append(
+            f'<p class="headline-sub" id="net-with-disputes">With the disputed pairs at '
+            f"{attr(ours)}'s charges: {owes(first, second, both)} net "
+            f"({yuan(net.forward.charge['disputed'] + net.backward.charge['disputed'])} "
+            "held for review).</p>")
+    else:
+        lead_parts.append(
+            '<p class="headline" id="net-agreed">No net position: the rules do not name '
+            "this job's two operators (by their member ids) and have not exactly two "
+            "operators.</p>")
+    body += [direction_row(d, f"direction-{i}") for i, d in enumerate(others)]
+    table = (f'<div class="scroll"><table class="totals net"><thead><tr>{head}</tr></thead>'
+             f'<tbody>{"".join(body)}</tbody></table></div>')
+    agreed_both = _int(totals, "agreed_charge")
+    agreed_ours = _int(totals, "agreed_local_charge")
+    note = ("Directions by the operators of the calling (payer) and called (payee) numbers "
+            "(the rules' number prefixes); a payer owes the payee for its calls. Amounts are "
+            f"{attr(ours)}'s own charges of its records.")
+    if agreed_both is not None and agreed_ours is not None:
+        note += (f" The co-signed agreed amount, both directions, is {yuan(agreed_both)}: "
+                 "pairs within tolerance count at the midpoint of both parties' charges "
+                 f"(at {attr(ours)}'s charges: {yuan(agreed_ours)}).")
+    if net is not None and others:
+        note += " Rows below the net line are calls not between these two operators."
+    return (f'<section class="card" id="net"><h2>Who pays whom</h2>{"".join(lead_parts)}'
+            f'{table}<p class="lead small">{note}</p></section>')
+
+
 def _key_figures(summary: Mapping[str, Any], data: ReportData) -> str:
     totals = summary.get("totals") or {}
     counts = summary.get("counts") or {}
     pairs = summary.get("pairs") or {}
-    party = _text(summary.get("party"), "us")
-    counterparty = _text(summary.get("counterparty"), "them")
-    agreed_pairs = (_int(pairs, "matched_exact") or 0) + (_int(pairs, "matched_tolerance") or 0)
+    party = attr(data.parties.this.label)
+    counterparty = attr(data.parties.other.label)
+    if data.net is not None:
+        agreed = data.net.net("agreed")
+        net_value = yuan(abs(agreed))
+        net_sub = (owes(data.net.first, data.net.second, agreed)
+                   + f"; agreed pairs, both directions {_money(totals, 'agreed_charge')}")
+    else:
+        net_value = _money(totals, "agreed_charge")
+        net_sub = "agreed amount, both directions (no net position)"
     cards = [
-        ("agreed", "Agreed amount", _money(totals, "agreed_charge"),
-         f"{count(agreed_pairs)} agreed pairs; tolerance pairs at the midpoint"),
-        ("disputed", "Disputed", _money(totals, "disputed_local_charge"),
-         f"{party}'s charge on {_count(pairs, 'disputed')} pairs; "
+        ("agreed", "Net, agreed pairs", net_value, net_sub),
+        ("disputed", "Held for review", _money(totals, "disputed_local_charge"),
+         f"{party}'s charge on {_count(pairs, 'disputed')} disputed pairs; "
          f"{counterparty}: {_money(totals, 'disputed_remote_charge')}"),
         ("unmatched", "Unmatched", _money(totals, "unmatched_local_charge"),
          f"{party}: {_count(counts, 'unmatched_local')} rows; {counterparty}: "
@@ -239,8 +439,8 @@ def _key_figures(summary: Mapping[str, Any], data: ReportData) -> str:
          _money(totals, "unmatched_local_charge"), _money(totals, "unmatched_remote_charge")],
         ["<b>All considered records</b>", "", f"<b>{_money(totals, 'local_charge')}</b>",
          f"<b>{_money(totals, 'remote_charge')}</b>"],
-        ["<b>Agreed settlement amount</b>", "", f"<b>{_money(totals, 'agreed_charge')}</b>",
-         f"<b>{_money(totals, 'agreed_charge')}</b>"],
+        ["<b>Agreed settlement amount</b> (both directions)", "",
+         f"<b>{_money(totals, 'agreed_charge')}</b>", f"<b>{_money(totals, 'agreed_charge')}</b>"],
     ]
     table = _table(["", "pairs (unmatched: rows ours / theirs)", f"{party}'s charge",
                     f"{counterparty}'s charge"], rows,
@@ -254,13 +454,18 @@ def _checks(data: ReportData) -> str:
         return ('<p class="checks none">summary.json gives no counts or totals to check '
                 "against the record files.</p>")
     if not failed:
-        return (f'<p class="checks ok" id="checks">✓ All {len(data.checks)} counts and totals '
-                "of summary.json agree with records.parquet and the canonical records.</p>")
-    rows = [[attr(c.what), count(c.expected), count(c.found)] for c in failed]
+        return (f'<p class="checks ok" id="checks">✓ All {len(data.checks)} checks pass: the '
+                "counts and totals of summary.json agree with records.parquet and the "
+                "canonical records, which hold nothing the disclosure policy does not "
+                "disclose.</p>")
+    def show(value: int | str) -> str:
+        return count(value) if isinstance(value, int) else attr(value)
+
+    rows = [[attr(c.what), show(c.expected), show(c.found)] for c in failed]
     return ('<div class="checks failed" id="checks"><b>Inconsistent inputs:</b> '
-            "summary.json and the record files disagree. Do not settle on this report "
-            "before this is explained."
-            + _table(["what", "summary.json", "record files"], rows,
+            "summary.json, the rules and the record files disagree. Do not settle on this "
+            "report before this is explained."
+            + _table(["what", "expected", "found"], rows,
                      numeric=[False, True, True]) + "</div>")
 
 
@@ -289,8 +494,8 @@ def _status_chart(data: ReportData) -> str:
 
 def _reason_chart(data: ReportData, summary: Mapping[str, Any]) -> str:
     reasons = data.reasons
-    party = str(summary.get("party") or "us")
-    counterparty = str(summary.get("counterparty") or "them")
+    party = data.parties.this.label
+    counterparty = data.parties.other.label
     names = [REASON_NAMES.get(r.code, r.code) for r in reasons]
     pairs = [r.pairs for r in reasons]
     ours = [r.local_charge for r in reasons]
@@ -449,69 +654,187 @@ def _stage_chart(summary: Mapping[str, Any]) -> str:
     return _section("stages", "Stage timings", lead, _figure(chart) + _numbers(table))
 
 
-def _disputed_table(data: ReportData, summary: Mapping[str, Any], rules: Rules) -> str:
-    frame = data.disputed_rows
-    policy = summary.get("disclosure")
-    shows_diffs = policy == "differences" or any(
-        frame[c].null_count() < frame.height for c in DIFF_COLUMNS if frame.height)
-    headers = ["row", "record id", f"start ({utc_offset(rules.timezone_offset_s)})",
-               "call", "our charge", "reasons"]
-    numeric = [True, False, False, True, True, False]
-    if shows_diffs:
-        headers += ["Δ start", "Δ duration", "Δ charge", "Δ rated"]
-        numeric += [True] * 4
-    rows = []
-    for rec in frame.iter_rows(named=True):
-        reasons = rec["reasons"]
-        if reasons:
-            reason_html = " ".join(f'<span class="tag">{attr(REASON_NAMES.get(code, code))}</span>'
-                                   for code in str(reasons).split(","))
-        else:
-            reason_html = ('<span class="missing">not disclosed</span>'
-                           if policy == "aggregate" else '<span class="missing">—</span>')
-        record_id = rec["record_id"]
-        rid = (f'<span class="rid{" long" if len(record_id) > 24 else ""}">{attr(record_id)}'
-               "</span>" if record_id is not None else _text(None))
-        merged_into = rec.get("merged_into")
-        if merged_into and merged_into == record_id:
-            rid += '<br><span class="muted">first part of a merged call</span>'
-        elif merged_into:
-            rid += f'<br><span class="muted">part of {attr(merged_into)}</span>'
-        service = rec.get("service")
-        if service is None or rec["duration_s"] is None:
-            call = _text(None)
-        else:
-            amount = (f"{count(rec['volume_kb'])} KB" if service == 2
-                      else "" if service == 1 else f"{count(rec['duration_s'])} s")
-            call = f'<span class="muted">{SERVICES[service]}</span> {amount}'
-        cells = [
-            count(rec["row"]), rid,
-            f'<span class="nowrap">{local_time(rec["start"], rules.timezone_offset_s)}</span>'
-            if rec["start"] is not None else _text(None),
-            call,
-            yuan(rec["charge"]) if rec["charge"] is not None else _text(None),
-            reason_html,
-        ]
-        if shows_diffs:
-            for column, fmt in (("diff_start_s", signed_seconds),
-                                ("diff_duration_s", signed_seconds),
-                                ("diff_charge", signed_yuan), ("diff_rated_charge", signed_yuan)):
-                value = rec[column]
-                cells.append(fmt(value) if value is not None else _text(None))
-        rows.append(cells)
-    total = data.disputed_total_rows
-    if total == 0:
-        body = '<p class="empty">No disputed records.</p>'
+def _display_cell(display: DisplayColumn, row: Mapping[str, Any], offset_s: int) -> str:
+    """One cell of a worklist table, as worklist.js renders it (a test compares)."""
+    value = row[display.columns[0]]
+    missing = '<span class="missing">—</span>'
+    kind = display.kind
+    if kind == "fen":
+        text = missing if value is None else yuan(value)
+    elif kind == "diff_fen":
+        text = missing if value is None else signed_yuan(value)
+    elif kind == "diff_s":
+        text = missing if value is None else signed_seconds(value)
+    elif kind == "time":
+        text = missing if value is None else \
+            f'<span class="nowrap">{local_time(value, offset_s)}</span>'
+    elif kind == "row":
+        text = count(value)
+        merged = row.get(display.columns[1]) if len(display.columns) > 1 else None
+        if merged is not None:
+            rows = merged.split(";")
+            text += (f'<span class="muted merged" title="input rows {attr(", ".join(rows))}">'
+                     f" ({len(rows)} rows)</span>")
+    elif kind == "id":
+        text = missing if value is None else \
+            f'<span class="rid{" long" if len(value) > 24 else ""}">{attr(value)}</span>'
+    elif kind == "reasons":
+        text = missing if value is None else " ".join(
+            f'<span class="tag">{attr(REASON_NAMES.get(code, code))}</span>'
+            for code in value.split(","))
+    elif kind == "call":
+        amount = (f"{count(row['duration_s'])} s" if value == "voice" else
+                  f"{count(row['volume_kb'])} KB" if value == "data" else "")
+        text = f'<span class="muted">{attr(value)}</span>' + (f" {amount}" if amount else "")
+    elif kind == "direction":
+        text = attr(f"{row[display.columns[0]]} → {row[display.columns[1]]}")
+    elif kind == "class":
+        text = attr(" · ".join("" if row[c] is None else str(row[c]) for c in display.columns))
     else:
-        body = f'<div class="scroll">{_table(headers, rows, numeric=numeric, cls="records")}</div>'
-    shown = frame.height
-    lead = (f"The first {count(shown)} of {count(total)} disputed input rows, by row number. "
-            "Values are this party's own; differences are ours − theirs"
-            + ("" if shows_diffs else f" and are not disclosed under the "
-               f"“{attr(policy)}” policy") + ".")
+        text = missing if value is None else attr(value)
+    cls = "num" if display.numeric else "nowrap" if kind in ("direction", "class") else ""
+    return f'<td{" class=" + cls if cls else ""}>{text}</td>'
+
+
+def _json_for_script(value: Any) -> str:
+    """JSON that can sit inside a <script> data block: no '<', '>' or '&' as such."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def clip_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Text values longer than :data:`MAX_TEXT_CHARS` cut, with '…' (an invalid row's
+    record id is as read, of any length: it must not swell the page)."""
+    return frame.with_columns(
+        pl.when(pl.col(name).str.len_chars() > MAX_TEXT_CHARS)
+        .then(pl.col(name).str.slice(0, MAX_TEXT_CHARS - 1) + pl.lit("…"))
+        .otherwise(pl.col(name)).alias(name)
+        for name, dtype in frame.schema.items() if dtype == pl.String)
+
+
+def _list_payload(worklist: WorkList, frame: pl.DataFrame, summary: Mapping[str, Any],
+                  rules: Rules) -> str:
+    spec = worklist.spec
+    data: dict[str, list[Any]] = {}
+    dicts: dict[str, list[str]] = {}
+    for column in spec.columns:
+        series = frame[column.name]
+        if column.category:
+            values = sorted(v for v in series.unique().to_list() if v is not None)
+            index = {v: i for i, v in enumerate(values)}
+            dicts[column.name] = values
+            data[column.name] = [None if v is None else index[v] for v in series.to_list()]
+        else:
+            data[column.name] = series.to_list()
+    stem = "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", str(part)) for part in (
+        summary.get("job_id") or "job", summary.get("party") or "party", spec.kind))
+    default = spec.display[0]
+    payload = {
+        "kind": spec.kind, "file": f"{stem}.csv", "total": worklist.total,
+        "offset_s": rules.timezone_offset_s, "offset": offset_text(rules.timezone_offset_s),
+        "page_size": PAGE_ROWS,
+        "sort": {"key": default.key, "desc": default.numeric and spec.kind != "invalid"},
+        "columns": [{"name": c.name, "kind": c.kind} for c in spec.columns],
+        "display": [{"key": d.key, "title": d.title, "kind": d.kind,
+                     "columns": list(d.columns), "numeric": d.numeric} for d in spec.display],
+        "filters": [{"key": f.key, "title": f.title, "kind": f.kind, "columns": list(f.columns)}
+                    for f in spec.filters],
+        "dicts": dicts, "data": data,
+    }
+    return f'<script type="application/json" class="list-data">{_json_for_script(payload)}</script>'
+
+
+def _worklist(worklist: WorkList, summary: Mapping[str, Any], rules: Rules, *,
+              section_id: str, title: str, noun: str, lead: str, empty: str,
+              before: str = "") -> str:
+    spec, frame = worklist.spec, clip_text(worklist.frame)
+    embedded, total = frame.height, worklist.total
     if total == 0:
-        lead = "Every paired record agreed within the tolerances."
-    return _section("disputed", "Disputed records", lead, body)
+        return _section(section_id, title, lead, before + f'<p class="empty">{empty}</p>')
+    offset = rules.timezone_offset_s
+    if embedded < total:
+        cap = (f'<p class="capped" id="{section_id}-capped"><b>This page holds the first '
+               f"{count(embedded)} of {count(total)} {noun}</b> ({attr(spec.order)}); "
+               "sorting, filters and the CSV download work on those. All of them: "
+               "<code>settlechain export --out DIR</code> in this party's output folder "
+               "(CSV, Parquet and XLSX).</p>")
+    else:
+        cap = (f'<p class="muted">All {count(total)} {noun} are on this page '
+               f"({attr(spec.order)}).</p>")
+    sortable = "".join(
+        f'<th scope="col" data-key="{d.key}"{" class=num" if d.numeric else ""}'
+        f'{" aria-sort=descending" if i == 0 and d.numeric and spec.kind != "invalid" else ""}'
+        f'{" aria-sort=ascending" if i == 0 and spec.kind == "invalid" else ""}>'
+        f'<button type="button" data-sort="{d.key}">{attr(d.title)}'
+        + (f" ({utc_offset(offset)})" if d.kind == "time" else "") + "</button></th>"
+        for i, d in enumerate(spec.display))
+    first_page = "".join(
+        "<tr>" + "".join(_display_cell(d, row, offset) for d in spec.display) + "</tr>"
+        for row in frame.head(PAGE_ROWS).iter_rows(named=True))
+    filters = "".join(
+        f'<label>{attr(f.title)} <select data-filter="{f.key}">'
+        '<option value="">all</option></select></label>' for f in spec.filters)
+    controls = (f'<div class="controls" hidden>{filters}'
+                '<button type="button" data-action="download" disabled>Download CSV</button>'
+                '<span class="matching" aria-live="polite"></span></div>')
+    noscript = (f"<noscript><p class=\"muted\">The first {count(min(PAGE_ROWS, embedded))} "
+                f"{noun} ({attr(spec.order)}). Sorting, filters, more pages and the CSV "
+                "download need JavaScript.</p></noscript>")
+    table = (f'<div class="scroll"><table class="records worklist"><thead><tr>{sortable}'
+             f"</tr></thead><tbody>{first_page}</tbody></table></div>")
+    pager = ('<div class="pager" hidden><button type="button" data-action="prev">← Previous'
+             '</button> <button type="button" data-action="next">Next →</button></div>')
+    body = (before + cap + controls + noscript + table + pager
+            + _list_payload(worklist, frame, summary, rules))
+    return (f'<section class="card worklist" id="{section_id}" data-list="{spec.kind}">'
+            f'<h2>{title}</h2><p class="lead">{lead}</p>{body}</section>')
+
+
+def _disputes(data: ReportData, summary: Mapping[str, Any], rules: Rules) -> str:
+    policy = data.policy
+    ours = attr(data.parties.this.label)
+    shown = {"aggregate": "Under the “aggregate” policy no per-pair reason or difference "
+                          "is disclosed: the reasons are summed in “Disputes by reason”.",
+             "flags": "Reasons per pair are disclosed; differences are not, under the "
+                      "“flags” policy.",
+             "differences": "Reasons and the signed differences (ours − theirs) per pair are "
+                            "disclosed under the “differences” policy."}.get(
+        policy, "The policy is unknown: nothing per pair is shown.")
+    lead = (f"Every disputed pair, as {ours}'s side of it: the call's own values, the pair id "
+            f"both parties share, and its rate class and payer → payee. {shown}")
+    return _worklist(data.disputes, summary, rules, section_id="disputes",
+                     title="Disputes worklist", noun="disputed pairs", lead=lead,
+                     empty="No disputed pairs: every paired record agreed within the "
+                           "tolerances.")
+
+
+def _unmatched(data: ReportData, summary: Mapping[str, Any], rules: Rules) -> str:
+    ours = attr(data.parties.this.label)
+    lead = (f"Calls in {ours}'s file that the counterparty's file has no record of (within "
+            "the time tolerance). The counterparty's unmatched records are never disclosed: "
+            "only their count and total charge, in the figures above.")
+    return _worklist(data.unmatched, summary, rules, section_id="unmatched",
+                     title="Unmatched records", noun="unmatched records", lead=lead,
+                     empty="No unmatched records on this side.")
+
+
+def _invalid(data: ReportData, summary: Mapping[str, Any], rules: Rules) -> str:
+    reasons = data.invalid_reasons
+    rows = []
+    for r in reasons:
+        shown = ", ".join(count(n) for n in r.first_rows)
+        more = r.rows - len(r.first_rows)
+        rows.append([f"<code>{attr(r.reason)}</code>" if r.reason else _text(None),
+                     count(r.rows), shown + (f" … and {count(more)} more" if more > 0 else "")])
+    summary_table = (_table(["reason", "rows", "row numbers"], rows,
+                            numeric=[False, True, False], cls="numbers invalid-reasons")
+                     if rows else "")
+    lead = ("Input rows that failed validation, by reason (<code>code:column</code>, "
+            "docs/records.md), with their row numbers in the file; the rejected values are in "
+            "quarantine.parquet. Invalid rows take no part in the reconciliation.")
+    return _worklist(data.invalid, summary, rules, section_id="invalid",
+                     title="Invalid rows", noun="invalid rows", lead=lead,
+                     empty="No invalid rows.", before=summary_table)
 
 
 # ---------------------------------------------------------------------------
@@ -590,6 +913,31 @@ background:var(--card)}
 .checks.ok{color:var(--ok)}
 .checks.failed{background:#fdecea;border-color:#e9a39a;color:#8a1c10}
 footer{color:var(--muted);font-size:12px;margin-top:24px}
+nav.toc{margin-top:12px;display:flex;flex-wrap:wrap;gap:4px 14px;font-size:13px}
+nav.toc a{color:#0b5cad;text-decoration:none}nav.toc a:hover{text-decoration:underline}
+ul.signers{margin:0;padding:0 0 0 18px}
+code.keyid{background:var(--bg);padding:0 4px;border-radius:4px}
+.headline{font-size:17px;margin:4px 0}.headline-sub{margin:0 0 12px;color:var(--muted)}
+table.net th[scope=row]{font-weight:600;color:var(--ink);font-size:13px;white-space:nowrap}
+table.net th[scope=row] .muted{font-weight:400;font-size:12px}
+table.net td.num,table.net th.num{white-space:normal}
+table.net tr.net td,table.net tr.net th{border-top:2px solid var(--ink);background:#f6f8fb}
+p.small{font-size:12px;margin-top:8px}
+.capped{background:#fff3e6;border:1px solid #f0b47a;border-radius:8px;padding:8px 12px}
+.controls{display:flex;flex-wrap:wrap;gap:8px 14px;align-items:center;margin:8px 0}
+.controls label{font-size:13px;color:var(--muted)}
+.controls select{font:inherit;font-size:13px;max-width:260px}
+button{font:inherit;font-size:13px;cursor:pointer}
+.controls button,.pager button{border:1px solid var(--line);background:#f7f8fa;border-radius:6px;
+padding:3px 10px}
+button:disabled{cursor:default;opacity:.55}
+.matching{font-size:13px;color:var(--muted)}
+table.worklist th button{border:0;background:none;padding:0;color:inherit;font-weight:600;
+font-size:12px;text-align:inherit}
+table.worklist th[aria-sort=descending] button::after{content:" \\25BC"}
+table.worklist th[aria-sort=ascending] button::after{content:" \\25B2"}
+.pager{margin-top:8px;display:flex;gap:8px}
+table.invalid-reasons{margin-bottom:12px}
 @media (max-width:760px){.figures{grid-template-columns:repeat(2,1fr)}
 dl.meta{grid-template-columns:1fr}}
 @media print{body{background:#fff}main{max-width:none;padding:0}
@@ -604,9 +952,25 @@ def _version() -> str:
         return "unknown"
 
 
+def _script() -> str:
+    return resources.files("engine.report").joinpath("worklist.js").read_text(encoding="utf-8")
+
+
+def csp_hash(text: str) -> str:
+    """A CSP source expression admitting an inline element with exactly this text."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
+
+
+def content_security_policy(style: str, script: str) -> str:
+    """Nothing may be fetched; only this style sheet and this script run."""
+    return (f"default-src 'none'; style-src {csp_hash(style)}; script-src {csp_hash(script)}; "
+            "base-uri 'none'; form-action 'none'")
+
+
 def render_page(summary: Mapping[str, Any], data: ReportData, rules: Rules) -> str:
     """The HTML text of the report."""
-    party = str(summary.get("party") or "")
+    party = data.parties.this.label
     labelled_classes = [" · ".join(c.key) for c in data.rate_classes]
     operator_names = {op.id: op.name for op in rules.operators}
 
@@ -615,11 +979,14 @@ def render_page(summary: Mapping[str, Any], data: ReportData, rules: Rules) -> s
         return f"{payer} → {payee}"
 
     sections = [
+        _disputes(data, summary, rules),
+        _unmatched(data, summary, rules),
+        _invalid(data, summary, rules),
         _status_chart(data),
         _reason_chart(data, summary),
         _class_chart(
             "by-class", "Amounts by rate class",
-            f"{attr(party) or 'This party'}'s own charge of its considered records per rate "
+            f"{attr(party)}'s own charge of its considered records per rate "
             "class (service · call type · time band, from the rules), split by what happened "
             "to them. Each column has its own scale; the amount is written beside each bar.",
             data.rate_classes, labelled_classes, "no considered records"),
@@ -633,26 +1000,28 @@ def render_page(summary: Mapping[str, Any], data: ReportData, rules: Rules) -> s
             "no considered records"),
         _day_chart(data, rules),
         _stage_chart(summary),
-        _disputed_table(data, summary, rules),
     ]
     title = (f"settlechain report — {summary.get('job_id', '')} — "
              f"{party} — {summary.get('period', '')}")
+    script = _script()
     return "".join([
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-        "style-src 'unsafe-inline'\">",
+        f"<meta http-equiv=\"Content-Security-Policy\" "
+        f"content=\"{content_security_policy(_CSS, script)}\">",
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{attr(title)}</title><style>{_CSS}</style></head><body><main>",
-        _header(summary, rules),
+        _header(summary, data, rules),
         _decision(summary),
+        _net_position(summary, data),
         _key_figures(summary, data),
         _checks(data),
         *sections,
         f"<footer>Generated by settlechain {attr(_version())}. Money in yuan (CNY) = minor "
-        "units (fen) ÷ 100. This file is self-contained: it loads nothing from any network."
-        "</footer>",
-        "</main></body></html>\n",
+        "units (fen) ÷ 100; every list's CSV holds fen. This file is self-contained: it "
+        "loads nothing from any network.</footer>",
+        f"</main><script>{script}</script></body></html>\n",
     ])
 
 
-__all__: list[str] = ["render_page", "yuan", "count", "percent"]
+__all__: list[str] = ["content_security_policy", "count", "owes", "percent", "render_page",
+                      "yuan"]

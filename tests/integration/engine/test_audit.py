@@ -26,13 +26,13 @@ def test_auditor_checks_statement_against_the_ledger(tmp_path):
     job, codes = run_job(tmp_path / "job", generated.data, generated.rules)
     assert codes == {"A": 0, "B": 0, "H": 0}, describe(job)
     config = str(job.config)
-    summary = json.loads((job.parties["B"].out / "summary.json").read_text())
+    anchor = json.loads((job.parties["B"].out / "anchor.json").read_text())
     statement = job.parties["B"].out / "statement.json"
 
     verified = cli("ledger", "verify", "--config", config)
     assert verified.returncode == 0, verified.stderr
     bundle = tmp_path / "statement.proof"
-    proved = cli("ledger", "prove", "--config", config, "--index", str(summary["anchor"]["index"]),
+    proved = cli("ledger", "prove", "--config", config, "--index", str(anchor["index"]),
                  "--out", str(bundle))
     assert proved.returncode == 0, proved.stderr
     checked = cli("ledger", "check", "--proof", str(bundle), "--config", config,
@@ -46,5 +46,12 @@ def test_auditor_checks_statement_against_the_ledger(tmp_path):
     forged_path.write_text(json.dumps(forged))
     refused = cli("ledger", "check", "--proof", str(bundle), "--config", config,
                   "--entry", str(forged_path))
-    assert refused.returncode != 0
+    assert refused.returncode == 3  # a statement that does not match the ledger
     assert "differs from entry" in refused.stderr
+    # the ledger itself holds no amount: a non-party member reading it learns none
+    shown = cli("ledger", "show", "--config", config, "--index", str(anchor["index"]))
+    assert shown.returncode == 0, shown.stderr
+    entry = json.loads(shown.stdout)
+    assert set(entry) == {"kind", "job_id", "period", "rules_sm3", "operators", "commitment",
+                          "signatures"}
+    assert str(json.loads(statement.read_text())["totals"]["agreed_charge"]) not in shown.stdout

@@ -114,30 +114,49 @@ def test_certificate_from_another_ca_is_refused(tmp_path, data):
 @pytest.mark.slow
 def test_a_settled_job_is_not_run_again(tmp_path, data):
     """A second run of a job id whose statement is on the ledger is refused before any
-    record-level message; the ledger and the first run's outputs are left as they were."""
+    record is read: in the settled job's own folders nothing is written at all (each party
+    finds anchor.json there), and from fresh folders the agreement refuses it on every
+    party.  The ledger and the first run's outputs stay as they were."""
     import hashlib
     import json
 
-    from ledger_anchor.client import open_ledger
+    from ledger_anchor.opening import open_ledger
 
     job = prepare(tmp_path, data)
     assert run(job) == {"A": 0, "B": 0, "H": 0}, describe(job)
-    anchor = json.loads((job.parties["A"].out / "summary.json").read_text())["anchor"]["index"]
+    anchor = json.loads((job.parties["A"].out / "anchor.json").read_text())["index"]
     with open_ledger(job.config, readonly=True) as ledger:
         size = ledger.size()
         assert ledger.entry(anchor)["kind"] == "settlement_statement"
-    records = {role: hashlib.sha256((job.parties[role].out / "records.parquet").read_bytes()).digest()
-               for role in "AB"}
 
+    def snapshot():
+        return {role: {p.relative_to(party.out): hashlib.sha256(p.read_bytes()).digest()
+                       for p in party.out.rglob("*") if p.is_file() and p.name != "console.log"}
+                for role, party in job.parties.items()}
+
+    before = snapshot()
+    codes = run(job)
+    assert codes == {"A": 3, "B": 3, "H": 3}, describe(job)
+    for role, party in job.parties.items():
+        console = party.console_text()
+        assert f"job 'job-1' is already settled in {party.out}" in console, f"{role}:\n{console}"
+        assert f"ledger entry {anchor}" in console and "nothing was written there" in console
+        assert "Traceback" not in console
+    assert snapshot() == before
+
+    # the same job from fresh folders: refused at the agree step, before any record
+    for role, party in job.parties.items():
+        fresh = tmp_path / "fresh" / role
+        party.command[party.command.index("--out") + 1] = str(fresh)
+        party.out = fresh
     codes = run(job)
     assert codes == {"A": 3, "B": 3, "H": 3}, describe(job)
     for role, party in job.parties.items():
         console = party.console_text()
         assert f"job 'job-1' is already settled: its settlement statement is ledger entry {anchor}" \
             in console, f"{role}:\n{console}"
-        assert "Traceback" not in console
+        assert not (party.out / "quarantine.parquet").exists()  # no input was read
     with open_ledger(job.config, readonly=True) as ledger:
         assert ledger.size() == size
-    for role in "AB":
-        assert hashlib.sha256((job.parties[role].out / "records.parquet").read_bytes()).digest() \
-            == records[role]
+    for party in job.parties.values():  # the fresh folders hold only the log and status
+        assert {p.name for p in party.out.iterdir()} <= {"party.log", "status", "console.log"}

@@ -106,7 +106,7 @@ BAD_CASES = {
                         "SM2 signature: expected 1 <= r, s <= n-1, found a value outside that range"),
     "unknown signer after a bad one": ({9: "other", 15: "unknown"}, "entries[9]: signature of 'A'"),
     # only the 2 signatures before it are verified: fewer than 4, so no worker
-    "unknown signer first": ({2: "unknown", 15: "other"}, "entries[2]: signature by unknown signer 'Z'"),
+    "unknown signer first": ({2: "unknown", 15: "other"}, "entries[2]: unknown signer 'Z'"),
 }
 
 

@@ -130,14 +130,46 @@ class Browser:
             if event.get("method") == method and event.get("sessionId") == session:
                 return event
 
+    def wait_browser_event(self, method: str, predicate: Any = None) -> dict[str, Any]:
+        """The next browser-level event ``method`` (no session) for which
+        ``predicate(params)`` holds; events already received count."""
+        deadline = time.monotonic() + self.timeout_s
+        seen = 0
+        while True:
+            for event in self.events[seen:]:
+                if event.get("method") == method and "sessionId" not in event and (
+                        predicate is None or predicate(event["params"])):
+                    self.events.remove(event)
+                    return event
+            seen = len(self.events)
+            self.events.append(self._read_message(deadline))
+
+    def allow_downloads(self, folder: Path) -> None:
+        """Save downloads into ``folder`` under their suggested names, with events."""
+        self.send("Browser.setDownloadBehavior", {
+            "behavior": "allow", "downloadPath": str(folder.resolve()), "eventsEnabled": True})
+
+    def wait_download(self, folder: Path) -> Path:
+        """Wait for the next download to complete; its file in ``folder``."""
+        begun = self.wait_browser_event("Browser.downloadWillBegin")["params"]
+        guid = begun["guid"]
+        done = self.wait_browser_event(
+            "Browser.downloadProgress",
+            lambda p: p["guid"] == guid and p["state"] in ("completed", "canceled"))
+        if done["params"]["state"] != "completed":
+            raise BrowserError(f"download {begun['suggestedFilename']!r} was canceled")
+        return folder / begun["suggestedFilename"]
+
     # -- pages ---------------------------------------------------------------
 
-    def open(self, path: Path, *, width: int = 1200) -> Page:
+    def open(self, path: Path, *, width: int = 1200, scripts: bool = True) -> Page:
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget",
                             {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Network", "Runtime", "Log"):
             self.send(f"{domain}.enable", session=session)
+        if not scripts:
+            self.send("Emulation.setScriptExecutionDisabled", {"value": True}, session=session)
         self.send("Emulation.setDeviceMetricsOverride",
                   {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False},
                   session=session)
@@ -197,6 +229,32 @@ class Page:
         if "exceptionDetails" in result:
             raise BrowserError(f"script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
+
+    def click(self, selector: str) -> None:
+        """A real mouse click (press and release) at the centre of the element: it must
+        be visible and on top there, as for a person."""
+        box = json.loads(self.evaluate(
+            "(() => { const e = document.querySelector(" + json.dumps(selector) + ");"
+            " if (!e) return 'null'; e.scrollIntoView({block: 'center'});"
+            " const r = e.getBoundingClientRect();"
+            " return JSON.stringify([r.x + r.width / 2, r.y + r.height / 2]); })()"))
+        if box is None:
+            raise BrowserError(f"no element matches {selector!r}")
+        x, y = box
+        for kind in ("mousePressed", "mouseReleased"):
+            self.browser.send("Input.dispatchMouseEvent", {
+                "type": kind, "x": x, "y": y, "button": "left", "clickCount": 1},
+                session=self.session)
+
+    def choose(self, selector: str, value: str) -> None:
+        """Pick an option of a <select>, as a person would (value, then 'change')."""
+        found = self.evaluate(
+            "(() => { const s = document.querySelector(" + json.dumps(selector) + ");"
+            " if (!s || ![...s.options].some(o => o.value === " + json.dumps(value) + "))"
+            " return false; s.value = " + json.dumps(value) + ";"
+            " s.dispatchEvent(new Event('change', {bubbles: true})); return true; })()")
+        if not found:
+            raise BrowserError(f"{selector!r} has no option {value!r}")
 
     def _events(self, method: str) -> list[dict[str, Any]]:
         return [e for e in self.browser.events[self._first_event:]

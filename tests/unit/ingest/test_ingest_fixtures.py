@@ -149,7 +149,7 @@ FILE_FIXTURES: dict[str, str] = {
     "file_utf16.csv": "not a CSV or Parquet file: the content looks like UTF-16 text (expected UTF-8)",
     "file_binary.dat": "not a CSV or Parquet file: binary content (a NUL byte at offset 9)",
     "file_header_not_utf8.csv": "the CSV header row is not valid UTF-8 (byte 0xe9 at offset 96)",
-    "file_broken_quote.csv": "malformed CSV at line 4: unexpected end of data; "
+    "file_broken_quote.csv": "malformed CSV at line 3: a quoted field opens there and never closes; "
                              "the rows cannot be told apart from there on",
     "file_not_parquet.parquet": "not a Parquet file: it does not start with the PAR1 magic bytes",
     "file_truncated.parquet": "unreadable Parquet file: parquet: File out of specification: "

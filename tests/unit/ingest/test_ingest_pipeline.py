@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import InputError
@@ -41,7 +41,7 @@ def test_frames_units_chains_and_exclusions(tmp_path: Path) -> None:
         (5, "b2", "duplicate", "duplicate_of:4", None),
     ]
     records = result.records
-    assert dict(records.schema) == S.RECORDS_SCHEMA
+    assert dict(records.schema) == {**S.RECORDS_SCHEMA, **S.RATE_CLASS_SCHEMA}
     assert dict(result.rows.schema) == S.ROWS_SCHEMA
     # the chain: start of part 1, durations and charges summed, rated once on 70 s
     # (voice, domestic, day band: 6 fen per 60 s, 60/60 billing -> 120 s -> 12)
@@ -52,7 +52,8 @@ def test_frames_units_chains_and_exclusions(tmp_path: Path) -> None:
         (2, "b", 4, 1_790_820_000, 0, 1, 1, 1, False),
     ]
     assert result.counts == {"rows": 5, "ok": 3, "invalid": 0, "duplicate": 1, "excluded": 1,
-                             "records": 3, "considered": 2, "chains": 1, "merged_rows": 2}
+                             "records": 3, "considered": 2, "chains": 1, "merged_rows": 2,
+                             "out_of_period": 0}
 
 
 def test_units_are_in_order_of_the_first_row(tmp_path: Path) -> None:
@@ -136,12 +137,12 @@ def test_progress_reports_every_stage_in_order(tmp_path: Path) -> None:
 
 def test_a_lost_row_is_caught_by_the_invariant(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    original = pipeline_module._LocalProcessing._rows_frame
+    original = pipeline_module._rows_frame
 
-    def lose_one(self: pipeline_module._LocalProcessing) -> pl.DataFrame:
-        return original(self).head(-1)
+    def lose_one(*args) -> pl.DataFrame:
+        return original(*args).head(-1)
 
-    monkeypatch.setattr(pipeline_module._LocalProcessing, "_rows_frame", lose_one)
+    monkeypatch.setattr(pipeline_module, "_rows_frame", lose_one)
     with pytest.raises(RowAccountingError, match=r"2 rows read but 1 in the rows frame"):
         ingest(write_csv(tmp_path / "a.csv", [good_row(), good_row(record_id="r2")]),
                simple_rules())
@@ -149,12 +150,12 @@ def test_a_lost_row_is_caught_by_the_invariant(tmp_path: Path,
 
 def test_a_row_with_two_statuses_is_caught(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    original = pipeline_module._LocalProcessing._rows_frame
+    original = pipeline_module._rows_frame
 
-    def unit_on_invalid(self: pipeline_module._LocalProcessing) -> pl.DataFrame:
-        return original(self).with_columns(pl.lit(0, pl.Int64).alias("unit"))
+    def unit_on_invalid(*args) -> pl.DataFrame:
+        return original(*args).with_columns(pl.lit(0, pl.Int64).alias("unit"))
 
-    monkeypatch.setattr(pipeline_module._LocalProcessing, "_rows_frame", unit_on_invalid)
+    monkeypatch.setattr(pipeline_module, "_rows_frame", unit_on_invalid)
     with pytest.raises(RowAccountingError, match=r"1 rows whose unit does not match"):
         ingest(write_csv(tmp_path / "a.csv", [good_row(), good_row(record_id="r2", calling="1")]),
                simple_rules())
@@ -208,8 +209,25 @@ def count_csv_records(data: bytes) -> int:
     return records + (1 if pending else 0) - 1
 
 
+def _good_line(index: int) -> bytes:
+    row = good_row(record_id=f"g{index}", charge=str(index))
+    return ",".join(row[c] or "" for c in COLUMNS).encode()
+
+
+#: Found by this property (issue 10): a quoted field followed by text and a stray quote,
+#: which polars read as one row spanning the next line (10 of 11 records accounted for).
+STRAY_QUOTE_BODIES = (
+    _good_line(0) + b'\n"a"b"c,d\n' + _good_line(1) + b"\n" + _good_line(2) + b"\n",
+    _good_line(0) + b'\nx,"y"z"\n' + _good_line(1) + b"\n",
+    b'a,"b""c"d"e\n' + _good_line(1) + b"\n" + _good_line(2),
+)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=csv_bodies())
+@example(body=STRAY_QUOTE_BODIES[0])
+@example(body=STRAY_QUOTE_BODIES[1])
+@example(body=STRAY_QUOTE_BODIES[2])
 def test_rows_in_equal_rows_accounted_for(body: bytes) -> None:
     data = ",".join(COLUMNS).encode() + b"\n" + body
     expected = count_csv_records(data)

@@ -66,9 +66,8 @@ def test_long_rows_and_bad_bytes_together(tmp_path: Path, surplus: int,
         + good.replace("r1", "r4").replace("61", "62").encode() + b"," * surplus + b"\n")
     with caplog.at_level(logging.INFO, logger="engine.ingest"):
         result = ingest(path, simple_rules())
-    used_csv_module = any("re-reading with the csv module" in r.getMessage()
-                          for r in caplog.records)
-    assert used_csv_module == (surplus > 16)
+    used_splitter = any("with the csv splitter" in r.getMessage() for r in caplog.records)
+    assert used_splitter == (surplus > 16)
     assert result.rows.select("status", "reason").rows() == [
         ("ok", None), ("invalid", "wrong_field_count"),
         ("invalid", "undecodable_bytes:trunk_group"), ("ok", None)]
@@ -206,3 +205,52 @@ def test_parquet_without_rows_or_columns(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
         ingest(narrow, simple_rules())
     assert str(caught.value).startswith(f"{narrow}: required columns missing: called, charge\n")
+
+
+# ---------------------------------------------------------------------------
+# reading in pieces
+
+
+def _csv_bytes(lines: list[bytes]) -> bytes:
+    return ",".join(COLUMNS).encode() + b"\n" + b"\n".join(lines)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 1000])
+def test_pieces_concatenate_to_the_whole_file(tmp_path: Path, chunk_rows: int) -> None:
+    from engine.ingest.reading import open_input, read_chunks, read_input
+
+    good = [",".join(good_row(record_id=f"r{i}")[c] or "" for c in COLUMNS).encode()
+            for i in range(5)]
+    lines = [good[0], b'"q, with\nnewline",x', good[1], b"", b'"a"b"c,d', good[2],
+             good[3].replace(b"TG1", b"TG\xff"), good[4] + b",,,extra"]
+    path = tmp_path / "a.csv"
+    path.write_bytes(_csv_bytes(lines) + b"\r\n")
+    whole = read_input(path)
+    pieces = list(read_chunks(open_input(path), chunk_rows))
+    assert [p.first_row for p in pieces] == list(range(1, whole.n_rows + 1, chunk_rows))
+    assert pl.concat([p.frame for p in pieces]).equals(whole.frame)
+    assert whole.n_rows == 8
+    marks = pl.concat([p.undecodable if p.undecodable is not None
+                       else pl.Series([None] * p.n_rows, dtype=pl.String) for p in pieces])
+    assert marks.to_list() == [None] * 6 + ["trunk_group", None]
+    counts = pl.concat([p.field_count if p.field_count is not None
+                        else pl.Series([None] * p.n_rows, dtype=pl.Int64) for p in pieces])
+    assert counts.to_list()[-1] == 13
+
+
+def test_parquet_pieces(tmp_path: Path) -> None:
+    from engine.ingest.reading import open_input, read_chunks
+
+    path = write_parquet(tmp_path, parquet_frame(7))
+    source = open_input(path)
+    assert source.estimated_rows == 7
+    pieces = list(read_chunks(source, 3))
+    assert [(p.first_row, p.n_rows) for p in pieces] == [(1, 3), (4, 3), (7, 1)]
+
+
+def test_unterminated_quote_names_the_line_where_it_opens(tmp_path: Path) -> None:
+    good = ",".join(good_row()[c] or "" for c in COLUMNS).encode()
+    path = tmp_path / "a.csv"
+    path.write_bytes(_csv_bytes([good, good.replace(b"r1", b"r2"), b'r3,"voice'] + [good] * 3))
+    with pytest.raises(InputError, match="malformed CSV at line 4: a quoted field opens there"):
+        ingest(path, simple_rules())

@@ -148,4 +148,4 @@ def test_ingest_equals_reference(table: list[dict[str, str | None]], default_off
     assert result.quarantine.get_column("reason").to_list() == \
         invalid.get_column("reason").to_list()
     assert dict(result.rows.schema) == S.ROWS_SCHEMA
-    assert dict(result.records.schema) == S.RECORDS_SCHEMA
+    assert dict(result.records.schema) == {**S.RECORDS_SCHEMA, **S.RATE_CLASS_SCHEMA}

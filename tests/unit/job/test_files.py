@@ -42,20 +42,36 @@ def test_job_round_trip_and_errors(tmp_path):
 
 
 def test_consortium_errors_name_the_key(tmp_path):
+    """One reader (ledger_anchor.config): keys are checked to be curve points, ids and
+    endpoints by one definition; the engine adds what a party needs."""
+    from ledger_anchor import sm2
+
+    key = sm2.generate_keypair()[1].hex()
+    log_key = sm2.generate_keypair()[1].hex()
     path = tmp_path / "c.toml"
-    member = ('[[members]]\nid = "A"\nsm2_public_key = "{key}"\ntls_cert = "a.crt"\n'
+    member = ('[[members]]\nid = "{id}"\nsm2_public_key = "{key}"\ntls_cert = "a.crt"\n'
               'grpc_endpoint = "{endpoint}"\nmpc_endpoint = "127.0.0.1:2"\n')
-    head = '[consortium]\nname = "x"\nca_cert = "ca.crt"\n'
-    path.write_text(head + member.format(key=HEX, endpoint="127.0.0.1:1"))
-    assert load_consortium(path).member("A").grpc_endpoint == "127.0.0.1:1"
-    for key, endpoint, message, column in [
-        ("abc", "127.0.0.1:1", "malformed SM2 public key", "members[0].sm2_public_key"),
-        (HEX, "nowhere", "malformed endpoint", "members[0].grpc_endpoint"),
+    head = ('[consortium]\nname = "x"\nca_cert = "ca.crt"\n'
+            f'[ledger]\norigin = "test/x"\nlog_public_key = "{log_key}"\n')
+    path.write_text(head + member.format(id="A", key=key, endpoint="127.0.0.1:1"))
+    loaded = load_consortium(path)
+    assert loaded.member("A").grpc_endpoint == "127.0.0.1:1"
+    assert loaded.member("A").sm2_key == tmp_path / "members" / "A" / "sm2.key"
+    assert loaded.config.member("A").sm2_public_key == bytes.fromhex(key)
+    for member_id, member_key, endpoint, message, column in [
+        ("A", "abc", "127.0.0.1:1", "SM2 public key", "members[0].sm2_public_key"),
+        ("A", HEX, "127.0.0.1:1", "point off the curve", "members[0].sm2_public_key"),
+        ("A", key, "nowhere", "expected host:port", "members[0].grpc_endpoint"),
+        ("A B", key, "127.0.0.1:1", "expected letters, digits", "members[0].id"),
     ]:
-        path.write_text(head + member.format(key=key, endpoint=endpoint))
+        path.write_text(head + member.format(id=member_id, key=member_key, endpoint=endpoint))
         with pytest.raises(InputError, match=message) as caught:
             load_consortium(path)
-        assert caught.value.column == column
-    path.write_text(head + 2 * member.format(key=HEX, endpoint="127.0.0.1:1"))
-    with pytest.raises(InputError, match="duplicate member id"):
+        assert caught.value.column == column and str(path) in caught.value.diagnostics()
+    path.write_text(head + 2 * member.format(id="A", key=key, endpoint="127.0.0.1:1"))
+    with pytest.raises(InputError, match="appears twice"):
         load_consortium(path)
+    path.write_text(head.replace('ca_cert = "ca.crt"\n', "") + member.format(id="A", key=key, endpoint="127.0.0.1:1"))
+    with pytest.raises(InputError, match="missing required key") as caught:
+        load_consortium(path)
+    assert caught.value.column == "consortium.ca_cert"

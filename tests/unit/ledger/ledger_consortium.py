@@ -62,14 +62,16 @@ def _certificate(subject: str, key, issuer_name, issuer_key, *, ca: bool) -> x50
 
 def make_consortium(root: Path, member_ids: tuple[str, ...] = ("A", "B", "C"), *, finality_threshold: int | None = None,
                     proposal_policy: str | int = "all", endpoint: str = "", origin: str = "settlechain.test/ledger",
-                    ca_name: str = "Test Consortium CA") -> Consortium:
+                    ca_name: str = "Test Consortium CA", joining: tuple[str, ...] = ()) -> Consortium:
+    """``joining``: ids that get keys and a CA-issued TLS certificate under ``members/<id>/``
+    but are not in the file (operators that join later by a membership manifest)."""
     root.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _certificate(ca_name, ca_key, None, ca_key, ca=True)
     (root / "ca").mkdir(exist_ok=True)
     (root / "ca" / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     members, member_keys = [], {}
-    for member_id in member_ids + ("ledger",):
+    for member_id in member_ids + joining + ("ledger",):
         tls_key = ec.generate_private_key(ec.SECP256R1())
         cert = _certificate(f"member-{member_id}", tls_key, ca_cert.subject, ca_key, ca=False)
         folder = root / ("ledger" if member_id == "ledger" else f"members/{member_id}")
@@ -81,6 +83,8 @@ def make_consortium(root: Path, member_ids: tuple[str, ...] = ("A", "B", "C"), *
         private, public = sm2.generate_keypair()
         sm2.save_private_key(folder / "sm2.key", private)
         member_keys[member_id] = private
+        if member_id in joining:
+            continue
         members.append({"id": member_id, "name": f"Operator {member_id}", "sm2_public_key": public.hex(),
                         "tls_cert": f"members/{member_id}/tls.crt", "grpc_endpoint": "127.0.0.1:0"})
     log_private, log_public = sm2.generate_keypair()
@@ -95,3 +99,13 @@ def make_consortium(root: Path, member_ids: tuple[str, ...] = ("A", "B", "C"), *
     config_path = root / "consortium.toml"
     config_path.write_text(tomli_w.dumps(document), encoding="utf-8")
     return Consortium(root, config_path, load_config(config_path), log_private, member_keys)
+
+
+def manifest_entry(manifest, keys: dict[str, bytes]) -> tuple[dict, dict[str, bytes]]:
+    """A membership manifest as an entry, signed by ``keys`` ({label: private key}; a
+    rotated member's new key signs as ``<id>/next``)."""
+    from ledger_anchor.entries import canonical_entry_bytes
+
+    body = manifest.body()
+    message = canonical_entry_bytes(body)
+    return body, {label: sm2.sign(key, message) for label, key in keys.items()}

@@ -29,8 +29,10 @@ def test_operator_workflow(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     assert "size 3, final size 3" in capsys.readouterr().out
     assert main(["ledger", "show", "--config", config, "--index", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["invoice"] == "inv-1"
-    assert main(["ledger", "show", "--config", config, "--governance"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"proposals": [], "adopted_rules": []}
+    assert main(["ledger", "show", "--config", config, "--members"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["epoch"] == 0 and shown["index"] is None and shown["witness_policy"] == {"k": 2}
+    assert [m["id"] for m in shown["members"]] == ["A", "B", "C"]
     bundle = tmp_path / "entry1.tlog-proof"
     assert main(["ledger", "prove", "--config", config, "--index", "1", "--out", str(bundle)]) == 0
     capsys.readouterr()
@@ -53,7 +55,15 @@ def test_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["ledger", "append", "--config", config, "--entry", str(entry_file), "--sign", "A"]) == 2
     assert "expected a kind" in capsys.readouterr().err
     assert main(["ledger", "append", "--config", config, "--entry", str(entry_file), "--sign", "Q"]) == 2
-    assert "found 'Q'" in capsys.readouterr().err
+    assert "no key file for member 'Q'" in capsys.readouterr().err
+    q_key = tmp_path / "q.key"
+    assert main(["ledger", "keygen", "--out", str(q_key)]) == 0
+    capsys.readouterr()
+    assert main(["ledger", "append", "--config", config, "--entry", str(entry_file), "--sign", f"Q={q_key}"]) == 2
+    assert "expected a kind" in capsys.readouterr().err
+    entry_file.write_text(json.dumps({"kind": "payment"}))
+    assert main(["ledger", "append", "--config", config, "--entry", str(entry_file), "--sign", f"Q={q_key}"]) == 2
+    assert "unknown signer 'Q': not a member in epoch 0" in capsys.readouterr().err
 
 
 def test_keygen_writes_a_0600_key(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

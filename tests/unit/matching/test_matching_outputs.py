@@ -10,41 +10,35 @@ import rfc8785
 from matching_oracle import make_rules
 from matching_fixed import fixed_sides
 
-from engine.outputs import (
-    RECORDS_OUTPUT_SCHEMA,
-    OutputError,
-    check_records_frame,
-    statement_signing_bytes,
-    write_party_outputs,
-)
+from engine.names import RECORDS_OUTPUT_SCHEMA
+from engine.outputs import statement_signing_bytes
 from engine.reference import reconcile_plain
 
-SUMMARY_KEYS = ["job_id", "party", "counterparty", "period", "rules_sm3", "disclosure",
-                "counts", "pairs", "reasons", "totals", "review", "anchor", "stages"]
+SUMMARY_KEYS = ["job_id", "party", "member", "counterparty", "counterparty_member", "period",
+                "period_window", "rules_sm3", "disclosure", "counts", "excluded_by_reason", "invalid_by_reason",
+                "pairs", "reasons", "totals", "held", "review", "statement_sm3", "outputs",
+                "partition", "stages"]
 COUNT_KEYS = ["records", "invalid", "excluded", "duplicate", "matched_exact",
               "matched_tolerance", "disputed", "unmatched_local", "unmatched_remote"]
 TOTAL_KEYS = ["local_charge", "remote_charge", "agreed_charge", "agreed_local_charge",
               "agreed_remote_charge", "disputed_local_charge", "disputed_remote_charge",
               "unmatched_local_charge", "unmatched_remote_charge"]
-STAGE_KEYS = ["ingest", "psi_exact", "psi_key", "mpc", "report", "anchor", "total",
+STAGE_KEYS = ["ingest", "agree", "commit", "psi_exact", "psi_key", "mpc", "report", "total",
               "peak_memory_mib"]
 REASON_KEYS = ["start_time", "duration", "charge_rate_mismatch", "charge_rounding",
-               "charge_unexplained"]
-STATEMENT_KEYS = ["job_id", "period", "rules_sm3", "disclosure", "operators", "commitments",
-                  "records", "pairs", "totals", "settlement", "settlement_reasons",
-                  "signatures"]
+               "charge_unexplained", "other"]
+STATEMENT_KEYS = ["kind", "job_id", "period", "rules_sm3", "disclosure", "operators",
+                  "commitments", "outputs", "records", "pairs", "totals", "held", "classes",
+                  "settlement", "settlement_reasons", "signatures"]
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     a, b = fixed_sides()
     rules = make_rules(5, 12, 2, 2, policy="differences")
-    result = reconcile_plain(a.build(), b.build(), rules, job_id="job-1", period="2026-10",
-                             operators=("CMCC", "CUCC"))
     out = tmp_path_factory.mktemp("out")
-    for party in ("A", "B"):
-        report = result.party(party)
-        write_party_outputs(out / party, report.records, report.summary, report.statement)
+    result = reconcile_plain(a.build(), b.build(), rules, job_id="job-1", period="2026-10",
+                             operators=("CMCC", "CUCC"), out=out)
     return out, result
 
 
@@ -76,19 +70,22 @@ def test_summary_json(written) -> None:
         summary = json.loads((out / party / "summary.json").read_text("utf-8"))
         assert list(summary) == SUMMARY_KEYS
         assert summary["party"] == party and summary["counterparty"] == other
+        assert (summary["member"], summary["counterparty_member"]) == (
+            ("CMCC", "CUCC") if party == "A" else ("CUCC", "CMCC"))
         assert summary["job_id"] == "job-1" and summary["period"] == "2026-10"
         assert list(summary["counts"]) == COUNT_KEYS
         assert list(summary["totals"]) == TOTAL_KEYS
         assert list(summary["pairs"]) == ["matched_exact", "matched_tolerance", "disputed"]
         assert list(summary["reasons"]) == REASON_KEYS
-        assert all(list(v) == ["pairs", "local_charge", "remote_charge"]
-                   for v in summary["reasons"].values())
+        assert all(list(v) == ["pairs", "class_pairs", "local_charge", "remote_charge",
+                               "in_other"] for v in summary["reasons"].values())
         assert list(summary["stages"]) == STAGE_KEYS
         for stage in STAGE_KEYS[:-1]:
-            assert list(summary["stages"][stage]) == ["seconds", "items"]
+            assert list(summary["stages"][stage])[:2] == ["seconds", "items"]
             assert isinstance(summary["stages"][stage]["items"], int)
         assert summary["stages"]["mpc"]["items"] == 3  # candidate pairs of S3
-        assert summary["anchor"] is None
+        assert summary["outputs"]["records"] == json.loads(
+            (out / party / "statement.json").read_text())["outputs"][party]
         assert summary["review"]["settlement"] == "manual_review"
         for v in [*summary["counts"].values(), *summary["totals"].values()]:
             assert isinstance(v, int) and not isinstance(v, bool)
@@ -105,7 +102,9 @@ def test_statement_is_party_neutral_and_canonical(written) -> None:
     assert set(statement) == set(STATEMENT_KEYS)
     assert statement["signatures"] == []
     assert statement["operators"] == {"A": "CMCC", "B": "CUCC"}
-    assert statement["commitments"] == {"A": None, "B": None}
+    assert set(statement["commitments"]) == {"A", "B"}
+    assert all(len(v) == 64 for v in statement["commitments"].values())
+    assert all(len(v) == 64 for v in statement["outputs"].values())
     assert statement["records"] == {"a_rows": 10, "b_rows": 6, "a_considered": 6,
                                     "b_considered": 6, "a_unmatched": 1, "b_unmatched": 1}
     t = statement["totals"]
@@ -128,31 +127,19 @@ def test_statement_is_party_neutral_and_canonical(written) -> None:
     assert statement_signing_bytes(signed) == signing
 
 
-def test_wrong_records_frame_is_refused(written, tmp_path) -> None:
-    _, result = written
-    frame = result.a.records
-    with pytest.raises(OutputError, match="records.parquet"):
-        check_records_frame(frame.with_columns(pl.col("diff_charge").cast(pl.Int32)))
-    with pytest.raises(OutputError, match="records.parquet"):
-        check_records_frame(frame.drop("stage"))
-    with pytest.raises(OutputError):
-        write_party_outputs(tmp_path / "x", frame.drop("stage"), result.a.summary,
-                            result.a.statement)
-    assert not (tmp_path / "x").exists()
+def test_records_digest_is_sm3_of_the_rows_as_csv(written) -> None:
+    from engine.side import RECORDS_DIGEST_FORMAT
+    from ledger_anchor.sm3 import sm3
+
+    out, result = written
+    for party in ("A", "B"):
+        frame = pl.read_parquet(out / party / "records.parquet")
+        want = sm3((RECORDS_DIGEST_FORMAT + "\n").encode() + frame.write_csv().encode()).hex()
+        assert result.party(party).summary["outputs"]["records"] == want
 
 
-def test_default_period() -> None:
-    import polars as pl
-
-    from engine.reference import default_period
-
-    rules = make_rules(5, 12, 2, 2)  # local time +08:00
+def test_period_label_from_the_records(tmp_path) -> None:
     a, b = fixed_sides()
-    frames = [a.build().records, b.build().records]
-    assert default_period(frames, rules) == "1970-01"
-    # 2026-09-30T16:00:00Z is 2026-10-01 00:00 at +08:00
-    october = frames[0].with_columns(pl.lit(1_790_784_000, pl.Int64).alias("start"))
-    assert default_period([october], rules) == "2026-10"
-    spanning = pl.concat([frames[0], october])
-    assert default_period([spanning], rules) == "1970-01/2026-10"
-    assert default_period([frames[0].clear()], rules) == "none"
+    rules = make_rules(5, 12, 2, 2)
+    result = reconcile_plain(a.build(), b.build(), rules, job_id="job-2")
+    assert result.a.summary["period"] == "1970-01"

@@ -2,7 +2,10 @@
 
 ``build_job`` returns what the job runner hands to ``render_report``: a summary
 dict, the records.parquet frame (``statuses``), the canonical ``records`` and
-``rows`` frames of ingest, and the rules (docs/example_rules.toml).  The frames
+``rows`` frames of ingest, the rules (docs/example_rules.toml), the signed
+statement document (operators CMCC and CUCC) and the quarantine frame.  The
+summary's ledger checkpoint is a well-formed signed note whose key ids the Job
+records (``key_ids``), so that a test can check what the page reads from it.  The frames
 follow docs/records.md: invalid and duplicate rows without a unit, excluded
 zero-duration voice records, partial calls merged into one canonical record whose
 rows share its status, pair ids shared by a pair's rows, reasons and differences per
@@ -13,8 +16,10 @@ edit it).  Vectorised, so that 10^6 rows build in a few seconds for timing runs.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,10 @@ OCT_2026_LOCAL = int(dt.datetime(2026, 10, 1, tzinfo=dt.timezone(dt.timedelta(ho
                      .timestamp())
 
 
+CHECKPOINT_ORIGIN = "settlechain.example/demo"
+OPERATORS = {"A": "CMCC", "B": "CUCC"}
+
+
 @dataclass(frozen=True)
 class Job:
     summary: dict[str, Any]
@@ -40,9 +49,16 @@ class Job:
     records: pl.DataFrame
     rows: pl.DataFrame
     rules: Rules
+    statement: dict[str, Any] = field(default_factory=dict)
+    quarantine: pl.DataFrame | None = None
+    key_ids: dict[str, str] = field(default_factory=dict)
+    """key name in the checkpoint -> the 8 hex digits of its key id."""
 
     def render_args(self) -> tuple[Any, ...]:
         return (self.summary, self.statuses, self.records, self.rows, self.rules)
+
+    def render_kwargs(self) -> dict[str, Any]:
+        return {"statement": self.statement, "quarantine": self.quarantine}
 
 
 def example_rules(policy: str = "flags") -> Rules:
@@ -222,7 +238,41 @@ def build_job(n_rows: int = 2000, *, seed: int = 1, policy: str = "flags",
 
     summary = _summary(rules, policy, period, seed, row_status, unit_status, charge,
                        remote_charge, mask, rng)
-    return Job(summary, statuses, records, rows, rules)
+    checkpoint, key_ids = _checkpoint(rng)
+    summary["anchor"]["checkpoint"] = checkpoint
+    statement = {
+        "kind": "settlement_statement", "job_id": summary["job_id"], "period": period,
+        "rules_sm3": summary["rules_sm3"], "disclosure": policy, "operators": dict(OPERATORS),
+        "commitments": {"A": rng.bytes(32).hex(), "B": rng.bytes(32).hex()},
+        "settlement": summary["review"]["settlement"],
+        "signatures": [{"signer": OPERATORS[r], "sig": rng.bytes(64).hex()} for r in "AB"],
+    }
+    invalid_rows = rows_no[kind_at_row == -1]
+    quarantine = pl.DataFrame({
+        "row": invalid_rows.astype(np.int64),
+        "record_id": _strings(record_id[invalid_rows - 1]),
+        "code": ["wrong_type"] * len(invalid_rows),
+        "column": ["duration_s"] * len(invalid_rows),
+        "reason": ["wrong_type:duration_s"] * len(invalid_rows),
+        "message": [f"duration_s: expected an integer >= 0 (seconds), found '{r}.5'"
+                    for r in invalid_rows.tolist()],
+    }, schema={"row": pl.Int64, "record_id": pl.String, "code": pl.String,
+               "column": pl.String, "reason": pl.String, "message": pl.String})
+    return Job(summary, statuses, records, rows, rules, statement, quarantine, key_ids)
+
+
+def _checkpoint(rng: np.random.Generator) -> tuple[str, dict[str, str]]:
+    """A C2SP signed note: the log's signature and three witnesses' cosignatures."""
+    origin = CHECKPOINT_ORIGIN
+    text = f"{origin}\n42\n{base64.b64encode(rng.bytes(32)).decode()}\n"
+    names = [origin] + [f"{origin}/witness/{m}" for m in ("CMCC", "CTCC", "CUCC")]
+    key_ids, lines = {}, []
+    for name in names:
+        key_id = rng.bytes(4)
+        key_ids[name] = key_id.hex()
+        payload = key_id + (rng.bytes(64) if name == origin else rng.bytes(72))
+        lines.append(f"\u2014 {name} {base64.b64encode(payload).decode()}\n")
+    return text + "\n" + "".join(lines), key_ids
 
 
 def _summary(rules: Rules, policy: str, period: str, seed: int, row_status: np.ndarray,
@@ -304,8 +354,10 @@ def _summary(rules: Rules, policy: str, period: str, seed: int, row_status: np.n
 
 
 class PageReader(HTMLParser):
-    """Collects every chart's bars (their data-* attributes), every element id's text,
-    and every start tag with its attributes."""
+    """Collects every chart's bars (their data-* attributes), every element id's text
+    (script contents excluded), every start tag with its attributes, every script's
+    text (``scripts``: (attributes, text)) and the worklists' embedded data
+    (``lists``: kind -> the decoded JSON, with the category columns decoded)."""
 
     def __init__(self, html: str) -> None:
         super().__init__(convert_charrefs=True)
@@ -313,16 +365,37 @@ class PageReader(HTMLParser):
         self.charts: dict[str, dict[str, str]] = {}
         self.tags: list[tuple[str, dict[str, str]]] = []
         self.texts: dict[str, str] = {}
+        self.scripts: list[tuple[dict[str, str], str]] = []
+        self.lists: dict[str, dict[str, Any]] = {}
         self._chart: str | None = None
         self._open_ids: list[tuple[str, int]] = []
         self._depth = 0
         self._text: list[str] = []
+        self._script: dict[str, str] | None = None
         self.feed(html)
         self.close()
+        for attrs, text in self.scripts:
+            if attrs.get("type") == "application/json":
+                payload = json.loads(text)
+                for name, values in payload["dicts"].items():
+                    payload["data"][name] = [None if i is None else values[i]
+                                             for i in payload["data"][name]]
+                self.lists[payload["kind"]] = payload
+
+    def rows(self, kind: str) -> list[dict[str, Any]]:
+        """The embedded rows of a worklist, as dicts, in the embedded order."""
+        data = self.lists[kind]["data"]
+        names = [c["name"] for c in self.lists[kind]["columns"]]
+        return [dict(zip(names, values, strict=True))
+                for values in zip(*(data[n] for n in names), strict=True)]
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         named = {k: v or "" for k, v in attrs}
         self.tags.append((tag, named))
+        if tag == "script":
+            self._script = named
+            self.scripts.append((named, ""))
+            return
         if tag == "svg" and "data-chart" in named:
             self._chart = named["data-chart"]
             self.charts[self._chart] = named
@@ -337,6 +410,9 @@ class PageReader(HTMLParser):
             self.texts[named["id"]] = ""
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._script = None
+            return
         if tag == "svg":
             self._chart = None
         if tag in VOID_TAGS or tag in ("rect", "line", "polygon"):
@@ -346,6 +422,10 @@ class PageReader(HTMLParser):
         self._depth -= 1
 
     def handle_data(self, data: str) -> None:
+        if self._script is not None:
+            attrs, text = self.scripts[-1]
+            self.scripts[-1] = (attrs, text + data)
+            return
         for element_id, _ in self._open_ids:
             self.texts[element_id] += data
 

@@ -8,7 +8,9 @@ import dataclasses
 import polars as pl
 import pytest
 
-from engine.report.aggregate import OUTCOMES, _by_class, _considered, aggregate
+from engine.report.aggregate import OUTCOMES, _by_class, aggregate
+from engine.report.frames import PartyFrames
+from engine.report.parties import read_parties
 from tests.unit.report.report_fixtures import build_job
 
 OUTCOME = {"matched_exact": "agreed", "matched_tolerance": "agreed", "disputed": "disputed",
@@ -40,8 +42,7 @@ def _expected(job) -> tuple[dict[str, int], dict[str, int]]:
 
 @pytest.mark.parametrize("chunk_rows", [1, 7, 1000, 1 << 20])
 def test_by_class_in_slices(job, chunk_rows):
-    considered = _considered(job.statuses, job.records.select(
-        "row", "service", "calling", "called", "start", "charge"))
+    considered = PartyFrames(job.statuses, job.records, job.rows).calls
     got = _by_class(considered, job.rules, chunk_rows=chunk_rows)
     assert got["outcome"].null_count() == 0
     totals = got.group_by("outcome").agg(pl.col("records").sum(), pl.col("charge").sum())
@@ -54,7 +55,8 @@ def test_by_class_in_slices(job, chunk_rows):
 
 
 def test_days_skip_excluded_records(job):
-    data = aggregate(job.summary, job.statuses, job.records, job.rows, job.rules)
+    data = aggregate(job.summary, PartyFrames(job.statuses, job.records, job.rows), job.rules,
+                     read_parties(job.summary, job.statement, job.rules))
     records, charge = _expected(job)
     for outcome in OUTCOMES:
         assert sum(day.records[outcome] for day in data.days) == records[outcome]

@@ -8,7 +8,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.report.aggregate import classify, longest_prefix
+from engine.report.classes import classify, longest_prefix
 from engine.rules import CallType, Operator, Rules, TimeBand
 from tests.unit.report.report_fixtures import example_rules
 

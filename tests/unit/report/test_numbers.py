@@ -13,11 +13,13 @@ import datetime as dt
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from engine.report import render_report, write_report
 from engine.report.page import yuan
 from engine.rules import SERVICES
+from tests.unit.report.expected import direction_amounts, direction_diffs, list_rows
 from tests.unit.report.report_fixtures import Job, PageReader, build_job
 
 OUTCOME = {"matched_exact": "Agreed", "matched_tolerance": "Agreed", "disputed": "Disputed",
@@ -36,7 +38,7 @@ def job(request: pytest.FixtureRequest) -> Job:
 
 @pytest.fixture(scope="module")
 def page(job: Job) -> PageReader:
-    return PageReader(render_report(*job.render_args()))
+    return PageReader(render_report(*job.render_args(), **job.render_kwargs()))
 
 
 def _considered(job: Job) -> list[dict]:
@@ -119,8 +121,8 @@ def test_reason_bars_show_summary_per_reason(job: Job, page: PageReader) -> None
     for code, name in names.items():
         entry = reasons.get(code, {"pairs": 0, "local_charge": 0, "remote_charge": 0})
         assert page.values("reasons", "pairs")[name] == entry["pairs"]
-        assert page.values("reasons", "A's charge")[name] == entry["local_charge"]
-        assert page.values("reasons", "B's charge")[name] == entry["remote_charge"]
+        assert page.values("reasons", "CMCC's charge")[name] == entry["local_charge"]
+        assert page.values("reasons", "CUCC's charge")[name] == entry["remote_charge"]
 
 
 def test_key_figures_and_totals_in_yuan(job: Job, page: PageReader) -> None:
@@ -130,7 +132,8 @@ def test_key_figures_and_totals_in_yuan(job: Job, page: PageReader) -> None:
     assert yuan(totals["disputed_remote_charge"]) in page.texts["figure-disputed"]
     assert yuan(totals["unmatched_local_charge"]) in page.texts["figure-unmatched"]
     assert f"{job.statuses.height:,}" in page.texts["figure-rows"]
-    assert "All 13 counts and totals" in page.texts["checks"]
+    disclosure_checks = {"aggregate": 2, "flags": 1, "differences": 0}[job.summary["disclosure"]]
+    assert f"All {13 + disclosure_checks} checks pass" in page.texts["checks"]
 
 
 def test_stage_bars(job: Job, page: PageReader) -> None:
@@ -139,22 +142,100 @@ def test_stage_bars(job: Job, page: PageReader) -> None:
         stages["mpc"]["seconds"] * 1000)
     assert page.values("stages", "items processed")["Ingest, validate, rate"] == \
         stages["ingest"]["items"]
+    # the total is summary.json's, as given: the page measures no time
+    assert f"total wall time {stages['total']['seconds']:,.2f} s" in page.texts["stages"]
 
 
-def test_disputed_table_lists_first_rows(job: Job) -> None:
-    html = render_report(*job.render_args(), max_disputed_rows=7)
-    page = PageReader(html)
-    disputed = job.statuses.filter(job.statuses["status"] == "disputed").sort("row")
-    expected_ids = disputed["record_id"].head(7).to_list()
-    table_text = page.texts["disputed"]
-    positions = [table_text.index(rid) for rid in expected_ids]
-    assert positions == sorted(positions)
-    assert disputed["record_id"][7] not in table_text
-    assert f"The first 7 of {disputed.height:,} disputed input rows" in table_text
+def test_stage_total_is_read_not_computed(job: Job) -> None:
+    summary = {**job.summary, "stages": {**job.summary["stages"],
+                                         "total": {"seconds": 1234.5678, "items": 1},
+                                         "agree": {"seconds": 0.25, "items": 2}}}
+    page = PageReader(render_report(summary, *job.render_args()[1:], **job.render_kwargs()))
+    assert "total wall time 1,234.57 s" in page.texts["stages"]
+    assert page.values("stages", "wall seconds")["Agree (job, rules, sizes)"] == 250
+    rows = [b["data-row"] for b in page.bars["stages"] if b.get("data-column") == "wall seconds"]
+    assert rows.index("Ingest, validate, rate") < rows.index("Agree (job, rules, sizes)") < \
+        rows.index("PSI: exact and tolerant values")
+
+
+def test_worklists_embed_every_call_largest_first(job: Job, page: PageReader) -> None:
     policy = job.summary["disclosure"]
-    assert ("Δ charge" in table_text) == (policy == "differences")
-    undisclosed = html.count('<span class="missing">not disclosed</span>')
-    assert undisclosed == (7 if policy == "aggregate" else 0)
+    for kind, outcome in (("disputes", "disputed"), ("unmatched", "unmatched")):
+        expected = list_rows(job, outcome, policy)
+        assert expected, f"the fixture has {outcome} calls"
+        assert page.rows(kind) == expected, kind
+        assert page.lists[kind]["total"] == len(expected)
+        assert f"All {len(expected):,}" in page.texts[kind]
+    invalid = job.statuses.filter(pl.col("status") == "invalid").sort("row")
+    messages = dict(job.quarantine.select("row", "message").iter_rows())
+    assert page.rows("invalid") == [
+        {"row": r, "record_id": rid, "reason": reason, "code": reason.split(":")[0],
+         "column": reason.split(":")[1], "message": messages[r]}
+        for r, rid, reason in invalid.select("row", "record_id", "reasons").iter_rows()]
+
+
+def test_capped_worklists_embed_the_largest_and_point_to_the_export(job: Job) -> None:
+    page = PageReader(render_report(*job.render_args(), **job.render_kwargs(),
+                                    max_list_rows=7))
+    policy = job.summary["disclosure"]
+    for kind, outcome in (("disputes", "disputed"), ("unmatched", "unmatched")):
+        expected = list_rows(job, outcome, policy)
+        assert len(expected) > 7
+        assert page.rows(kind) == expected[:7]
+        assert page.lists[kind]["total"] == len(expected)
+        capped = page.texts[f"{kind}-capped"]
+        assert f"first 7 of {len(expected):,}" in capped
+        assert "settlechain export --out DIR" in capped
+        # the first page, rendered without the script, is those rows in that order
+        text = page.texts[kind]
+        positions = [text.index(r["record_id"]) for r in expected[:7]]
+        assert positions == sorted(positions)
+        assert expected[7]["record_id"] not in text
+    invalid = job.statuses.filter(pl.col("status") == "invalid").sort("row")
+    assert [r["row"] for r in page.rows("invalid")] == invalid["row"].head(7).to_list()
+
+
+def test_net_position_per_direction(job: Job, page: PageReader) -> None:
+    amounts = direction_amounts(job)
+    zero = {"agreed": 0, "disputed": 0, "unmatched": 0}
+    forward, backward = amounts.get(("CMCC", "CUCC"), zero), amounts.get(("CUCC", "CMCC"), zero)
+    for row_id, payer, payee, expected in (("net-forward", "CMCC", "CUCC", forward),
+                                           ("net-backward", "CUCC", "CMCC", backward)):
+        attrs = next(a for t, a in page.tags if a.get("id") == row_id)
+        assert (attrs["data-payer"], attrs["data-payee"]) == (payer, payee)
+        cells = _row_cells(page, row_id, "data-fen")
+        assert cells[:4] == [expected["agreed"], expected["disputed"],
+                             expected["agreed"] + expected["disputed"], expected["unmatched"]]
+        if job.summary["disclosure"] == "differences":
+            assert cells[4] == direction_diffs(job).get((payer, payee), 0)
+        else:
+            assert len(cells) == 4
+    nets = _row_cells(page, "net-row", "data-net")
+    net = {o: forward[o] - backward[o] for o in zero}
+    assert nets == [net["agreed"], net["disputed"], net["agreed"] + net["disputed"],
+                    net["unmatched"]]
+    headline = page.texts["net-agreed"]
+    if net["agreed"] > 0:
+        assert f"CMCC pays CUCC {yuan(net['agreed'])}" in headline
+    else:
+        assert f"CUCC pays CMCC {yuan(-net['agreed'])}" in headline
+    assert "settled automatically" in headline
+    # every direction with a call is listed once, and they add up to the local charge
+    listed = [(a["data-payer"], a["data-payee"]) for t, a in page.tags
+              if t == "tr" and "data-payer" in a]
+    assert sorted(listed) == sorted(set(amounts) | {("CMCC", "CUCC"), ("CUCC", "CMCC")})
+    assert sum(sum(v.values()) for v in amounts.values()) == job.summary["totals"]["local_charge"]
+
+
+def _row_cells(page: PageReader, row_id: str, attribute: str) -> list[int]:
+    """The ``attribute`` values of the cells of the table row ``row_id``, in order."""
+    inside, values = False, []
+    for tag, attrs in page.tags:
+        if tag == "tr":
+            inside = attrs.get("id") == row_id
+        elif inside and tag == "td" and attribute in attrs:
+            values.append(int(attrs[attribute]))
+    return values
 
 
 def test_inconsistent_summary_is_flagged(job: Job) -> None:
@@ -170,9 +251,9 @@ def test_inconsistent_summary_is_flagged(job: Job) -> None:
 
 
 def test_render_is_deterministic_and_written(job: Job, tmp_path: Path) -> None:
-    first = render_report(*job.render_args())
-    assert render_report(*job.render_args()) == first
-    path = write_report(tmp_path / "out", *job.render_args())
+    first = render_report(*job.render_args(), **job.render_kwargs())
+    assert render_report(*job.render_args(), **job.render_kwargs()) == first
+    path = write_report(tmp_path / "out", *job.render_args(), **job.render_kwargs())
     assert path == tmp_path / "out" / "report.html"
     assert path.read_text(encoding="utf-8") == first
     assert path.stat().st_mode & 0o777 == 0o644

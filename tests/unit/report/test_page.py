@@ -3,9 +3,12 @@ self-containment."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
+import hashlib
 import re
+from importlib import resources
 
 import polars as pl
 import pytest
@@ -16,6 +19,7 @@ from engine.report.page import MAX_CLASS_ROWS, percent, yuan
 from engine.rules import Operator
 from tests.unit.report.report_fixtures import Job, PageReader, build_job, example_rules
 
+WORKLIST_JS = resources.files("engine.report").joinpath("worklist.js").read_text(encoding="utf-8")
 HOSTILE = '<script>alert("pwned")</script>&\'"<img src=x onerror=alert(1)>'
 
 
@@ -38,36 +42,77 @@ def _hostile_job() -> Job:
         "stages": {**job.summary["stages"], "<xss-stage>": {"seconds": 1, "items": 2}},
     }
     rules = dataclasses.replace(job.rules, name="<script>rules</script>", version="<xss-v>")
-    return dataclasses.replace(job, summary=summary, rules=rules)
+    statement = {**job.statement, "job_id": "<xss-job>",
+                 "signatures": [{"signer": "<xss-signer>", "sig": "00",
+                                 "key_id": "<xss-key>"}]}
+    return dataclasses.replace(job, summary=summary, rules=rules, statement=statement)
 
 
 def test_values_from_data_are_escaped() -> None:
     job = _hostile_job()
-    html = render_report(*job.render_args())
+    html = render_report(*job.render_args(), **job.render_kwargs())
     page = PageReader(html)
-    # no element or attribute came from data: no script, no injected tag, no handler
-    injected = [t for t, _ in page.tags if t in ("script", "img") or t.startswith("xss")]
+    # no element or attribute came from data: no injected tag, no handler; the only
+    # scripts are the page's own and its JSON data blocks
+    injected = [t for t, _ in page.tags if t == "img" or t.startswith("xss")]
     assert not injected
     assert not [(t, a) for t, a in page.tags for k in a if k.startswith("on")]
     assert sum(1 for t, _ in page.tags if t == "svg") == len(page.charts)
+    assert [a for a, _ in page.scripts] == [
+        {"type": "application/json", "class": "list-data"}] * 3 + [{}]
+    assert page.scripts[-1][1] == WORKLIST_JS
     # ...and the hostile values are shown as text, escaped
     assert HOSTILE not in html
     assert "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;&amp;&#x27;&quot;" in html
-    assert HOSTILE in page.texts["disputed"]
+    assert HOSTILE in page.texts["disputes"]
+    # in the data block the record id is intact once decoded, and cannot close the block
+    assert HOSTILE in page.lists["disputes"]["data"]["record_id"]
+    for _, text in page.scripts[:-1]:
+        assert "<" not in text and ">" not in text and "&" not in text
     assert "<svg onload=alert(2)>" in page.values("reasons", "pairs")
     assert "<xss-stage>" in page.values("stages", "wall seconds")
     assert "<script>x</script>" in page.texts["decision"]
+    assert "<xss-signer>" in page.texts["signers"] and "<xss-key>" in page.texts["signers"]
+    # the unknown policy named in summary.json is flagged, and the page discloses no more
+    # than the rules' policy allows
+    assert "<xss-policy>" in page.texts["checks"]
+    assert "diff_charge" in page.lists["disputes"]["data"]
 
 
 def test_page_is_self_contained() -> None:
     job = build_job(500, seed=4)
-    html = render_report(*job.render_args())
+    html = render_report(*job.render_args(), **job.render_kwargs())
     page = PageReader(html)
-    # no URL of any kind, no external resource element, no script at all
-    assert not re.search(r"(?i)(https?:|//[a-z0-9]|url\(|@import|src=|href=)", html)
-    assert not [t for t, _ in page.tags if t in ("script", "link", "img", "iframe", "object")]
+    # no URL of any kind: no external resource element, no src, links only within the page
+    assert not re.search(r"(?i)(https?:|ftp:|//[a-z0-9]|src=|@import)", html)
+    # the script reaches no network and writes no markup from data
+    script = page.scripts[-1][1]
+    for token in ("fetch", "XMLHttpRequest", "WebSocket", "EventSource", "sendBeacon",
+                  "import(", "eval(", "Function(", "innerHTML", "outerHTML",
+                  "insertAdjacentHTML", "document.write", ".src", "setAttribute(\"on",
+                  "location"):
+        assert token not in script, token
+    assert "url(" not in html.split("<style>")[1].split("</style>")[0]
+    assert not [t for t, _ in page.tags if t in ("link", "img", "iframe", "object", "embed",
+                                                "form", "base")]
+    hrefs = [a["href"] for t, a in page.tags if "href" in a]
+    assert hrefs and all(re.fullmatch(r"#[a-z-]+", h) for h in hrefs)
+    for href in hrefs:
+        assert href[1:] in page.texts, f"{href} points at no element"
+    # the policy: nothing fetched, and only this style sheet and this script run
     csp = [a for t, a in page.tags if t == "meta" and a.get("http-equiv")]
-    assert csp and "default-src 'none'" in csp[0]["content"]
+    assert len(csp) == 1 and csp[0]["http-equiv"] == "Content-Security-Policy"
+    policy = dict(d.strip().split(" ", 1) for d in csp[0]["content"].split(";"))
+    assert policy["default-src"] == "'none'"
+    assert "unsafe" not in csp[0]["content"]
+    style = html.split("<style>")[1].split("</style>")[0]
+    assert policy["style-src"] == f"'sha256-{_b64sha256(style)}'"
+    assert policy["script-src"] == f"'sha256-{_b64sha256(page.scripts[-1][1])}'"
+    assert policy["base-uri"] == "'none'" and policy["form-action"] == "'none'"
+
+
+def _b64sha256(text: str) -> str:
+    return base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
 
 
 @pytest.mark.parametrize("policy", ["flags", "aggregate"])
@@ -84,7 +129,10 @@ def test_empty_inputs_render(policy: str) -> None:
     # the period's 31 days are still drawn, all zero
     overview = [b for b in page.bars["daily"] if b["data-panel"] == "overview"]
     assert len(overview) == 31 and all(b["data-agreed"] == "0" for b in overview)
-    assert "No disputed records" in page.texts["disputed"]
+    assert "No disputed pairs" in page.texts["disputes"]
+    assert "No unmatched records" in page.texts["unmatched"]
+    assert "No invalid rows" in page.texts["invalid"]
+    assert page.lists == {}
 
 
 def test_frames_with_null_typed_columns_render() -> None:
@@ -106,7 +154,8 @@ def test_no_disputes_and_missing_summary_parts() -> None:
     summary = {k: v for k, v in job.summary.items() if k not in ("anchor", "stages", "review")}
     page = PageReader(render_report(summary, *job.render_args()[1:]))
     assert page.values("status")["Disputed"] == 0
-    assert "No disputed records" in page.texts["disputed"]
+    assert "No disputed pairs" in page.texts["disputes"]
+    assert "disputes" not in page.lists
     assert page.bars["stages"] == []
     assert "Settlement: unknown" in page.texts["decision"]
 
@@ -177,13 +226,12 @@ def test_many_operator_pairs_are_capped_with_an_other_row() -> None:
 @pytest.mark.parametrize(("period", "expected"), [
     ("2026-10", (dt.date(2026, 10, 1), dt.date(2026, 10, 31))),
     ("2028-02", (dt.date(2028, 2, 1), dt.date(2028, 2, 29))),
-    ("2026-10-05", (dt.date(2026, 10, 5), dt.date(2026, 10, 5))),
-    ("2026-10-01/2026-10-15", (dt.date(2026, 10, 1), dt.date(2026, 10, 15))),
-    ("2026-10-01..2026-10-15", (dt.date(2026, 10, 1), dt.date(2026, 10, 15))),
-    ("2026-10-15/2026-10-01", None), ("2026-13", None), ("October", None), (None, None),
+    ("2026-09/2026-10", (dt.date(2026, 9, 1), dt.date(2026, 10, 31))),
+    ("2026-10/2026-09", None), ("2026-10-05", None), ("2026-13", None), ("October", None),
+    ("2026-09/2026-10/2026-11", None), (None, None),
 ])
 def test_period_days(period: object, expected: object) -> None:
-    assert period_days(period) == expected
+    assert period_days(period, 8 * 3600) == expected
 
 
 def test_days_without_a_readable_period_follow_the_data_and_are_capped() -> None:
@@ -243,3 +291,48 @@ def test_statuses_in_any_row_order_give_the_same_page() -> None:
     assert shuffled["row"].to_list() != job.statuses["row"].to_list()
     assert render_report(job.summary, shuffled, *job.render_args()[2:]) == \
         render_report(*job.render_args())
+
+
+@pytest.mark.parametrize("policy", ["aggregate", "flags"])
+def test_page_shows_no_more_than_the_policy(policy: str) -> None:
+    """records.parquet holding reasons or differences the policy does not disclose (a
+    bug upstream, or a tampered file): the page flags it and shows none of it."""
+    job = build_job(1500, seed=12, policy="differences")
+    rules = job.rules.with_disclosure(policy)
+    summary = {**job.summary, "disclosure": policy, "rules_sm3": rules.sm3_hash()}
+    html = render_report(summary, job.statuses, job.records, job.rows, rules,
+                         **job.render_kwargs())
+    page = PageReader(html)
+    checks = page.texts["checks"]
+    assert "Inconsistent inputs" in checks
+    assert f"rows with differences (none under the '{policy}' policy)" in checks
+    assert ("disputed rows with reasons" in checks) == (policy == "aggregate")
+    disputes = page.lists["disputes"]
+    assert not [c for c in disputes["data"] if c.startswith("diff_")]
+    assert ("reasons" in disputes["data"]) == (policy == "flags")
+    assert "Δ" not in page.texts["disputes"] and "Σ Δ" not in page.texts["net"]
+    if policy == "aggregate":
+        assert 'class="tag"' not in html.split('id="disputes"')[1].split("</section>")[0]
+
+
+def test_policy_of_summary_and_rules_disagree() -> None:
+    """summary.json says differences, the rules say flags: the page follows the one that
+    discloses less and says so."""
+    job = build_job(800, seed=13, policy="flags")
+    summary = {**job.summary, "disclosure": "differences"}
+    page = PageReader(render_report(summary, *job.render_args()[1:], **job.render_kwargs()))
+    assert "disclosure policy (summary.json vs rules)" in page.texts["checks"]
+    assert not [c for c in page.lists["disputes"]["data"] if c.startswith("diff_")]
+
+
+def test_huge_text_is_cut_on_the_page_not_in_the_lists() -> None:
+    """An invalid row's record id is as read, of any length: the page cuts it."""
+    base = build_job(600, seed=14)
+    row = base.statuses.filter(pl.col("status") == "invalid")["row"][0]
+    huge = "X" * 200_000
+    job = build_job(600, seed=14, record_ids={row: huge})
+    html = render_report(*job.render_args(), **job.render_kwargs())
+    assert len(html) < len(render_report(*base.render_args(), **base.render_kwargs())) + 5_000
+    page = PageReader(html)
+    clipped = [r["record_id"] for r in page.rows("invalid") if r["row"] == row]
+    assert clipped == ["X" * 999 + "…"]

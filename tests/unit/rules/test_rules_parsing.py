@@ -63,7 +63,9 @@ def test_defaults() -> None:
     assert [(b.name, b.start_minute, b.end_minute) for b in rules.time_bands] == [("all_day", 0, 0)]
     cb = rules.circuit_breaker
     assert (cb.max_records, cb.max_size_ratio, cb.min_records_for_ratio, cb.max_disputed_share,
-            cb.max_unmatched_share) == (100_000_000, 2.0, 1000, 0.05, 0.05)
+            cb.max_unmatched_share, cb.max_invalid_share) == (100_000_000, 2.0, 1000, 0.05, 0.05,
+                                                              0.01)
+    assert rules.min_cell_pairs == 5
     assert rules.tariffs[0].service == "sms" and rules.tariffs[0].increment == 1
 
 
@@ -74,10 +76,10 @@ def test_canonical_form_and_hash_known_answer() -> None:
         "name": "m", "version": "1", "timezone_offset_s": 0, "default_utc_offset_s": None,
         "tolerances": {"time_tolerance_s": 3, "time_window_s": 8, "duration_tolerance_s": 1,
                        "charge_tolerance": 2},
-        "disclosure": "flags", "partial_max_gap_s": 2, "exclusions": [],
+        "disclosure": "flags", "min_cell_pairs": 5, "partial_max_gap_s": 2, "exclusions": [],
         "circuit_breaker": {"max_records": 100_000_000, "max_size_ratio": "2.0",
                             "min_records_for_ratio": 1000, "max_disputed_share": "0.05",
-                            "max_unmatched_share": "0.05"},
+                            "max_unmatched_share": "0.05", "max_invalid_share": "0.01"},
         "unknown_operator": "OTHER", "operators": [], "default_call_type": "domestic",
         "call_types": [], "time_bands": [{"name": "all_day", "start_minute": 0, "end_minute": 0}],
         "tariffs": [{"payer": "*", "payee": "*", "service": "sms", "call_type": "*",
