@@ -465,6 +465,7 @@ class OperatorRun(_Run):
         assert side is not None and self.secrets is not None
         with self.stage("report"):
             tally = side.finish(evaluation)
+            self.clock.count("report", side.input_rows)
             out = ctx.out_dir
             side.write_quarantine(out / QUARANTINE_FILE)
             digest = side.write_records(out / RECORDS_FILE)

@@ -74,7 +74,7 @@ def test_party_with_another_job_id_is_refused(tmp_path, data):
 @pytest.mark.slow
 def test_rules_not_adopted_are_refused(tmp_path, data):
     job = prepare(tmp_path, data, adopt=False)
-    assert_all_stopped(job, run(job), "are not adopted on the consortium ledger")
+    assert_all_stopped(job, run(job), "are not in force for period 2026-10")
 
 
 @pytest.mark.slow
