@@ -41,7 +41,7 @@ from engine.durable import durable_write
 from engine.ingest import schema as S
 from engine.ingest.reading import CHUNK_ROWS, InputFile
 from engine.ingest.stream import (
-    IngestWork, ScanResult, complete_quarantine, process_bucket, repeated_entries, scan,
+    IngestWork, write_work, ScanResult, complete_quarantine, process_bucket, repeated_entries, scan,
 )
 from engine.matching.bucket import (
     ROW_OUTCOME_SCHEMA, BucketMatcher, CandidateValues, PsiState, check_pair_ids_unique,
@@ -139,8 +139,8 @@ class OperatorSide:
             bucket_rows = placed.filter(pl.col("_bucket") == b).select(
                 "row", status_code.alias("status"), "reason", pl.col("_unit").alias("unit"),
                 "head_row").select([pl.col(c).cast(t) for c, t in BUCKET_ROWS_SCHEMA.items()])
-            recs.write_parquet(work.bucket_file(b, "records.parquet"))
-            bucket_rows.sort("row").write_parquet(work.bucket_file(b, "rows.parquet"))
+            write_work(recs, work.bucket_file(b, "records.parquet"))
+            write_work(bucket_rows.sort("row"), work.bucket_file(b, "rows.parquet"))
             side.roots.append(bucket_root(b, recs))
             side.bucket_units.append(recs.height)
             side.considered += int(recs.height - recs.get_column("excluded").sum())
@@ -187,8 +187,8 @@ class OperatorSide:
         for b in range(self.n_buckets):
             bucket = process_bucket(self.work, b, self.plan.rules, self.plan.period,
                                     skip_rows=skip)
-            bucket.records.write_parquet(self.work.bucket_file(b, "records.parquet"))
-            bucket.rows.write_parquet(self.work.bucket_file(b, "rows.parquet"))
+            write_work(bucket.records, self.work.bucket_file(b, "records.parquet"))
+            write_work(bucket.rows, self.work.bucket_file(b, "rows.parquet"))
             if bucket.late_entries.height:
                 self.late_entries.append(bucket.late_entries)
             self.roots.append(bucket_root(b, bucket.records))
@@ -283,8 +283,8 @@ class OperatorSide:
                                        side="right") - 1
             frame = frame.with_columns(pl.Series("_piece", piece_of, dtype=pl.Int32))
             for (piece,), group in frame.partition_by("_piece", as_dict=True).items():
-                group.drop("_piece").write_parquet(
-                    self.work.bucket_file(b, f"outcome.p{int(piece):05d}.parquet"))
+                write_work(group.drop("_piece"),
+                           self.work.bucket_file(b, f"outcome.p{int(piece):05d}.parquet"))
         # rows invalid before the buckets: pass 1's and the repeated ids
         tally.invalid_rows = scanned.rows - sum(tally.rows.values())
         tally.invalid_by_reason.update(scanned.invalid_by_reason)
@@ -296,17 +296,8 @@ class OperatorSide:
     def write_quarantine(self, path: Path) -> int:
         """quarantine.parquet of the whole export (durably); returns the entries written."""
         pieces = self._quarantine_pieces()
-        total = sum(pl.scan_parquet(p).select(pl.len()).collect().item() for p in pieces)
-
-        def write(tmp: Path) -> None:
-            pl.scan_parquet(pieces).sink_parquet(tmp, maintain_order=True)
-
-        if pieces:
-            durable_write(path, write)
-        else:
-            durable_write(path, lambda tmp: pl.DataFrame(schema=S.QUARANTINE_SCHEMA)
-                          .write_parquet(tmp))
-        return total
+        return write_parquet_pieces(path, (pl.read_parquet(p) for p in pieces),
+                                    S.QUARANTINE_SCHEMA)
 
     def _quarantine_pieces(self) -> list[Path]:
         return complete_quarantine(self.source, self.work, self._scanned(), self.late_entries,
@@ -319,19 +310,16 @@ class OperatorSide:
         scanned = self._scanned()
         quarantine = quarantine_pieces or self._quarantine_pieces()
         heads = self._head_ids()
-        folder = self.plan.work / "records"
-        folder.mkdir(exist_ok=True)
         digest = sm3_hasher()
         digest.update((RECORDS_DIGEST_FORMAT + "\n").encode())
-        pieces = []
-        for i, (first, n) in enumerate(scanned.pieces):
-            frame = self._records_piece(i, first, n, quarantine[i], heads)
-            digest.update(frame.write_csv(include_header=(i == 0)).encode("utf-8"))
-            piece_path = folder / f"p{i:05d}.parquet"
-            frame.write_parquet(piece_path)
-            pieces.append(piece_path)
-        durable_write(path, lambda tmp: pl.scan_parquet(pieces).sink_parquet(
-            tmp, maintain_order=True))
+
+        def frames():
+            for i, (first, n) in enumerate(scanned.pieces):
+                frame = self._records_piece(i, first, n, quarantine[i], heads)
+                digest.update(frame.write_csv(include_header=(i == 0)).encode("utf-8"))
+                yield frame
+
+        write_parquet_pieces(path, frames(), RECORDS_OUTPUT_SCHEMA)
         return digest.digest().hex()
 
     def _head_ids(self) -> pl.DataFrame:
@@ -436,3 +424,23 @@ def load_partition(work: Path) -> Partition | None:
         return Partition(key=bytes.fromhex(saved["key"]), n_buckets=int(saved["buckets"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def write_parquet_pieces(path: Path, frames, schema) -> int:
+    """An output Parquet file from frames given one after the other (each becomes a row
+    group: memory is bounded by a piece), written durably; returns the rows written."""
+    import pyarrow.parquet as pq
+
+    written = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal written
+        target = pl.DataFrame(schema=schema).to_arrow().schema
+        with pq.ParquetWriter(tmp, target, compression="zstd") as writer:
+            for frame in frames:
+                if frame.height:
+                    writer.write_table(frame.to_arrow().cast(target))
+                    written += frame.height
+
+    durable_write(path, write)
+    return written

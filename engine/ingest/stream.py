@@ -90,8 +90,9 @@ _HASH_SEED = 0x5E771EC4A1
 _HASH_RANGES = 16
 
 
-def _write(frame: pl.DataFrame, path: Path) -> None:
-    """Parquet, written to a temporary name and renamed (a reader never sees half a file)."""
+def write_work(frame: pl.DataFrame, path: Path) -> None:
+    """A work file (not an output): Parquet with fast LZ4 and no statistics, written to a
+    temporary name and renamed (a reader never sees half a file)."""
     tmp = path.with_name(path.name + ".tmp")
     frame.write_parquet(tmp, compression="lz4", statistics=False)
     os.replace(tmp, path)
@@ -197,8 +198,8 @@ def _scan_piece(index: int, raw: RawInput, rules: Rules, work: IngestWork,
     entries = validation_entries(raw, validated)
     if entries.height:
         invalid_by_reason.update(dict(entries.group_by("reason").len().iter_rows()))
-    _write(build_quarantine(raw, entries), work.piece_file(index, "quarantine.parquet"))
-    _write(validated.select("row", "record_id", "failed"), work.piece_file(index, "ids.parquet"))
+    write_work(build_quarantine(raw, entries), work.piece_file(index, "quarantine.parquet"))
+    write_work(validated.select("row", "record_id", "failed"), work.piece_file(index, "ids.parquet"))
     # record ids for the check across pieces: (hash, row), sorted by hash
     named = validated.filter(pl.col("record_id").is_not_null() & (pl.col("record_id") != ""))
     hashes = named.select(pl.col("record_id").hash(_HASH_SEED).alias("h"), "row")
@@ -228,7 +229,7 @@ def _scan_piece(index: int, raw: RawInput, rules: Rules, work: IngestWork,
                                 spill.get_column("calling").to_numpy(),
                                 spill.get_column("called").to_numpy())
     if partition.n_buckets == 1:
-        _write(spill, work.bucket_file(0, f"p{index:05d}.spill.parquet"))
+        write_work(spill, work.bucket_file(0, f"p{index:05d}.spill.parquet"))
         bucket_rows[0] += spill.height
         return
     order = np.argsort(buckets, kind="stable")
@@ -237,7 +238,7 @@ def _scan_piece(index: int, raw: RawInput, rules: Rules, work: IngestWork,
     bounds = np.searchsorted(sorted_buckets, np.arange(partition.n_buckets + 1))
     for bucket in np.unique(sorted_buckets).tolist():
         lo, hi = int(bounds[bucket]), int(bounds[bucket + 1])
-        _write(spill.slice(lo, hi - lo), work.bucket_file(bucket, f"p{index:05d}.spill.parquet"))
+        write_work(spill.slice(lo, hi - lo), work.bucket_file(bucket, f"p{index:05d}.spill.parquet"))
         bucket_rows[bucket] += hi - lo
 
 
@@ -664,7 +665,7 @@ def complete_quarantine(source: InputFile, work: IngestWork, scan_result: ScanRe
             pl.col(name).cast(dtype) for name, dtype in S.QUARANTINE_SCHEMA.items())
         kept = early.join(late_p.select("row"), on="row", how="anti")
         path = folder / f"p{i:05d}.parquet"
-        _write(pl.concat([kept, merged]).sort("row"), path)
+        write_work(pl.concat([kept, merged]).sort("row"), path)
         out.append(path)
     return out
 

@@ -342,6 +342,10 @@ _MASK_NAMES = pl.Series([reasons_text(m) for m in range(1 << len(REASON_CODES))]
                         dtype=pl.String)
 
 
+_STATUS_NAMES = pl.Series([*_UNIT_STATUSES, "ok", "invalid", "duplicate", "excluded"],
+                          dtype=pl.String)
+
+
 def finish_bucket(party: str, policy: str, state: PsiState, rows: pl.DataFrame,
                   n_units: int, evaluation: EvaluationSlice) -> tuple[pl.DataFrame, BucketTally]:
     """The bucket's row outcomes (ROW_OUTCOME_SCHEMA, row order) and its tally."""
@@ -387,15 +391,14 @@ def finish_bucket(party: str, policy: str, state: PsiState, rows: pl.DataFrame,
         raise MatchingError(f"bucket {state.bucket}: an ok row points at no record",
                             column="unit")
     u = np.where(is_ok, row_unit, 0)
-    status_names = np.array(_UNIT_STATUSES, dtype=object)
-    row_names = np.array(["ok", "invalid", "duplicate", "excluded"], dtype=object)
-    out_status = np.where(is_ok, status_names[unit_status[u]], row_names[row_status])
+    # one code per row: a unit's status for ok rows, after them the row statuses
+    out_status = np.where(is_ok, unit_status[u], len(_UNIT_STATUSES) + row_status)
     stage = np.where(is_ok, unit_stage[u], 0)
     disputed_row = is_ok & unit_disputed[u]
     pair_hex = pair_ids_hex(unit_pair[u])
     frame = pl.DataFrame({
         "row": rows.get_column("row"),
-        "status": pl.Series(out_status.tolist(), dtype=pl.String),
+        "status": _STATUS_NAMES.gather(out_status),
         "pair_id": pair_hex,
         "stage": pl.Series(RECORD_STAGES, dtype=pl.String).gather(stage),
         "reasons": _MASK_NAMES.gather(np.where(is_ok, unit_mask[u], 0)),
