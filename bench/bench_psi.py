@@ -109,7 +109,8 @@ def run_settlechain(directory: Path, pki: dict, session: str, port: int) -> dict
               "--timeout", "900", "--peer-timeout", "120"]
 
     def tls(name):
-        return ["--ca", str(pki[name]["ca"]), "--cert", str(pki[name]["cert"]), "--key", str(pki[name]["key"])]
+        return ["--ca", str(pki[name]["ca"]), "--cert", str(pki[name]["cert"]), "--key", str(pki[name]["key"]),
+                "--peer", "B" if name == "A" else "A"]
 
     start = time.perf_counter()
     server = subprocess.Popen(_settlechain(

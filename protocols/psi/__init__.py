@@ -133,10 +133,11 @@ _EXPORTS = {
     "ElementSet": "elements", "PsiResult": "elements",
     "DuplicateElementError": "errors", "InputBoundsError": "errors", "PeerAbortedError": "errors",
     "PsiError": "errors", "PsiProtocolError": "errors", "PsiTimeoutError": "errors",
-    "SessionError": "errors", "TransportError": "errors",
+    "SessionError": "errors", "TransportError": "errors", "PeerRefusedError": "errors",
     "ClientRole": "roles", "PsiConfig": "roles", "ServerRole": "roles",
     "PsiServicer": "transport", "PsiSession": "transport", "channel_credentials": "transport",
-    "run_psi_client": "transport", "server_credentials": "transport",
+    "run_psi_client": "transport", "server_credentials": "transport", "secure_channel": "transport",
+    "PeerIdentity": "transport",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -153,8 +154,8 @@ def __getattr__(name: str):
 
 if TYPE_CHECKING:  # pragma: no cover
     from .elements import ElementSet, PsiResult
-    from .errors import (DuplicateElementError, InputBoundsError, PeerAbortedError, PsiError,
-                         PsiProtocolError, PsiTimeoutError, SessionError, TransportError)
+    from .errors import (DuplicateElementError, InputBoundsError, PeerAbortedError, PeerRefusedError,
+                         PsiError, PsiProtocolError, PsiTimeoutError, SessionError, TransportError)
     from .roles import ClientRole, PsiConfig, ServerRole
-    from .transport import (PsiServicer, PsiSession, channel_credentials, run_psi_client,
-                            server_credentials)
+    from .transport import (PeerIdentity, PsiServicer, PsiSession, channel_credentials,
+                            run_psi_client, secure_channel, server_credentials)

@@ -5,8 +5,8 @@
     settlechain psi serve   --listen 127.0.0.1:17201 --input a.parquet \\
         --columns service,calling,called,start_time,duration_s,charge \\
         --id-column record_id --session-id demo-1 --output a-matches.parquet \\
-        --ca ca.crt --cert a.crt --key a.key
-    settlechain psi connect --server localhost:17201 --input b.parquet ...  (same options)
+        --ca ca.crt --cert a.crt --key a.key --peer B
+    settlechain psi connect --server localhost:17201 --input b.parquet ... --peer A  (same options)
 
 Each side reads its Parquet file, builds one element per row from ``--columns``, runs the
 PSI (the server side offers the session and waits for the client) and writes the matched
@@ -49,9 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example:\n"
                "  settlechain psi serve --listen 127.0.0.1:17201 --input a.parquet --columns "
                "service,calling,called,start_time --id-column record_id --session-id s1 "
-               "--output a-out.parquet --ca ca.pem --cert a.pem --key a.key\n"
+               "--output a-out.parquet --ca ca.pem --cert a.pem --key a.key --peer B\n"
                "  settlechain psi connect --server localhost:17201 --input b.parquet ... "
-               "(same options, B's files)",
+               "(same options, B's files, --peer A)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = psi.add_subparsers(dest="psi_command", metavar="ROLE", required=True)
     for name, help_text in (("serve", "offer a session and wait for the peer (OPRF sender)"),
@@ -74,6 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--key", type=Path, help="our private key (PEM)")
         p.add_argument("--insecure", action="store_true",
                        help="plaintext gRPC (loopback debugging only; mutual TLS otherwise)")
+        p.add_argument("--peer", help="member id (certificate common name / DNS name) of the other "
+                       "party: serve refuses any other client, connect accepts only that server "
+                       "(required with mutual TLS)")
         p.add_argument("--timeout", type=float, default=600.0, help="session timeout, seconds")
         p.add_argument("--peer-timeout", type=float, default=60.0,
                        help="longest wait for one peer message, seconds")
@@ -89,6 +92,8 @@ def _handle(args: argparse.Namespace) -> int:
         raise InputBoundsError("mutual TLS needs all of --ca, --cert and --key")
     if not any(tls) and not args.insecure:
         raise InputBoundsError("give --ca/--cert/--key for mutual TLS, or --insecure for plaintext")
+    if all(tls) and not args.peer:
+        raise InputBoundsError("mutual TLS needs --peer: the member id the other party's certificate names")
     start_wall = time.perf_counter()
     start_cpu = time.process_time()
     elements, ids, n = load_elements(args.input, args.columns.split(","), args.id_column)
@@ -131,7 +136,8 @@ def _run(args: argparse.Namespace, elements):
     import grpc
     from concurrent import futures
 
-    from . import PsiConfig, PsiServicer, channel_credentials, run_psi_client, server_credentials
+    from . import (PsiConfig, PsiServicer, channel_credentials, run_psi_client, secure_channel,
+                   server_credentials)
     from .transport import GRPC_OPTIONS
 
     config = PsiConfig(peer_timeout_s=args.peer_timeout, max_elements=args.max_elements)
@@ -145,7 +151,8 @@ def _run(args: argparse.Namespace, elements):
             port = server.add_secure_port(args.listen, server_credentials(*pems))
         else:
             port = server.add_insecure_port(args.listen)
-        session = servicer.offer(session_id, elements, args.timeout)
+        session = servicer.offer(session_id, elements, args.timeout,
+                                 peer=args.peer if pems else None)
         server.start()
         log.info("listening on port %d", port)
         if args.port_file is not None:
@@ -155,7 +162,7 @@ def _run(args: argparse.Namespace, elements):
         finally:
             server.stop(grace=1.0).wait()
     if pems:
-        channel = grpc.secure_channel(args.server, channel_credentials(*pems), options=GRPC_OPTIONS)
+        channel = secure_channel(args.server, channel_credentials(*pems), args.peer, GRPC_OPTIONS)
     else:
         channel = grpc.insecure_channel(args.server, options=GRPC_OPTIONS)
     with channel:
