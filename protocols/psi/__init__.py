@@ -47,17 +47,20 @@ per-direction sequence number)::
            both derive the session context (BLAKE2b of both hellos) and all keys from it
     R → S  Correction*   u columns for 2^15 bins each (2 MiB), in bin order
     S → R  OprfValues*   ℓ-bit prefixes of F(y, h) for all (y, h), in S's secret random order
-    R → S  Matches*      positions that matched + the remaining 16 - ℓ/8 bytes of F (tag)
+    R → S  Matches*      the matched sender elements (positions e in S's order) + 4-byte tags
     R → S  Finish        number of matches
     S → R  Finish        number of matches S confirmed
 
-Mutual output: the pair id of a matched pair is the 16-byte OPRF value F(x) itself,
-which both parties know for matches only and which is bound to the session (the
-session context salts H and keys everything).  R learns the matches by joining; S
-learns them from ``Matches`` and checks each tag against its own F value, so R cannot
-claim a match it did not find.  Both sides sort their pairs by pair id: that is the
-common order.  A session id runs once (the servicer refuses replays) and is part of the
-transcript, so results of different passes of a job cannot be mixed up.
+Mutual output (:mod:`protocols.psi.mutual`): R learns the matches by joining; for each
+match it sends S the position e of S's element in S's secret order — never the position
+k·n_S + e of the value that matched, which would name the cuckoo hash function k that
+placed R's element and so depend on R's other elements (issue 11 item 4) — with a 4-byte
+confirmation tag that S recomputes from its own element, so R cannot claim a match it did
+not find.  Both derive the pair id of a matched element from the element and the session
+context (BLAKE2b, salted with a key derived from the hash of both hellos): equal on both
+sides, unknown to anyone else, fresh per run.  Both sides sort their pairs by pair id:
+that is the common order.  A session id runs once (the servicer refuses replays) and is
+part of the transcript, so results of different passes of a job cannot be mixed up.
 
 Who learns what, when
 =====================
@@ -72,7 +75,9 @@ Who learns what, when
   So R learns which of its elements are in Y, and S's order is a secret random
   permutation, so positions reveal nothing about S's input order.
 - Matches: S learns which of its elements are in X (positions map back through its
-  permutation).  R's tags are bytes of F values S already has.
+  permutation) and nothing else: not which hash function placed them in R's table (tested:
+  the positions S receives are byte-identical when R's other elements move its matched
+  ones to other bins).  R's tags are a function of S's own element and the context.
 - Output (both): the local indices of the matched elements, their pair ids, the peer's
   set size.  Neither party learns anything about the other's non-matching elements
   beyond their number (tested: canary values planted in unmatched elements never appear
@@ -90,7 +95,8 @@ What a malicious party could do (the protocol is only semi-honest secure)
   differs from its committed record count is visible to the engine.
 - Lie about matches: R can omit matches (S then misses them; R could as well have left
   the elements out) but cannot add a match it did not find: S verifies every claimed
-  match against the confirmation tag (4-8 bytes of F unknown to R for non-matches).
+  match against the confirmation tag (4 bytes of a hash of the element, which R cannot
+  compute for an element it does not hold).
   S can send garbage instead of OPRF values, making R miss matches, or send a repeated
   value (R detects a value matching twice and aborts).
 - Deviate in the OT extension (e.g. a malicious R choosing codewords, or S choosing

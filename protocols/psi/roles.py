@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from . import kernels, kkrt
+from . import kernels, kkrt, mutual
 from .elements import ElementSet, PsiResult
 from .errors import InputBoundsError, PeerAbortedError, PsiProtocolError
 from .primitives import POINT_BYTES, BaseOtReceiver, BaseOtSender, random_scalar
@@ -35,7 +35,7 @@ from .psi_pb2 import (Abort, ClientHello, Correction, Finish, Matches, OprfValue
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2   #: 2: match positions name sender elements, not (element, hash function)
 SEED_BYTES = 16
 MAX_SESSION_ID_BYTES = 256
 
@@ -231,6 +231,7 @@ class ClientRole(_Role):
         self.config.check_sizes(len(self.elements), hello.set_size)
         self._peer_size = int(hello.set_size)
         keys = kkrt.session_keys(_transcript(self._hello, hello))
+        self._context = keys.context
         self._state = "sending_corrections"
         return self._corrections(hello, keys)
 
@@ -269,16 +270,14 @@ class ClientRole(_Role):
         return iter(())
 
     def _send_matches(self) -> Iterator[PsiMessage]:
-        positions, elements, values = self._matcher.matches()
-        tags = values[:, self._matcher.value_bytes:]
-        per = max(1, self.config.max_message_bytes // (4 + tags.shape[1]))
-        for lo in range(0, positions.size, per):
-            yield self._msg(matches=Matches(
-                positions=positions[lo:lo + per].astype("<u4").tobytes(),
-                tags=np.ascontiguousarray(tags[lo:lo + per]).tobytes()))
+        indices, local = self._matcher.element_matches(self._peer_size)
+        mutual.check_distinct_increasing(indices, f"{self.name} matches")
+        pair_ids, tags = mutual.pair_ids_and_tags(self._context, self.elements.digests[local])
+        for positions, tag_bytes in mutual.encode_claims(indices, tags, self.config.max_message_bytes):
+            yield self._msg(matches=Matches(positions=positions, tags=tag_bytes))
         self._state = "await_finish"
-        self._matched = (elements, values)
-        yield self._msg(finish=Finish(match_count=positions.size))
+        self._matched = (local, pair_ids)
+        yield self._msg(finish=Finish(match_count=indices.size))
 
     def _on_finish(self, finish: Finish) -> Iterator[PsiMessage]:
         elements, pair_ids = self._matched
@@ -300,9 +299,7 @@ class ServerRole(_Role):
         self._state = "await_client_hello"
         self._sender: kkrt.Sender | None = None
         self._peer_size = 0
-        self._positions: list[np.ndarray] = []
-        self._tags: list[np.ndarray] = []
-        self._last_position = -1
+        self._claims: mutual.ClaimChecker | None = None
 
     def start(self) -> Iterator[PsiMessage]:
         return iter(())
@@ -355,6 +352,7 @@ class ServerRole(_Role):
         # Work done while the client computes its corrections.
         t = time.perf_counter()
         keys = kkrt.session_keys(_transcript(hello, reply))
+        self._context = keys.context
         ot_keys = ot.keys(keys.context)
         self._timed("base_ot", t)
         t = time.perf_counter()
@@ -364,6 +362,7 @@ class ServerRole(_Role):
                              permutation)
         sender.prepare()
         self._sender = sender
+        self._claims = mutual.ClaimChecker(n)
         self._timed("bucketing", t)
 
     def _on_correction(self, correction: Correction) -> Iterator[PsiMessage]:
@@ -384,32 +383,18 @@ class ServerRole(_Role):
         self._state = "await_matches"
 
     def _on_matches(self, matches: Matches) -> Iterator[PsiMessage]:
-        tag_bytes = kkrt.OPRF_BYTES - self._sender.value_bytes
-        if len(matches.positions) % 4 or len(matches.tags) != len(matches.positions) // 4 * tag_bytes:
-            raise PsiProtocolError(
-                f"matches: expected 4-byte positions and {tag_bytes}-byte tags, found "
-                f"{len(matches.positions)} and {len(matches.tags)} bytes")
-        positions = np.frombuffer(matches.positions, "<u4").astype(np.int64)
-        if positions.size and positions[0] <= self._last_position:
-            raise PsiProtocolError("matches: positions must increase across messages")
-        if positions.size:
-            self._last_position = int(positions[-1])
-        self._positions.append(positions)
-        self._tags.append(np.frombuffer(matches.tags, np.uint8).reshape(-1, tag_bytes))
+        self._claims.add(matches.positions, matches.tags)
         return iter(())
 
     def _on_finish(self, finish: Finish) -> Iterator[PsiMessage]:
         t = time.perf_counter()
-        positions = np.concatenate(self._positions) if self._positions else np.empty(0, np.int64)
-        tags = np.concatenate(self._tags) if self._tags else np.empty(
-            (0, kkrt.OPRF_BYTES - self._sender.value_bytes), np.uint8)
-        if finish.match_count != positions.size:
+        if finish.match_count != self._claims.count:
             raise PsiProtocolError(
-                f"finish: the client announced {finish.match_count} matches but sent {positions.size}")
-        local, pair_ids = self._sender.confirm(positions, tags)
+                f"finish: the client announced {finish.match_count} matches but sent {self._claims.count}")
+        indices, pair_ids = self._claims.confirm(self._context, self._sender.digests)
         self._timed("confirm", t)
-        self._finish(local, pair_ids, self._peer_size)
-        yield self._msg(finish=Finish(match_count=positions.size))
+        self._finish(self._sender.local_indices(indices), pair_ids, self._peer_size)
+        yield self._msg(finish=Finish(match_count=indices.size))
 
 
 def random_scalar_from(rng: RandomBytes) -> bytes:
