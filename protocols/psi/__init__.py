@@ -141,6 +141,8 @@ _EXPORTS = {
     "PsiError": "errors", "PsiProtocolError": "errors", "PsiTimeoutError": "errors",
     "SessionError": "errors", "TransportError": "errors", "PeerRefusedError": "errors",
     "ClientRole": "roles", "PsiConfig": "roles", "ServerRole": "roles",
+    "Rr22ClientRole": "roles", "Rr22ServerRole": "roles", "client_role": "roles",
+    "server_role": "roles", "PROTOCOLS": "roles", "DEFAULT_PROTOCOL": "roles",
     "PsiServicer": "transport", "PsiSession": "transport", "channel_credentials": "transport",
     "run_psi_client": "transport", "server_credentials": "transport", "secure_channel": "transport",
     "PeerIdentity": "transport",
@@ -162,6 +164,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .elements import ElementSet, PsiResult
     from .errors import (DuplicateElementError, InputBoundsError, PeerAbortedError, PeerRefusedError,
                          PsiError, PsiProtocolError, PsiTimeoutError, SessionError, TransportError)
-    from .roles import ClientRole, PsiConfig, ServerRole
+    from .roles import (DEFAULT_PROTOCOL, PROTOCOLS, ClientRole, PsiConfig, Rr22ClientRole,
+                        Rr22ServerRole, ServerRole, client_role, server_role)
     from .transport import (PeerIdentity, PsiServicer, PsiSession, channel_credentials,
                             run_psi_client, secure_channel, server_credentials)

@@ -174,17 +174,19 @@ class Receiver:
             yield start, count, u
 
     def matcher(self) -> Matcher:
-        return Matcher(self.values, self.bin_element, self.value_bytes, self.n_sender)
+        return Matcher(self.values, self.bin_element, self.value_bytes, HASH_FUNCTIONS * self.n_sender)
 
 
 class Matcher:
     """Receiver side of the join: the sender's truncated values against our own."""
 
-    def __init__(self, values: np.ndarray, bin_element: np.ndarray, nbytes: int, n_sender: int) -> None:
+    def __init__(self, values: np.ndarray, bin_element: np.ndarray, nbytes: int, expected: int) -> None:
+        """``values`` (k, 2) our OPRF values, ``bin_element`` the element owning each (-1:
+        none), ``expected`` how many values the sender sends (KKRT16: 3 n_S; RR22: n_S)."""
         self.values = values
         self.bin_element = bin_element
         self.value_bytes = nbytes
-        self.expected = HASH_FUNCTIONS * n_sender
+        self.expected = expected
         self.received = 0
         self._table = kernels.build_value_table(values, bin_element)
         self._matched_by = np.zeros(values.shape[0], np.int64)

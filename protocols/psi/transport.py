@@ -54,7 +54,8 @@ from .errors import (PeerAbortedError, PeerRefusedError, PsiError, PsiProtocolEr
 from .psi_pb2 import Abort, PsiMessage
 from .psi_pb2_grpc import PsiServicer as _GeneratedServicer
 from .psi_pb2_grpc import PsiStub, add_PsiServicer_to_server
-from .roles import ClientRole, PsiConfig, RandomBytes, ServerRole, check_session_id
+from .roles import (DEFAULT_PROTOCOL, PROTOCOLS, ClientRole, PsiConfig, RandomBytes, ServerRole,
+                    check_session_id, client_role, server_role)
 
 log = logging.getLogger(__name__)
 
@@ -251,9 +252,11 @@ class PsiSession:
     """A session offered by the server side; :meth:`result` waits for its run."""
 
     def __init__(self, servicer: PsiServicer, session_id: bytes, elements: ElementSet,
-                 timeout_s: float, peer: str | None, on_refused: RefusalCallback | None) -> None:
+                 timeout_s: float, peer: str | None, on_refused: RefusalCallback | None,
+                 protocol: str = DEFAULT_PROTOCOL) -> None:
         self._servicer = servicer
         self.session_id = session_id
+        self.protocol = protocol
         self.peer = peer
         self.on_refused = on_refused
         self.refusals: list[PeerRefusedError] = []
@@ -325,16 +328,21 @@ class PsiServicer(_GeneratedServicer):
         add_PsiServicer_to_server(self, server)
 
     def offer(self, session_id: bytes, elements: ElementSet, timeout_s: float, *,
-              peer: str | None, on_refused: RefusalCallback | None = None) -> PsiSession:
+              peer: str | None, on_refused: RefusalCallback | None = None,
+              protocol: str = DEFAULT_PROTOCOL) -> PsiSession:
         """Register a session: the next client that runs ``session_id`` intersects with ``elements``.
 
         ``peer`` (required) is the member id the client's TLS certificate must name (its
         common name); ``None`` accepts only a plaintext connection (tests, debugging).  A
         client presenting another certificate is refused before any PSI message, the
         session stays open, and ``on_refused`` (if given) is called with the
-        :class:`~protocols.psi.errors.PeerRefusedError` from the gRPC thread.
+        :class:`~protocols.psi.errors.PeerRefusedError` from the gRPC thread.  ``protocol``
+        ("kkrt16" or "rr22") must equal the client's: the client hello names it, and a
+        mismatch ends the run with a clear error on both sides.
         """
         session_id = check_session_id(session_id)
+        if protocol not in PROTOCOLS:
+            raise SessionError(f"protocol: expected one of {', '.join(PROTOCOLS)}, found {protocol!r}")
         if peer is not None and (not isinstance(peer, str) or not peer):
             raise SessionError(f"peer: expected a member id (non-empty text) or None, found {peer!r}")
         if not timeout_s > 0:
@@ -344,7 +352,7 @@ class PsiServicer(_GeneratedServicer):
             if session_id in self._sessions:
                 raise SessionError(
                     f"session {session_id.hex()} was already offered (a session id runs once)")
-            session = PsiSession(self, session_id, elements, timeout_s, peer, on_refused)
+            session = PsiSession(self, session_id, elements, timeout_s, peer, on_refused, protocol)
             self._sessions[session_id] = session
         return session
 
@@ -402,7 +410,7 @@ class PsiServicer(_GeneratedServicer):
                 raise PsiProtocolError(
                     f"psi server: client hello names session {bytes(first.client_hello.session_id).hex()}, "
                     f"the call metadata {session.session_id.hex()}")
-            role = ServerRole(session.session_id, session.elements, self.config, self._rng)
+            role = server_role(session.protocol, session.session_id, session.elements, self.config, self._rng)
             message = first
             while True:
                 for out in role.handle(message):
@@ -442,10 +450,12 @@ class PsiServicer(_GeneratedServicer):
 
 def run_psi_client(channel: grpc.Channel, session_id: bytes, elements: ElementSet,
                    timeout_s: float, config: PsiConfig | None = None, *,
-                   rng: RandomBytes = os.urandom) -> PsiResult:
-    """Run the client side of session ``session_id`` over ``channel``; return our result."""
+                   rng: RandomBytes = os.urandom, protocol: str = DEFAULT_PROTOCOL) -> PsiResult:
+    """Run the client side of session ``session_id`` over ``channel``; return our result.
+
+    ``protocol`` ("kkrt16" or "rr22") must be the one the server offered the session with."""
     config = config or PsiConfig()
-    role = ClientRole(session_id, elements, config, rng)
+    role = client_role(protocol, session_id, elements, config, rng)
     deadline = time.monotonic() + timeout_s
     outbox: queue.Queue = queue.Queue(maxsize=4)
     closed = threading.Event()

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols.psi import psi_pb2
-from protocols.psi.psi_pb2 import (Abort, ClientHello, Correction, Finish, Matches, OprfValues,
-                                   PsiMessage, ServerHello)
+from protocols.psi.psi_pb2 import (Abort, ClientHello, Correction, Finish, Matches, OkvsCorrection,
+                                   OprfValues, PsiMessage, ServerHello, VoleReply, VoleSetup)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -22,14 +22,18 @@ blob = st.binary(max_size=300)
 
 BODIES = {
     "client_hello": st.builds(ClientHello, version=u32, session_id=blob, set_size=u64, seed=blob,
-                              ot_sender_point=blob, code_width=u32, statistical_security=u32),
+                              ot_sender_point=blob, code_width=u32, statistical_security=u32,
+                              protocol=st.text(max_size=20)),
     "server_hello": st.builds(ServerHello, version=u32, session_id=blob, set_size=u64, seed=blob,
-                              ot_receiver_points=blob),
+                              ot_receiver_points=blob, protocol=st.text(max_size=20)),
     "correction": st.builds(Correction, bin_start=u64, bin_count=u32, columns=blob),
     "oprf_values": st.builds(OprfValues, offset=u64, count=u32, value_bytes=u32, values=blob),
     "matches": st.builds(Matches, positions=blob, tags=blob),
     "finish": st.builds(Finish, match_count=u64),
     "abort": st.builds(Abort, reason=st.text(max_size=200)),
+    "vole_setup": st.builds(VoleSetup, offset=u64, total=u64, data=blob),
+    "vole_reply": st.builds(VoleReply, offset=u64, total=u64, data=blob),
+    "okvs_correction": st.builds(OkvsCorrection, offset=u64, total=u64, data=blob),
 }
 
 
