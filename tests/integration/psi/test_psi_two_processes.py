@@ -139,7 +139,7 @@ hold = threading.Event()
 def requests():
     yield PsiMessage(seq=0, client_hello=ClientHello(version=PROTOCOL_VERSION, session_id=b"it-1", set_size=1000,
         seed=bytes(16), ot_sender_point=BaseOtSender(random_scalar()).point, code_width=512,
-        statistical_security=40))
+        statistical_security=40, protocol="kkrt16"))
     hold.wait()
 call = PsiStub(channel).Run(requests(), timeout=60, metadata=((SESSION_METADATA_KEY, b"it-1"),))
 first = next(call)

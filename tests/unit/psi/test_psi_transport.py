@@ -124,7 +124,7 @@ def test_stalled_client_is_detected_by_the_server(data) -> None:
                 version=PROTOCOL_VERSION, session_id=b"stall", set_size=10, seed=bytes(16),
                 ot_sender_point=bytes.fromhex(
                     "5866666666666666666666666666666666666666666666666666666666666666"),
-                code_width=512, statistical_security=40))
+                code_width=512, statistical_security=40, protocol="kkrt16"))
             release.wait(20)
 
         with grpc.insecure_channel(f"127.0.0.1:{port}", options=GRPC_OPTIONS) as channel:
