@@ -89,7 +89,7 @@ def expansion(n: int, security: float = STATISTICAL_SECURITY + 1) -> float:
 def _load_bound(n: int, clusters: int, security: float) -> int:
     """Smallest n* with clusters · Pr[Bin(n, 1/clusters) > n*] <= 2^-security (Chernoff)."""
     mu = n / clusters
-    target = security * math.log(2) - math.log(clusters)
+    target = security * math.log(2) + math.log(clusters)
     k = math.ceil(mu)
     while True:
         delta = k / mu - 1

@@ -416,9 +416,14 @@ class ServerRole(_Role):
         yield self._msg(finish=Finish(match_count=indices.size))
 
 
+#: Bytes per message of an RR22 byte stream (all but the last part of a stream are exactly
+#: this long), so that a truncated or padded part is an error at once, whatever the configs.
+STREAM_PART_BYTES = 1 << 20
+
+
 class _Stream:
-    """One RR22 byte stream (VoleSetup, VoleReply, OkvsCorrection): parts must arrive in order,
-    name the total both sides computed, and add up to it exactly."""
+    """One RR22 byte stream (VoleSetup, VoleReply, OkvsCorrection): parts arrive in order, name
+    the total both sides computed, and are STREAM_PART_BYTES long except the last."""
 
     def __init__(self, what: str, total: int) -> None:
         self.what = what
@@ -428,24 +433,24 @@ class _Stream:
 
     def add(self, part) -> None:
         size = len(part.data)
-        if part.total != self.total or part.offset != self.received or self.received + size > self.total \
-                or (size == 0 and self.total):
+        want = min(STREAM_PART_BYTES, self.total - self.received)
+        if part.total != self.total or part.offset != self.received or size != want or self.complete:
             raise PsiProtocolError(
-                f"{self.what}: expected bytes {self.received}.. of {self.total}, found a part at offset "
-                f"{part.offset} with {size} bytes of a stream of {part.total}")
+                f"{self.what}: expected {want} bytes at offset {self.received} of {self.total}, "
+                f"found {size} bytes at offset {part.offset} of {part.total}")
         self.data[self.received:self.received + size] = np.frombuffer(part.data, np.uint8)
         self.received += size
 
     @property
     def complete(self) -> bool:
-        return self.received == self.total
+        return self.received == self.total    # every RR22 stream has total > 0
 
 
-def _parts(kind, data: np.ndarray, max_bytes: int):
-    """Messages of one stream: at least one (an empty stream is one empty part)."""
-    total = int(data.size)
-    for offset in range(0, max(total, 1), max_bytes):
-        yield kind(offset=offset, total=total, data=data[offset:offset + max_bytes].tobytes())
+def _parts(kind, data: np.ndarray, offset: int = 0, total: int | None = None):
+    """The messages of (a piece of) one stream, cut at STREAM_PART_BYTES from ``offset``."""
+    total = int(data.size) if total is None else total
+    for at in range(0, int(data.size), STREAM_PART_BYTES):
+        yield kind(offset=offset + at, total=total, data=data[at:at + STREAM_PART_BYTES].tobytes())
 
 
 def _value_parts(values: np.ndarray, nbytes: int, max_bytes: int):
@@ -518,7 +523,7 @@ class Rr22ClientRole(ClientRole):
         setup = receiver.setup()
         self._receiver = receiver
         self._timed("vole", t)
-        for part in _parts(VoleSetup, setup, self.config.max_message_bytes):
+        for part in _parts(VoleSetup, setup):
             yield self._msg(vole_setup=part)
         t = time.perf_counter()
         receiver.encode()            # the OKVS, while the server computes its VOLE
@@ -552,7 +557,7 @@ class Rr22ClientRole(ClientRole):
         t = time.perf_counter()
         correction = self._receiver.correction()
         self._timed("vole", t)
-        for part in _parts(OkvsCorrection, correction, self.config.max_message_bytes):
+        for part in _parts(OkvsCorrection, correction):
             yield self._msg(okvs_correction=part)
         t = time.perf_counter()
         values = self._receiver.oprf_values()
@@ -645,14 +650,19 @@ class Rr22ServerRole(ServerRole):
     def _send_reply(self) -> Iterator[PsiMessage]:
         t = time.perf_counter()
         total = self._params.vole.reply_bytes
+        pending = np.empty(0, np.uint8)   # the stream's parts are cut across VOLE chunks
         sent = 0
-        max_bytes = self.config.max_message_bytes
         for chunk in self._sender.reply_chunks(self._setup.data):
             self._timed("vole", t)
-            for offset in range(0, chunk.size, max_bytes):
-                yield self._msg(vole_reply=VoleReply(offset=sent + offset, total=total,
-                                                     data=chunk[offset:offset + max_bytes].tobytes()))
-            sent += chunk.size
+            pending = np.concatenate([pending, chunk])
+            whole = pending.size // STREAM_PART_BYTES * STREAM_PART_BYTES
+            if sent + pending.size == total:
+                whole = pending.size
+            if whole:
+                for part in _parts(VoleReply, pending[:whole], sent, total):
+                    yield self._msg(vole_reply=part)
+                sent += whole
+                pending = pending[whole:]
             t = time.perf_counter()
         self._timed("vole", t)
         self._setup = None
