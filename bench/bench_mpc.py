@@ -9,6 +9,12 @@ Run under the machine-wide lock::
 
 Each case reports pairs/s, CPU seconds and bytes sent per pair per party, and each
 party's peak RSS (``extra_info``; printed with ``-s``).
+
+``MPC_BENCH_LINKS`` (default ``lan``; e.g. ``lan,1g10ms,100m30ms``) runs the discrepancy
+cases on the link classes of bench/wan.py: each pair of parties (A-B, A-H, B-H) gets its own
+simulated link (a shaping relay process), and each party is given the addresses as it sees
+them (its own listening address, the relays for the parties it dials; MPyC's party i dials
+the parties after it).  protocols/mpc is unchanged: only the addresses differ.
 """
 
 from __future__ import annotations
@@ -24,25 +30,57 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import wan  # noqa: E402
+
+LINKS = [x for x in os.environ.get("MPC_BENCH_LINKS", "lan").split(",") if x]
 SETTLECHAIN = str(Path(sys.executable).with_name("settlechain"))
 ADDRESSES = "127.0.0.1:17381,127.0.0.1:17382,127.0.0.1:17383"
 
 
-def run_three(n: int, policy: str, extra: list[str] | None = None) -> dict:
+def _views(link: str, tmp: Path):
+    """Each party's address list, and the relay process (None on the LAN)."""
+    real = ADDRESSES.split(",")
+    if wan.link_class(link).direct:
+        return {p: ADDRESSES for p in "ABH"}, None
+    relay = ["127.0.0.1:17391", "127.0.0.1:17392", "127.0.0.1:17393"]   # A->B, A->H, B->H
+    routes = [f"{relay[0]}={real[1]}:ab@AB", f"{relay[1]}={real[2]}:ab@AH", f"{relay[2]}={real[2]}:ab@BH"]
+    ready = tmp / "relay.ready"
+    cmd = [sys.executable, str(ROOT / "bench" / "wan.py"), "relay", "--link", link, "--ready-file", str(ready)]
+    for route in routes:
+        cmd += ["--route", route]
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    end = time.monotonic() + 30
+    while not (ready.exists() and ready.read_text().strip()):
+        assert proc.poll() is None and time.monotonic() < end, "relay did not start"
+        time.sleep(0.02)
+    views = {"A": ",".join([real[0], relay[0], relay[1]]),
+             "B": ",".join([real[0], real[1], relay[2]]),
+             "H": ADDRESSES}
+    return views, proc
+
+
+def run_three(n: int, policy: str, extra: list[str] | None = None, link: str = "lan") -> dict:
     extra = extra or []
     with tempfile.TemporaryDirectory() as tmp:
+        views, relay = _views(link, Path(tmp))
         procs = []
         started = time.perf_counter()
-        for party in ("H", "B", "A"):
-            out = Path(tmp) / f"{party}.json"
-            cmd = [SETTLECHAIN, "mpc", "--party", party, "--addresses", ADDRESSES, "--generate", str(n),
-                   "--policy", policy, "--out", str(out), *extra]
-            procs.append((party, out, subprocess.Popen(cmd, cwd=ROOT)))
-        for party, _, proc in procs:
-            assert proc.wait(timeout=600) == 0, f"party {party} failed"
-        elapsed = time.perf_counter() - started
+        try:
+            for party in ("H", "B", "A"):
+                out = Path(tmp) / f"{party}.json"
+                cmd = [SETTLECHAIN, "mpc", "--party", party, "--addresses", views[party], "--generate", str(n),
+                       "--policy", policy, "--out", str(out), *extra]
+                procs.append((party, out, subprocess.Popen(cmd, cwd=ROOT)))
+            for party, _, proc in procs:
+                assert proc.wait(timeout=1800) == 0, f"party {party} failed"
+            elapsed = time.perf_counter() - started
+        finally:
+            if relay is not None:
+                relay.terminate()
+                relay.wait(30)
         outs = {party: json.loads(out.read_text()) for party, out, _ in procs}
-    report = {"pairs": n, "policy": policy, "wall_seconds_incl_startup": elapsed}
+    report = {"pairs": n, "policy": policy, "link": link, "wall_seconds_incl_startup": elapsed}
     protocol_seconds = max(o["stats"]["seconds"] for o in (outs["A"], outs["B"]))
     report["protocol_seconds"] = protocol_seconds
     report["pairs_per_s"] = n / protocol_seconds
@@ -57,10 +95,11 @@ def run_three(n: int, policy: str, extra: list[str] | None = None) -> dict:
     return report
 
 
+@pytest.mark.parametrize("link", LINKS)
 @pytest.mark.parametrize("policy,n", [("flags", 50_000), ("differences", 20_000), ("aggregate", 20_000)])
-def test_bench_discrepancy(benchmark, policy, n) -> None:
+def test_bench_discrepancy(benchmark, policy, n, link) -> None:
     reports = []
-    benchmark.pedantic(lambda: reports.append(run_three(n, policy, ["--check"])), rounds=3, iterations=1)
+    benchmark.pedantic(lambda: reports.append(run_three(n, policy, ["--check"], link)), rounds=3, iterations=1)
     best = sorted(reports, key=lambda r: r["pairs_per_s"])[len(reports) // 2]  # median
     benchmark.extra_info.update(best)
     print(json.dumps(best, indent=1))

@@ -57,11 +57,9 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -352,66 +350,11 @@ SF_CASES = {  # name: (protocol, layout or "parquet")
 _EXPECTED_PAIRS: dict[int, pl.DataFrame] = {}
 
 
-class ByteRelay:
-    """Forwards each TCP connection made to 127.0.0.1:port on to ``target``, counting the
-    bytes each way: ``up`` from the dialling party, ``down`` back to it.  Used only in the
-    untimed traffic round (it adds a copy through Python to every message)."""
-
-    def __init__(self, port: int, target: str) -> None:
-        host, target_port = target.rsplit(":", 1)
-        self.target = (host, int(target_port))
-        self.address = f"127.0.0.1:{port}"
-        self.up = self.down = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._listener = socket.create_server(("127.0.0.1", port))
-        self._listener.settimeout(0.1)
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
-        self._accepting.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                incoming, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                outgoing = socket.create_connection(self.target, timeout=5)
-            except OSError:  # the peer's server is not up yet: the dialler retries
-                incoming.close()
-                continue
-            outgoing.settimeout(None)
-            for src, dst, way in ((incoming, outgoing, "up"), (outgoing, incoming, "down")):
-                thread = threading.Thread(target=self._pump, args=(src, dst, way), daemon=True)
-                thread.start()
-                self._threads.append(thread)
-
-    def _pump(self, src: socket.socket, dst: socket.socket, way: str) -> None:
-        moved = 0
-        try:
-            while chunk := src.recv(1 << 20):
-                dst.sendall(chunk)
-                moved += len(chunk)
-        except OSError:
-            pass
-        finally:
-            with self._lock:
-                setattr(self, way, getattr(self, way) + moved)
-            for sock, how in ((dst, socket.SHUT_WR), (src, socket.SHUT_RD)):
-                try:
-                    sock.shutdown(how)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        self._accepting.join()
-        for thread in self._threads:
-            thread.join(timeout=10)
+def counting_relay(port: int, target: str, link: wan.Link) -> wan.Relay:
+    """An unshaped relay (bench/wan.py with an unlimited link) that counts the bytes each way
+    (``link.ab``: from the dialling party, ``link.ba``: back to it).  Used only in the untimed
+    traffic round on the LAN (it adds a copy through Python to every message)."""
+    return wan.Relay(f"127.0.0.1:{port}", target, link, "ab")
 
 
 def _expected_pairs(directory: Path, n: int) -> pl.DataFrame:
@@ -484,7 +427,8 @@ def run_secretflow(directory: Path, protocol: str, layout: str, port: int, count
     inputs = _secretflow_inputs(directory, layout)
     keys = SF_KEYS if layout in ("columns", "parquet") else SF_LAYOUTS[layout]
     listen = [f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"]
-    relays: list[ByteRelay] = []
+    relays: list[wan.Relay] = []
+    counted = [wan.Link(1e15, 0.0), wan.Link(1e15, 0.0)]
     shaped = None
     views = [listen, listen]
     if not link.direct:  # each party dials the other through one shaping relay process, one link
@@ -493,7 +437,7 @@ def run_secretflow(directory: Path, protocol: str, layout: str, port: int, count
                               f"sf-{port}")
         views = [[listen[0], f"127.0.0.1:{port + 3}"], [f"127.0.0.1:{port + 2}", listen[1]]]
     elif count_bytes:  # each party dials the other through a counting relay
-        relays = [ByteRelay(port + 2, listen[0]), ByteRelay(port + 3, listen[1])]
+        relays = [counting_relay(port + 2, listen[0], counted[0]), counting_relay(port + 3, listen[1], counted[1])]
         views = [[listen[0], relays[1].address], [relays[0].address, listen[1]]]
     procs, logs = [], []
     start = time.perf_counter()
@@ -530,7 +474,9 @@ def run_secretflow(directory: Path, protocol: str, layout: str, port: int, count
               "matches": stats[0]["intersection_count"], "b_matches": stats[1]["intersection_count"],
               "a_steps": stats[0]["seconds"], "b_steps": stats[1]["seconds"]}
     if count_bytes:
-        result.update(a_bytes_sent=relays[1].up + relays[0].down, b_bytes_sent=relays[0].up + relays[1].down)
+        # relay 1 carries A's dialled connection (A -> B up), relay 0 B's (B -> A up)
+        result.update(a_bytes_sent=counted[1].ab.bytes + counted[0].ba.bytes,
+                      b_bytes_sent=counted[0].ab.bytes + counted[1].ba.bytes)
     if wire is not None:
         result.update(a_bytes_sent=wire["ab_bytes"], b_bytes_sent=wire["ba_bytes"])
     return result

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHUNK = 64 * 1024
+CONNECT_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -203,25 +204,36 @@ class Relay:
                 continue
             except OSError:
                 return
+            threading.Thread(target=self._connect, args=(incoming,), daemon=True).start()
+
+    def _connect(self, incoming: socket.socket) -> None:
+        """Dial the target for an accepted connection, retrying while it does not listen yet
+        (the parties start together; a dialler that got through to the relay must not see its
+        connection dropped), for at most CONNECT_WAIT_S."""
+        end = time.monotonic() + CONNECT_WAIT_S
+        while True:
             try:
                 outgoing = socket.create_connection(self.target, timeout=5)
-            except OSError:  # the target is not listening yet: the dialler retries
-                incoming.close()
-                continue
-            for sock in (incoming, outgoing):
-                sock.settimeout(None)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._sockets += [incoming, outgoing]
+                break
+            except OSError:
+                if self._stop.is_set() or time.monotonic() > end:
+                    incoming.close()
+                    return
+                time.sleep(0.02)
+        for sock in (incoming, outgoing):
+            sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sockets += [incoming, outgoing]
 
-            def close(pair=(incoming, outgoing)):
-                for sock in pair:
-                    try:
-                        sock.close()
-                    except OSError:
-                        pass
+        def close(pair=(incoming, outgoing)):
+            for sock in pair:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
 
-            _Pipe(incoming, outgoing, self.up, self.link.buffer_bytes, close)
-            _Pipe(outgoing, incoming, self.down, self.link.buffer_bytes, close)
+        _Pipe(incoming, outgoing, self.up, self.link.buffer_bytes, close)
+        _Pipe(outgoing, incoming, self.down, self.link.buffer_bytes, close)
 
     def close(self) -> None:
         self._stop.set()

@@ -43,7 +43,7 @@ NUMBER_MARK = 0x6E756D6265722121  # b"!!rebmun" little-endian: never a BLAKE2b w
 def register(subparsers: argparse._SubParsersAction) -> None:
     psi = subparsers.add_parser(
         "psi", help="standalone two-party PSI run (benchmarks, debugging)",
-        description="Standalone two-party PSI (KKRT16) between two processes: each side reads a "
+        description="Standalone two-party PSI (KKRT16 or RR22) between two processes: each side reads a "
                     "Parquet file, builds one element per row from --columns and writes its "
                     "matched rows (pair_id, row, --id-column) in the common pair order.",
         epilog="example:\n"
@@ -81,6 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--peer-timeout", type=float, default=60.0,
                        help="longest wait for one peer message, seconds")
         p.add_argument("--max-elements", type=int, default=100_000_000)
+        p.add_argument("--protocol", choices=("kkrt16", "rr22"), default=None,
+                       help="PSI protocol, the same on both sides (default: protocols.psi.DEFAULT_PROTOCOL)")
         p.set_defaults(handler=_handle)
 
 
@@ -96,7 +98,10 @@ def _handle(args: argparse.Namespace) -> int:
         raise InputBoundsError("mutual TLS needs --peer: the member id the other party's certificate names")
     start_wall = time.perf_counter()
     start_cpu = time.process_time()
-    elements, ids, n = load_elements(args.input, args.columns.split(","), args.id_column)
+    from .roles import DEFAULT_PROTOCOL
+    args.protocol = args.protocol or DEFAULT_PROTOCOL
+    elements, ids, n = load_elements(args.input, args.columns.split(","), args.id_column,
+                                     protocol=args.protocol)
     loaded = time.perf_counter()
     result = _run(args, elements)
     ran = time.perf_counter()
@@ -105,7 +110,8 @@ def _handle(args: argparse.Namespace) -> int:
     end = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     summary = {
-        "role": args.psi_command, "elements": n, "peer_elements": result.peer_size,
+        "role": args.psi_command, "protocol": args.protocol, "elements": n,
+        "peer_elements": result.peer_size,
         "matches": len(result), "seconds": {"load": loaded - start_wall, "psi": ran - loaded,
                                              "write": end - ran, "total": end - start_wall},
         "cpu_seconds": time.process_time() - start_cpu,
@@ -152,7 +158,7 @@ def _run(args: argparse.Namespace, elements):
         else:
             port = server.add_insecure_port(args.listen)
         session = servicer.offer(session_id, elements, args.timeout,
-                                 peer=args.peer if pems else None)
+                                 peer=args.peer if pems else None, protocol=args.protocol)
         server.start()
         log.info("listening on port %d", port)
         if args.port_file is not None:
@@ -172,10 +178,19 @@ def _run(args: argparse.Namespace, elements):
             from .errors import PsiTimeoutError
             raise PsiTimeoutError(
                 f"could not connect to {args.server} within {args.peer_timeout:.0f} s") from None
-        return run_psi_client(channel, session_id, elements, args.timeout, config)
+        return run_psi_client(channel, session_id, elements, args.timeout, config, protocol=args.protocol)
 
 
-def load_elements(path: Path, columns: list[str], id_column: str | None):
+def warm_up(protocol: str = "kkrt16") -> None:
+    """Load (or compile) the numba kernels a run of ``protocol`` uses."""
+    from . import kernels
+    kernels.warm_up()
+    if protocol == "rr22":
+        from . import rr22
+        rr22.warm_up()
+
+
+def load_elements(path: Path, columns: list[str], id_column: str | None, protocol: str = "kkrt16"):
     """Read ``columns`` of a Parquet file and build the ElementSet (see module docstring)."""
     import numpy as np
     import polars as pl
@@ -185,7 +200,7 @@ def load_elements(path: Path, columns: list[str], id_column: str | None):
     from .errors import InputBoundsError
 
     # numba's first dispatch and kernel loading (~0.5 s) overlap the Parquet read
-    warm = threading.Thread(target=kernels.warm_up, name="psi-warm-up", daemon=True)
+    warm = threading.Thread(target=warm_up, args=(protocol,), name="psi-warm-up", daemon=True)
     warm.start()
     try:
         wanted = list(dict.fromkeys(columns + ([id_column] if id_column else [])))
