@@ -1,7 +1,19 @@
-"""Two-party private set intersection with mutual output: KKRT16, numba-accelerated, over gRPC.
+"""Two-party private set intersection with mutual output: KKRT16 or RR22, numba-accelerated, over gRPC.
 
-Protocol
-========
+Two protocols, one result type: a session runs ``"kkrt16"`` (below) or ``"rr22"``
+(:mod:`protocols.psi.rr22`: VOLE-based PSI over an OKVS, Raghuraman and Rindal, CCS 2022,
+with :mod:`~protocols.psi.okvs` and :mod:`~protocols.psi.vole`), named by the caller on both
+sides (``PsiServicer.offer(..., protocol=)``, ``run_psi_client(..., protocol=)``), carried in
+the client hello and checked by both: a mismatch ends the run with a clear error, never a
+wrong answer.  Both give each party the same :class:`PsiResult` (local indices, pair ids in
+one common order, the peer's size), with pair ids derived the same way
+(:mod:`~protocols.psi.mutual`), so nothing downstream can tell which one ran.
+``DEFAULT_PROTOCOL`` names the one the benchmarks chose (bench/RESULTS-psi.md): RR22 sends
+about 4 times fewer bytes (29 against 119 per element at 10^6 x 10^6); which is faster
+depends on the link.
+
+Protocol (KKRT16)
+=================
 
 Semi-honest PSI from the batched oblivious PRF of Kolesnikov, Kumaresan, Rosulek and
 Trieu, "Efficient Batched Oblivious PRF with Applications to Private Set Intersection",
@@ -62,8 +74,8 @@ sides, unknown to anyone else, fresh per run.  Both sides sort their pairs by pa
 that is the common order.  A session id runs once (the servicer refuses replays) and is
 part of the transcript, so results of different passes of a job cannot be mixed up.
 
-Who learns what, when
-=====================
+Who learns what, when (KKRT16; RR22 below)
+==========================================
 
 - ClientHello/ServerHello: each party learns the other's set size (n_R, n_S) — as in
   DESIGN.md, input sizes are disclosed anyway.  Nothing else: seeds and OT points are
@@ -82,6 +94,24 @@ Who learns what, when
   set size.  Neither party learns anything about the other's non-matching elements
   beyond their number (tested: canary values planted in unmatched elements never appear
   in the other party's transcript or output, nor do their SHA-256/SM3 hashes).
+
+RR22: what each message tells its receiver
+------------------------------------------
+
+- ClientHello/ServerHello: the set sizes, as for KKRT16 (the parameters derive from them).
+- VoleSetup (R -> S): the IKNP matrix and the COPE corrections, each masked by a PRG
+  stream of a base-OT key S does not hold: pseudorandom to S.
+- VoleReply (S -> R): GGM level sums masked by random-OT pads (R can unmask only the side
+  it chose), leaf corrections masked by S's COPE share: R learns its VOLE outputs A, C and
+  nothing about Delta or S's B.
+- OkvsCorrection (R -> S): A' = A xor P, with A pseudorandom under the LPN assumption for
+  the EA code (vole.py): pseudorandom to S, so S learns nothing about X.
+- OprfValues (S -> R): H^o(Decode(B', y) + Delta·H^B(y)) per y in S's secret random order:
+  equal to R's own value for y in X, pseudorandom otherwise (R would need Delta); so R
+  learns which of its elements are in Y.
+- Matches, Finish: as for KKRT16 (one value per element, so the positions are the
+  elements' places in S's order directly).
+- The canary test runs for both protocols.
 
 What a malicious party could do (the protocol is only semi-honest secure)
 ------------------------------------------------------------------------
@@ -112,13 +142,18 @@ API (docs/interfaces.md)
 
 ``ElementSet.from_fixed(rows)`` / ``ElementSet.from_bytes(items)``; ``PsiResult``;
 ``PsiServicer(config).add_to_server(server)``, ``servicer.offer(session_id, elements,
-timeout_s).result()``; ``run_psi_client(channel, session_id, elements, timeout_s)``;
-``PsiConfig`` (timeouts and bounds).  The same roles (:class:`ClientRole`,
-:class:`ServerRole`) run over the in-memory sink (:mod:`protocols.psi.sink`) in tests.
+timeout_s, peer=member_id, protocol=...).result()``; ``run_psi_client(channel, session_id,
+elements, timeout_s, protocol=...)`` on a channel from ``secure_channel(target, credentials,
+server_member_id)``; ``PsiConfig`` (timeouts and bounds); ``PROTOCOLS``,
+``DEFAULT_PROTOCOL``.  The same roles (:func:`client_role`, :func:`server_role`; KKRT16:
+:class:`ClientRole`, :class:`ServerRole`) run over the in-memory sink
+(:mod:`protocols.psi.sink`) in tests.
 
 Modules, in import order: ``errors``, ``kernels`` (numba), ``primitives`` (AES, KDF,
-base OT), ``kkrt`` (the pure core), ``elements``, ``psi_pb2``/``psi_pb2_grpc``
-(generated), ``roles``, ``sink``, ``transport`` (gRPC), ``cli``.
+base OT), ``kkrt`` (the KKRT16 core), ``okvs``, ``vole`` (numba kernels and steps of the
+RR22 building blocks), ``rr22`` (the RR22 core), ``mutual`` (pair ids, match claims),
+``elements``, ``psi_pb2``/``psi_pb2_grpc`` (generated), ``roles`` (both protocols), ``sink``,
+``transport`` (gRPC), ``cli``.
 
 Regenerate the protobuf modules from the repository root with::
 
