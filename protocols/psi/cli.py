@@ -195,7 +195,6 @@ def load_elements(path: Path, columns: list[str], id_column: str | None, protoco
     import numpy as np
     import polars as pl
 
-    from . import kernels
     from .elements import ElementSet
     from .errors import InputBoundsError
 

@@ -54,8 +54,8 @@ from .errors import (PeerAbortedError, PeerRefusedError, PsiError, PsiProtocolEr
 from .psi_pb2 import Abort, PsiMessage
 from .psi_pb2_grpc import PsiServicer as _GeneratedServicer
 from .psi_pb2_grpc import PsiStub, add_PsiServicer_to_server
-from .roles import (DEFAULT_PROTOCOL, PROTOCOLS, ClientRole, PsiConfig, RandomBytes, ServerRole,
-                    check_session_id, client_role, server_role)
+from .roles import (DEFAULT_PROTOCOL, PROTOCOLS, PsiConfig, RandomBytes, ServerRole, check_session_id,
+                    client_role, server_role)
 
 log = logging.getLogger(__name__)
 

@@ -312,22 +312,43 @@ def _ggm_level_parallel(parent, aes0, aes1, child, sums):
         sums[i, 1, 1] = b1
 
 
-def _next_level(ggm: Ggm, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    left, right = ggm.pi(level)
-    child = np.empty((level.shape[0], 2 * level.shape[1], 2), np.uint64)
-    sums = np.empty((level.shape[0], 2, 2), np.uint64)
-    with kernels._PARALLEL_LAUNCH:
-        _ggm_level_parallel(level, left, right, child, sums)
-    return child, sums
+class _Levels:
+    """Preallocated buffers for expanding t trees level by level (two alternating node
+    arrays of the final size and the two AES outputs): no allocation per level."""
+
+    def __init__(self, trees: int, depth: int) -> None:
+        leaves = trees << depth
+        self._nodes = [np.empty((leaves, 2), np.uint64), np.empty((leaves, 2), np.uint64)]
+        half = max(1, leaves // 2)
+        self._aes = [np.empty(half * 16 + 16, np.uint8), np.empty(half * 16 + 16, np.uint8)]
+        self.trees = trees
+        self._turn = 0
+
+    def next(self, ggm: Ggm, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Children (t, 2w, 2) of ``level`` (t, w, 2) and the per-side sums (t, 2, 2)."""
+        t, width = level.shape[0], level.shape[1]
+        flat = level.reshape(-1, 2)
+        pis = []
+        for aes, buf in zip(ggm._aes, self._aes):
+            aes.encrypt_into(flat, buf)
+            pis.append(buf[: flat.size * 8].view(np.uint64).reshape(t, width, 2))
+        out = self._nodes[self._turn]
+        self._turn ^= 1
+        child = out[: t * 2 * width].reshape(t, 2 * width, 2)
+        sums = np.empty((t, 2, 2), np.uint64)
+        with kernels._PARALLEL_LAUNCH:
+            _ggm_level_parallel(level, pis[0], pis[1], child, sums)
+        return child, sums
 
 
 def ggm_sender(ggm: Ggm, roots: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
     """Full trees: (leaves (t, 2^d, 2), level sums (t, d, 2 sides, 2))."""
     t = roots.shape[0]
+    levels = _Levels(t, depth)
     level = np.ascontiguousarray(roots).reshape(t, 1, 2)
     sums = np.empty((t, depth, 2, 2), np.uint64)
     for lv in range(depth):
-        level, sums[:, lv] = _next_level(ggm, level)
+        level, sums[:, lv] = levels.next(ggm, level)
     return level, sums
 
 
@@ -338,12 +359,13 @@ def ggm_receiver(ggm: Ggm, alpha: np.ndarray, depth: int, known_sums: np.ndarray
     (the OT output)."""
     t = alpha.shape[0]
     rows = np.arange(t)
+    levels = _Levels(t, depth)
     bit = (alpha >> (depth - 1)) & 1
     level = np.zeros((t, 2, 2), np.uint64)
     level[rows, 1 - bit] = known_sums[:, 0]
     path = bit.copy()
     for lv in range(1, depth):
-        level, sums = _next_level(ggm, level)   # the path node's children are garbage
+        level, sums = levels.next(ggm, level)   # the path node's children are garbage
         bit = (alpha >> (depth - 1 - lv)) & 1
         side = 1 - bit
         sibling = 2 * path + side
