@@ -235,11 +235,10 @@ class Receiver:
             sides[:, lv] = 1 - ((alpha >> (chunk.depth - 1 - lv)) & 1)
         known = masked[np.arange(chunk.trees)[:, None], np.arange(chunk.depth)[None, :], sides]
         known = known ^ self._pads[ot_at:ot_at + count].reshape(chunk.trees, chunk.depth, 2)
-        leaves = vole.ggm_receiver(self._ggm, alpha, chunk.depth, known)
+        leaves, known_xor = vole.ggm_receiver(self._ggm, alpha, chunk.depth, known)
         trees = slice(tree_at, tree_at + chunk.trees)
         # w_alpha = c_j xor (b_j xor all leaves) xor (all leaves but alpha) = v_alpha + beta_j Delta
-        leaves[np.arange(chunk.trees), alpha] = (self._c_base[trees] ^ corrections
-                                                 ^ np.bitwise_xor.reduce(leaves, axis=1))
+        leaves[np.arange(chunk.trees), alpha] = self._c_base[trees] ^ corrections ^ known_xor
         words = vole.ea_words(self.keys.context, index, chunk)
         self._outputs_c.append(vole.ea_encode(leaves.reshape(-1, 2), words))
         self._outputs_a.append(vole.ea_encode_regular(alpha, vole.to_words(self.beta[trees], q),
@@ -328,7 +327,7 @@ class Sender:
             count = chunk.trees * chunk.depth
             pads = np.stack([pad0[ot_at:ot_at + count], pad1[ot_at:ot_at + count]], axis=1)
             masked = sums.reshape(count, 2, 2) ^ pads
-            corrections = b_base[tree_at:tree_at + chunk.trees] ^ np.bitwise_xor.reduce(leaves, axis=1)
+            corrections = b_base[tree_at:tree_at + chunk.trees] ^ sums[:, -1, 0] ^ sums[:, -1, 1]
             yield np.concatenate([masked.reshape(-1).view(np.uint8), corrections.reshape(-1).view(np.uint8)])
             words = vole.ea_words(self.keys.context, index_c, chunk)
             outputs.append(vole.ea_encode(leaves.reshape(-1, 2), words))

@@ -342,7 +342,8 @@ class _Levels:
 
 
 def ggm_sender(ggm: Ggm, roots: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """Full trees: (leaves (t, 2^d, 2), level sums (t, d, 2 sides, 2))."""
+    """Full trees: (leaves (t, 2^d, 2), level sums (t, d, 2 sides, 2)).  The XOR of a tree's
+    leaves is the XOR of its two last-level sums."""
     t = roots.shape[0]
     levels = _Levels(t, depth)
     level = np.ascontiguousarray(roots).reshape(t, 1, 2)
@@ -352,8 +353,9 @@ def ggm_sender(ggm: Ggm, roots: np.ndarray, depth: int) -> tuple[np.ndarray, np.
     return level, sums
 
 
-def ggm_receiver(ggm: Ggm, alpha: np.ndarray, depth: int, known_sums: np.ndarray) -> np.ndarray:
-    """Leaves of every tree except the punctured one (zero there): (t, 2^d, 2).
+def ggm_receiver(ggm: Ggm, alpha: np.ndarray, depth: int, known_sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Leaves of every tree except the punctured one (zero there): (t, 2^d, 2), and the XOR
+    of each tree's known leaves (t, 2).
 
     ``known_sums`` (t, d, 2): the XOR of the level's nodes on the side off the path to alpha
     (the OT output)."""
@@ -364,17 +366,20 @@ def ggm_receiver(ggm: Ggm, alpha: np.ndarray, depth: int, known_sums: np.ndarray
     level = np.zeros((t, 2, 2), np.uint64)
     level[rows, 1 - bit] = known_sums[:, 0]
     path = bit.copy()
+    total = known_sums[:, 0].copy()   # XOR of the known nodes of the current level
     for lv in range(1, depth):
         level, sums = levels.next(ggm, level)   # the path node's children are garbage
         bit = (alpha >> (depth - 1 - lv)) & 1
         side = 1 - bit
         sibling = 2 * path + side
         # the XOR of the known nodes on that side, less the garbage at the sibling's place
+        garbage = level[rows, sibling] ^ level[rows, 2 * path + bit]
         known = sums[rows, side] ^ level[rows, sibling]
         level[rows, sibling] = known_sums[:, lv] ^ known
         level[rows, 2 * path + bit] = 0
+        total = sums[:, 0] ^ sums[:, 1] ^ garbage ^ level[rows, sibling]
         path = 2 * path + bit
-    return level
+    return level, total
 
 
 # -- expand-accumulate code ----------------------------------------------------------------
@@ -466,3 +471,4 @@ def warm_up() -> None:
     ea_encode_regular(np.zeros(2, np.int64), np.zeros((2, 2), np.uint64), 1, words)
     ggm = Ggm(bytes(32))
     ggm_receiver(ggm, np.zeros(2, np.int64), 2, ggm_sender(ggm, np.zeros((2, 2), np.uint64), 2)[1][:, :, 1])
+    _Levels(1, 1)

@@ -116,7 +116,9 @@ def test_ggm_trees_against_a_per_node_reference() -> None:
     alpha = np.array([0, 17, 31])
     known = np.stack([sums[np.arange(t), lv, 1 - ((alpha >> (depth - 1 - lv)) & 1)]
                       for lv in range(depth)], axis=1)
-    rebuilt = vole.ggm_receiver(ggm, alpha, depth, known)
+    rebuilt, known_xor = vole.ggm_receiver(ggm, alpha, depth, known)
+    assert np.array_equal(known_xor, np.bitwise_xor.reduce(rebuilt, axis=1))
+    assert np.array_equal(sums[:, -1, 0] ^ sums[:, -1, 1], np.bitwise_xor.reduce(leaves, axis=1))
     for tree in range(t):
         for j in range(1 << depth):
             want = bytes(16) if j == alpha[tree] else leaves[tree, j].tobytes()
