@@ -526,8 +526,11 @@ class Rr22ClientRole(ClientRole):
         for part in _parts(VoleSetup, setup):
             yield self._msg(vole_setup=part)
         t = time.perf_counter()
-        receiver.encode()            # the OKVS, while the server computes its VOLE
+        correction = receiver.correction()     # the OKVS and A', while the server computes its reply
         self._timed("okvs", t)
+        for part in _parts(OkvsCorrection, correction):
+            yield self._msg(okvs_correction=part)
+        del correction
         t = time.perf_counter()
         receiver.prepare_reply()
         self._timed("vole", t)
@@ -551,14 +554,9 @@ class Rr22ClientRole(ClientRole):
         self._timed("vole", t)
         if not self._reply.complete:
             return iter(())
-        return self._send_correction()
+        return self._own_values()
 
-    def _send_correction(self) -> Iterator[PsiMessage]:
-        t = time.perf_counter()
-        correction = self._receiver.correction()
-        self._timed("vole", t)
-        for part in _parts(OkvsCorrection, correction):
-            yield self._msg(okvs_correction=part)
+    def _own_values(self) -> Iterator[PsiMessage]:
         t = time.perf_counter()
         values = self._receiver.oprf_values()
         owner = np.arange(values.shape[0], dtype=np.int32)
@@ -634,7 +632,6 @@ class Rr22ServerRole(ServerRole):
         permutation = kernels.fisher_yates(_keystream_u64(self._rng, n))
         sender = rr22.Sender(self.elements.digests, self._params, keys, choice_bits, ot_keys,
                              permutation, self._rng)
-        sender.prepare()
         self._sender = sender
         self._claims = mutual.ClaimChecker(n)
         self._setup = _Stream("VOLE setup", self._params.vole.setup_bytes)
@@ -666,6 +663,9 @@ class Rr22ServerRole(ServerRole):
             t = time.perf_counter()
         self._timed("vole", t)
         self._setup = None
+        t = time.perf_counter()
+        self._sender.prepare()    # our elements' rows and Delta·H^B(y): off the client's path
+        self._timed("prepare", t)
         self._correction = _Stream("OKVS correction", self._params.correction_bytes)
         self._state = "await_okvs_correction"
 

@@ -10,6 +10,8 @@ receiver R (the client) holds X, the sender S (the server) holds Y:
 2. A subfield VOLE of length m = |P| (:mod:`protocols.psi.vole`) gives S (Delta, B) and R
    (A, C) with C = B + A·Delta, A q-byte strings.
 3. R sends A' = A xor P (m·q bytes); S sets B' = B + A'·Delta, so that C = B' + P·Delta.
+   (A = G·e depends only on R's noise, so R sends A' right after its VOLE setup, before
+   S's reply: the same messages, one round trip fewer.)
 4. S sends Y' = {H^o(Decode(B', y) + Delta·H^B(y)) : y in Y} in a secret random order,
    truncated to ``value_bytes``; R computes H^o(Decode(C, x)) for x in X and intersects.
    For y = x in X the two agree (Decode is GF(2)-linear and Decode(P, x) = H^B(x)); for
@@ -48,7 +50,6 @@ from .primitives import AesEcb, ColumnPrg, derive
 
 STATISTICAL_SECURITY = 40
 OPRF_BYTES = 16
-MAX_SET_SIZE = 1 << 30
 
 
 def value_bytes(n_receiver: int, n_sender: int) -> int:
@@ -158,7 +159,6 @@ class Receiver:
         self.beta[zero, 0] = 1                      # a zero beta would be no noise at all
         self._t_cope: np.ndarray | None = None
         self._t_iknp: np.ndarray | None = None
-        self.p: np.ndarray | None = None
         self.rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # step 1: VOLE setup (R -> S)
@@ -192,14 +192,27 @@ class Receiver:
         self._t_cope = c0
         return np.concatenate([u_iknp.reshape(-1), u_cope.reshape(-1)])
 
-    # step 2: the OKVS (while S computes its VOLE)
-    def encode(self) -> None:
+    # step 2: the OKVS and A' = A xor P (while S computes its VOLE reply)
+    def correction(self) -> np.ndarray:
+        """A' = A xor P as m·q bytes.  A = G·e depends only on our own noise, so R computes and
+        sends A' before S's reply arrives: S's view is the same set of messages (its reply does
+        not depend on A'), and the run saves a round trip."""
         table = self.params.okvs
+        q = self.params.value_bytes
         self.rows = okvs.rows(self.digests, self.keys.okvs_key, table)
-        values = hash_to_subfield(self.digests, self.keys.hash_key, self.params.value_bytes)
-        self.p = okvs.encode(table, *self.rows, values)
+        values = hash_to_subfield(self.digests, self.keys.hash_key, q)
+        p = okvs.encode(table, *self.rows, values)
+        parts, tree_at = [], 0
+        for index, (chunk, alpha) in enumerate(zip(self.params.vole.chunks, self.alpha)):
+            words = vole.ea_words(self.keys.context, index, chunk)
+            beta = vole.to_words(self.beta[tree_at:tree_at + chunk.trees], q)
+            parts.append(vole.ea_encode_regular(alpha, beta, chunk.depth, words))
+            tree_at += chunk.trees
+        a = np.concatenate(parts)
+        a ^= p
+        return vole.to_bytes(a, q).reshape(-1)
 
-    # step 3: S's reply, chunk by chunk, -> A' (R -> S)
+    # step 3: S's reply, chunk by chunk -> C
     def prepare_reply(self) -> None:
         """R's side of the random OTs and of the base VOLEs (needs nothing from S)."""
         vp = self.params.vole
@@ -212,10 +225,9 @@ class Receiver:
         self._t_cope = self._t_iknp = None
         self._ggm = vole.Ggm(self.keys.context)
         self._outputs_c: list[np.ndarray] = []
-        self._outputs_a: list[np.ndarray] = []
 
     def absorb(self, index: int, data: np.ndarray) -> None:
-        """S's reply for VOLE chunk ``index`` -> our C and A for that chunk."""
+        """S's reply for VOLE chunk ``index`` -> our C for that chunk."""
         vp = self.params.vole
         chunk = vp.chunks[index]
         if index != len(self._outputs_c) or data.size != reply_chunk_bytes(chunk):
@@ -241,24 +253,16 @@ class Receiver:
         leaves[np.arange(chunk.trees), alpha] = self._c_base[trees] ^ corrections ^ known_xor
         words = vole.ea_words(self.keys.context, index, chunk)
         self._outputs_c.append(vole.ea_encode(leaves.reshape(-1, 2), words))
-        self._outputs_a.append(vole.ea_encode_regular(alpha, vole.to_words(self.beta[trees], q),
-                                                      chunk.depth, words))
 
     @property
     def vole_done(self) -> bool:
         return len(self._outputs_c) == len(self.params.vole.chunks)
 
-    def correction(self) -> np.ndarray:
-        """A' = A xor P as m·q bytes."""
-        self.c = np.concatenate(self._outputs_c)
-        a = np.concatenate(self._outputs_a)
-        self._outputs_c = self._outputs_a = []
-        return vole.to_bytes(a ^ self.p, self.params.value_bytes).reshape(-1)
-
     def oprf_values(self) -> np.ndarray:
         """H^o(Decode(C, x)) for our elements: (n, 2) uint64."""
-        decoded = okvs.decode(self.params.okvs, self.c, self.rows[1], self.rows[2])
-        self.c = self.p = None
+        c = np.concatenate(self._outputs_c)
+        self._outputs_c = []
+        decoded = okvs.decode(self.params.okvs, c, self.rows[1], self.rows[2])
         return output_hash(self.keys, decoded)
 
 

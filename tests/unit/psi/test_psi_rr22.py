@@ -69,7 +69,7 @@ PROBES = [
      "expected message #1, found #2"),
     ("finish instead of VOLE setup", C2S, 1, _to_finish("vole_setup"), PsiProtocolError,
      "expected vole_setup, found finish"),
-    ("VOLE setup dropped", C2S, 1, lambda d: None, PsiProtocolError, "both roles wait"),
+    ("VOLE setup dropped", C2S, 1, lambda d: None, PsiProtocolError, "expected message #1, found #2"),
     ("VOLE reply truncated", S2C, 1, _set("vole_reply", "data", lambda v: v[:-1]), PsiProtocolError,
      "VOLE reply: expected"),
     ("VOLE reply with an extra byte", S2C, 1, _set("vole_reply", "data", lambda v: v + b"x"),

@@ -183,13 +183,17 @@ def test_vole_correlation_over_real_base_ots(n_r, n_s) -> None:
     receiver = rr22.Receiver(digests, params, keys, (k0, k1), os.urandom)
     sender = rr22.Sender(digests[:0], params, keys, choice, kc, np.arange(0), os.urandom)
     setup = receiver.setup()
-    receiver.encode()
+    a_prime = receiver.correction()
     receiver.prepare_reply()
     for i, part in enumerate(sender.reply_chunks(setup)):
         receiver.absorb(i, part)
-    a_prime = receiver.correction()
     q = params.value_bytes
-    a = vole.to_words(a_prime.reshape(-1, q), q) ^ receiver.p
+    # A = A' xor P, with P re-encoded from the same rows and values (the encoding is deterministic)
+    values = rr22.hash_to_subfield(digests, keys.hash_key, q)
+    from protocols.psi import okvs
+    p = okvs.encode(params.okvs, *receiver.rows, values)
+    a = vole.to_words(a_prime.reshape(-1, q), q) ^ p
+    c = np.concatenate(receiver._outputs_c)
     tables = vole.delta_tables(sender.delta[0], sender.delta[1], q)
-    assert np.array_equal(receiver.c, vole.mul_add(tables, a, sender.b))
+    assert np.array_equal(c, vole.mul_add(tables, a, sender.b))
     assert a.shape[0] == params.okvs.size and np.any(a)
