@@ -224,6 +224,7 @@ class Receiver:
         self._c_base = vole.cope_combine(t)      # c_j = sum_i x^i t_ij, t = PRG(k_i^0)
         self._t_cope = self._t_iknp = None
         self._ggm = vole.Ggm(self.keys.context)
+        self._levels: dict = {}
         self._outputs_c: list[np.ndarray] = []
 
     def absorb(self, index: int, data: np.ndarray) -> None:
@@ -247,7 +248,10 @@ class Receiver:
             sides[:, lv] = 1 - ((alpha >> (chunk.depth - 1 - lv)) & 1)
         known = masked[np.arange(chunk.trees)[:, None], np.arange(chunk.depth)[None, :], sides]
         known = known ^ self._pads[ot_at:ot_at + count].reshape(chunk.trees, chunk.depth, 2)
-        leaves, known_xor = vole.ggm_receiver(self._ggm, alpha, chunk.depth, known)
+        shape = (chunk.trees, chunk.depth)
+        if shape not in self._levels:
+            self._levels = {shape: vole.Levels(*shape)}   # one shape at a time: chunks come in order
+        leaves, known_xor = vole.ggm_receiver(self._ggm, alpha, chunk.depth, known, self._levels[shape])
         trees = slice(tree_at, tree_at + chunk.trees)
         # w_alpha = c_j xor (b_j xor all leaves) xor (all leaves but alpha) = v_alpha + beta_j Delta
         leaves[np.arange(chunk.trees), alpha] = self._c_base[trees] ^ corrections ^ known_xor
@@ -324,10 +328,14 @@ class Sender:
         del qm, qc, u_iknp, u_cope
         ggm = vole.Ggm(self.keys.context)
         outputs = []
+        levels: dict = {}
         ot_at = tree_at = 0
         for index_c, chunk in enumerate(vp.chunks):
             roots = np.frombuffer(self._rng(16 * chunk.trees), np.uint64).reshape(chunk.trees, 2)
-            leaves, sums = vole.ggm_sender(ggm, roots, chunk.depth)
+            shape = (chunk.trees, chunk.depth)
+            if shape not in levels:
+                levels = {shape: vole.Levels(*shape)}
+            leaves, sums = vole.ggm_sender(ggm, roots, chunk.depth, levels[shape])
             count = chunk.trees * chunk.depth
             pads = np.stack([pad0[ot_at:ot_at + count], pad1[ot_at:ot_at + count]], axis=1)
             masked = sums.reshape(count, 2, 2) ^ pads

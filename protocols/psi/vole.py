@@ -312,9 +312,10 @@ def _ggm_level_parallel(parent, aes0, aes1, child, sums):
         sums[i, 1, 1] = b1
 
 
-class _Levels:
+class Levels:
     """Preallocated buffers for expanding t trees level by level (two alternating node
-    arrays of the final size and the two AES outputs): no allocation per level."""
+    arrays of the final size and the two AES outputs): no allocation per level, and one
+    instance serves every VOLE chunk of the same shape (fresh memory costs page faults)."""
 
     def __init__(self, trees: int, depth: int) -> None:
         leaves = trees << depth
@@ -341,11 +342,11 @@ class _Levels:
         return child, sums
 
 
-def ggm_sender(ggm: Ggm, roots: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+def ggm_sender(ggm: Ggm, roots: np.ndarray, depth: int, levels: Levels | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Full trees: (leaves (t, 2^d, 2), level sums (t, d, 2 sides, 2)).  The XOR of a tree's
     leaves is the XOR of its two last-level sums."""
     t = roots.shape[0]
-    levels = _Levels(t, depth)
+    levels = levels or Levels(t, depth)
     level = np.ascontiguousarray(roots).reshape(t, 1, 2)
     sums = np.empty((t, depth, 2, 2), np.uint64)
     for lv in range(depth):
@@ -353,7 +354,8 @@ def ggm_sender(ggm: Ggm, roots: np.ndarray, depth: int) -> tuple[np.ndarray, np.
     return level, sums
 
 
-def ggm_receiver(ggm: Ggm, alpha: np.ndarray, depth: int, known_sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ggm_receiver(ggm: Ggm, alpha: np.ndarray, depth: int, known_sums: np.ndarray,
+                 levels: Levels | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Leaves of every tree except the punctured one (zero there): (t, 2^d, 2), and the XOR
     of each tree's known leaves (t, 2).
 
@@ -361,7 +363,7 @@ def ggm_receiver(ggm: Ggm, alpha: np.ndarray, depth: int, known_sums: np.ndarray
     (the OT output)."""
     t = alpha.shape[0]
     rows = np.arange(t)
-    levels = _Levels(t, depth)
+    levels = levels or Levels(t, depth)
     bit = (alpha >> (depth - 1)) & 1
     level = np.zeros((t, 2, 2), np.uint64)
     level[rows, 1 - bit] = known_sums[:, 0]
@@ -471,4 +473,4 @@ def warm_up() -> None:
     ea_encode_regular(np.zeros(2, np.int64), np.zeros((2, 2), np.uint64), 1, words)
     ggm = Ggm(bytes(32))
     ggm_receiver(ggm, np.zeros(2, np.int64), 2, ggm_sender(ggm, np.zeros((2, 2), np.uint64), 2)[1][:, :, 1])
-    _Levels(1, 1)
+    Levels(1, 1)
