@@ -58,7 +58,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
-from numba.cpython.unsafe.numbers import trailing_zeros
 
 from . import kernels
 from .errors import PsiError
@@ -452,29 +451,40 @@ def encode(params: OkvsParams, cluster: np.ndarray, cols: np.ndarray, dense: np.
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _decode_parallel(p, cols, dense, m_sparse, out):
+def _cluster_tables_parallel(p, clusters, m_sparse, out):
+    """Per cluster, the XOR-combination tables of its 64 dense entries: (clusters, 8, 256, 2)."""
+    m_cluster = m_sparse + 64
+    for c in prange(clusters):
+        tail = c * m_cluster + m_sparse
+        out[c] = dense_tables(p[tail:tail + 64])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _decode_parallel(p, cols, dense, m_sparse, tables, out):
     n = cols.shape[0]
     m_cluster = m_sparse + 64
     for i in prange(n):
         a = p[cols[i, 0], 0] ^ p[cols[i, 1], 0] ^ p[cols[i, 2], 0]
         b = p[cols[i, 0], 1] ^ p[cols[i, 1], 1] ^ p[cols[i, 2], 1]
-        tail = (cols[i, 0] // m_cluster) * m_cluster + m_sparse
+        table = tables[cols[i, 0] // m_cluster]
         mk = dense[i]
-        while mk:
-            bit = np.int64(trailing_zeros(mk))
-            a ^= p[tail + bit, 0]
-            b ^= p[tail + bit, 1]
-            mk &= mk - _U(1)
+        for byte in range(8):
+            v = np.int64((mk >> _U(8 * byte)) & _U(255))
+            a ^= table[byte, v, 0]
+            b ^= table[byte, v, 1]
         out[i, 0] = a
         out[i, 1] = b
 
 
 def decode(params: OkvsParams, p: np.ndarray, cols: np.ndarray, dense: np.ndarray) -> np.ndarray:
-    """(n, 2) uint64: <row(x_i), P> for every row (XOR of the selected entries)."""
+    """(n, 2) uint64: <row(x_i), P> for every row (XOR of the selected entries; the dense
+    tail through 8 lookups in per-cluster tables of its XOR-combinations)."""
     out = np.empty((cols.shape[0], 2), np.uint64)
     if cols.shape[0]:
+        tables = np.empty((params.clusters, 8, 256, 2), np.uint64)
         with kernels._PARALLEL_LAUNCH:
-            _decode_parallel(p, cols, dense, params.m_sparse, out)
+            _cluster_tables_parallel(p, params.clusters, params.m_sparse, tables)
+            _decode_parallel(p, cols, dense, params.m_sparse, tables, out)
     return out
 
 

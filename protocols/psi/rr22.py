@@ -204,9 +204,9 @@ class Receiver:
         p = okvs.encode(table, *self.rows, values)
         parts, tree_at = [], 0
         for index, (chunk, alpha) in enumerate(zip(self.params.vole.chunks, self.alpha)):
-            words = vole.ea_words(self.keys.context, index, chunk)
             beta = vole.to_words(self.beta[tree_at:tree_at + chunk.trees], q)
-            parts.append(vole.ea_encode_regular(alpha, beta, chunk.depth, words))
+            parts.append(vole.ea_encode_regular(alpha, beta, chunk.depth,
+                                                vole.ea_seed(self.keys.context, index), chunk.outputs))
             tree_at += chunk.trees
         a = np.concatenate(parts)
         a ^= p
@@ -255,8 +255,8 @@ class Receiver:
         trees = slice(tree_at, tree_at + chunk.trees)
         # w_alpha = c_j xor (b_j xor all leaves) xor (all leaves but alpha) = v_alpha + beta_j Delta
         leaves[np.arange(chunk.trees), alpha] = self._c_base[trees] ^ corrections ^ known_xor
-        words = vole.ea_words(self.keys.context, index, chunk)
-        self._outputs_c.append(vole.ea_encode(leaves.reshape(-1, 2), words))
+        self._outputs_c.append(vole.ea_encode(leaves.reshape(-1, 2), vole.ea_seed(self.keys.context, index),
+                                              chunk.outputs))
 
     @property
     def vole_done(self) -> bool:
@@ -341,8 +341,8 @@ class Sender:
             masked = sums.reshape(count, 2, 2) ^ pads
             corrections = b_base[tree_at:tree_at + chunk.trees] ^ sums[:, -1, 0] ^ sums[:, -1, 1]
             yield np.concatenate([masked.reshape(-1).view(np.uint8), corrections.reshape(-1).view(np.uint8)])
-            words = vole.ea_words(self.keys.context, index_c, chunk)
-            outputs.append(vole.ea_encode(leaves.reshape(-1, 2), words))
+            outputs.append(vole.ea_encode(leaves.reshape(-1, 2), vole.ea_seed(self.keys.context, index_c),
+                                          chunk.outputs))
             del leaves
             ot_at += count
             tree_at += chunk.trees

@@ -18,7 +18,8 @@ Construction ("silent": communication sublinear in m), per chunk of at most 2^20
    Scholl, "Correlated pseudorandomness from expand-accumulate codes", CRYPTO 2022):
    G = B_exp · A_acc maps a noise vector of length N >= 5m to m outputs: first the
    accumulator (prefix XOR, A_acc upper-triangular all-ones), then each output XORs
-   ``EA_WEIGHT`` = 21 positions of the accumulated vector chosen by a public PRG.  R's A is
+   ``EA_WEIGHT`` = 21 positions of the accumulated vector, sampled by SplitMix64 from a
+   seed derived from the session (the code is public; see :func:`_column`).  R's A is
    G·e for a sparse noise vector e; the shares are G applied to sparse-VOLE shares.
 2. Regular noise: t blocks of 2^d positions (N = t·2^d), one non-zero entry beta_j (a
    uniform q-byte string) at a uniform position alpha_j of each block.
@@ -386,12 +387,32 @@ def ggm_receiver(ggm: Ggm, alpha: np.ndarray, depth: int, known_sums: np.ndarray
 
 # -- expand-accumulate code ----------------------------------------------------------------
 
-def ea_words(context: bytes, index: int, chunk: Chunk) -> np.ndarray:
-    """(m_c, EA_WEIGHT) uint32 words from a public PRG; output r's k-th expander column is
-    (word · N) >> 32 (uniform in [0, N) up to a 2^-32 rounding)."""
-    words = keystream(derive(context, b"sc-psi-ea", 16, index.to_bytes(4, "little")),
-                      4 * chunk.outputs * EA_WEIGHT).view(np.uint32)
-    return words.reshape(chunk.outputs, EA_WEIGHT)
+def ea_seed(context: bytes, index: int) -> int:
+    """The seed of chunk ``index``'s expander, from the session context (public to both)."""
+    return int.from_bytes(derive(context, b"sc-psi-ea", 8, index.to_bytes(4, "little")), "little")
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _column(seed, r, k, length):
+    """Column of the k-th one of output r's expander row: SplitMix64 (Steele, Lea, Flood,
+    "Fast splittable pseudorandom number generators", OOPSLA 2014) of (seed, r, k), scaled to
+    [0, N).  The code is public: its randomness need not be secret, only fixed in advance
+    and independent of the noise, as for the random expander of the EA paper."""
+    z = _U(seed) + (_U(r) * _U(EA_WEIGHT) + _U(k) + _U(1)) * _U(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> _U(30))) * _U(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> _U(27))) * _U(0x94D049BB133111EB)
+    z = z ^ (z >> _U(31))
+    return np.int64(((z >> _U(32)) * _U(length)) >> _U(32))
+
+
+@njit(cache=True, nogil=True)
+def ea_columns(seed, outputs, length):
+    """(outputs, EA_WEIGHT): the expander's columns of every output (for tests and references)."""
+    out = np.empty((outputs, EA_WEIGHT), np.int64)
+    for r in range(outputs):
+        for k in range(EA_WEIGHT):
+            out[r, k] = _column(seed, r, k, length)
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -407,14 +428,14 @@ def accumulate(x):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _expand_parallel(x, words, length, out):
-    """out[r] = XOR over k of x[(words[r, k] · N) >> 32] (the expander B_exp)."""
-    n = _U(length)
-    for r in prange(words.shape[0]):
+def _expand_parallel(x, seed, out):
+    """out[r] = XOR over k of x[column(r, k)] (the expander B_exp)."""
+    length = x.shape[0]
+    for r in prange(out.shape[0]):
         a = _U(0)
         b = _U(0)
-        for k in range(words.shape[1]):
-            p = np.int64((_U(words[r, k]) * n) >> _U(32))
+        for k in range(EA_WEIGHT):
+            p = _column(seed, r, k, length)
             a ^= x[p, 0]
             b ^= x[p, 1]
         out[r, 0] = a
@@ -422,17 +443,16 @@ def _expand_parallel(x, words, length, out):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _expand_regular_parallel(prefix, alpha, depth, words, length, out):
+def _expand_regular_parallel(prefix, alpha, depth, seed, length, out):
     """G·e for regular noise without materialising e: after the accumulator, entry p is the
     XOR of the noise values at positions <= p, i.e. prefix[s] with s = (p >> d) + [alpha of
     p's block <= p mod 2^d] (one noise entry per block of 2^d positions)."""
-    n = _U(length)
     low = np.int64((1 << depth) - 1)
-    for r in prange(words.shape[0]):
+    for r in prange(out.shape[0]):
         a = _U(0)
         b = _U(0)
-        for k in range(words.shape[1]):
-            p = np.int64((_U(words[r, k]) * n) >> _U(32))
+        for k in range(EA_WEIGHT):
+            p = _column(seed, r, k, length)
             block = p >> depth
             s = block + (1 if (p & low) >= alpha[block] else 0)
             a ^= prefix[s, 0]
@@ -441,22 +461,22 @@ def _expand_regular_parallel(prefix, alpha, depth, words, length, out):
         out[r, 1] = b
 
 
-def ea_encode(x: np.ndarray, words: np.ndarray) -> np.ndarray:
+def ea_encode(x: np.ndarray, seed: int, outputs: int) -> np.ndarray:
     """G·x for a noise-length vector x (N, 2) (overwritten: accumulated in place)."""
     accumulate(x)
-    out = np.empty((words.shape[0], 2), np.uint64)
+    out = np.empty((outputs, 2), np.uint64)
     with kernels._PARALLEL_LAUNCH:
-        _expand_parallel(x, words, x.shape[0], out)
+        _expand_parallel(x, _U(seed), out)
     return out
 
 
-def ea_encode_regular(alpha: np.ndarray, values: np.ndarray, depth: int, words: np.ndarray) -> np.ndarray:
+def ea_encode_regular(alpha: np.ndarray, values: np.ndarray, depth: int, seed: int, outputs: int) -> np.ndarray:
     """G·e for the regular noise e with values[j] at position j·2^d + alpha[j]."""
     prefix = np.zeros((values.shape[0] + 1, 2), np.uint64)
     prefix[1:] = np.bitwise_xor.accumulate(values, axis=0)
-    out = np.empty((words.shape[0], 2), np.uint64)
+    out = np.empty((outputs, 2), np.uint64)
     with kernels._PARALLEL_LAUNCH:
-        _expand_regular_parallel(prefix, alpha.astype(np.int64), depth, words,
+        _expand_regular_parallel(prefix, alpha.astype(np.int64), depth, _U(seed),
                                  alpha.shape[0] << depth, out)
     return out
 
@@ -468,9 +488,9 @@ def warm_up() -> None:
     mul_add(tables, values, values)
     cope_combine(np.zeros((128, 1, 2), np.uint64))
     x = np.zeros((4, 2), np.uint64)
-    words = np.zeros((2, EA_WEIGHT), np.uint32)
-    ea_encode(x, words)
-    ea_encode_regular(np.zeros(2, np.int64), np.zeros((2, 2), np.uint64), 1, words)
+    ea_encode(x, 1, 2)
+    ea_encode_regular(np.zeros(2, np.int64), np.zeros((2, 2), np.uint64), 1, 1, 2)
+    ea_columns(_U(1), 1, 4)
     ggm = Ggm(bytes(32))
     ggm_receiver(ggm, np.zeros(2, np.int64), 2, ggm_sender(ggm, np.zeros((2, 2), np.uint64), 2)[1][:, :, 1])
     Levels(1, 1)

@@ -128,28 +128,49 @@ def test_ggm_trees_against_a_per_node_reference() -> None:
 def test_expand_accumulate_code_against_its_matrices() -> None:
     """G = B_exp · A_acc built explicitly (EA codes, Boyle et al. CRYPTO 2022)."""
     chunk = vole.Chunk(outputs=40, depth=2, trees=60)   # N = 240
-    context = os.urandom(32)
-    words_ = vole.ea_words(context, 3, chunk)
+    seed = vole.ea_seed(os.urandom(32), 3)
     n = chunk.length
+    columns = vole.ea_columns(np.uint64(seed), chunk.outputs, n)
+    assert columns.min() >= 0 and columns.max() < n and len(np.unique(columns)) > n // 2
     accumulator = np.triu(np.ones((n, n), np.uint8))          # (A x)_i = XOR_{j <= i} x_j
     expander = np.zeros((chunk.outputs, n), np.uint8)
     for r in range(chunk.outputs):
-        for w in words_[r]:
-            expander[r, (int(w) * n) >> 32] ^= 1
+        for c in columns[r]:
+            expander[r, c] ^= 1
     g = (expander.astype(np.int64) @ accumulator.T.astype(np.int64)) % 2
     x = np.random.default_rng(3).integers(0, 2**63, (n, 2), dtype=np.int64).view(np.uint64)
     expected = np.zeros((chunk.outputs, 2), np.uint64)
     for r in range(chunk.outputs):
         for c in np.flatnonzero(g[r]):
             expected[r] ^= x[c]
-    assert np.array_equal(vole.ea_encode(x.copy(), words_), expected)
+    assert np.array_equal(vole.ea_encode(x.copy(), seed, chunk.outputs), expected)
     # regular noise without materialising it gives the same as the dense vector
     alpha = np.random.default_rng(4).integers(0, 4, chunk.trees)
     values = np.random.default_rng(5).integers(0, 2**63, (chunk.trees, 2), dtype=np.int64).view(np.uint64)
     dense = np.zeros((chunk.trees, 4, 2), np.uint64)
     dense[np.arange(chunk.trees), alpha] = values
-    assert np.array_equal(vole.ea_encode_regular(alpha, values, 2, words_),
-                          vole.ea_encode(dense.reshape(-1, 2), words_))
+    assert np.array_equal(vole.ea_encode_regular(alpha, values, 2, seed, chunk.outputs),
+                          vole.ea_encode(dense.reshape(-1, 2), seed, chunk.outputs))
+
+
+def test_splitmix_columns_match_the_published_generator() -> None:
+    """SplitMix64 (Steele et al. 2014; the reference outputs of seed 0 as in Vigna's splitmix64.c)."""
+    mask = 2**64 - 1
+
+    def splitmix(state: int) -> int:
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    # state 0 advanced once: the first output of SplitMix64 seeded with 0
+    assert splitmix(0x9E3779B97F4A7C15) == 0xE220A8397B1DCDAF
+    seed, n = 12345, 1 << 20
+    columns = vole.ea_columns(np.uint64(seed), 3, n)
+    for r in range(3):
+        for k in range(vole.EA_WEIGHT):
+            z = splitmix((seed + (r * vole.EA_WEIGHT + k + 1) * 0x9E3779B97F4A7C15) & mask)
+            assert columns[r, k] == ((z >> 32) * n) >> 32
 
 
 def test_chunk_parameters() -> None:
