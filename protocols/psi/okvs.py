@@ -191,12 +191,13 @@ def rows(digests: np.ndarray, key: bytes, params: OkvsParams) -> tuple[np.ndarra
 def _triangulate(cols, m_sparse, max_gap):
     """Greedy triangulation (RR22 Figure 1, step 2).
 
-    Returns ``(order, pivot, gap, ngap)``: ``order`` the rows in pivot order (-1 padded),
+    Works on 32-bit indices (a cluster holds < 2^31 keys) so that a cluster's arrays stay in
+    the CPU cache.  Returns ``(order, pivot, gap, ngap)``: ``order`` the rows in pivot order (-1 padded),
     ``pivot[r]`` the pivot column of row r (-1 for gap rows), ``gap`` the gap rows.  ``ngap``
     is -1 if more than ``max_gap`` rows had to be set aside.
     """
     n = cols.shape[0]
-    deg = np.zeros(m_sparse, np.int64)
+    deg = np.zeros(m_sparse, np.int32)
     for r in range(n):
         for k in range(3):
             deg[cols[r, k]] += 1
@@ -204,18 +205,18 @@ def _triangulate(cols, m_sparse, max_gap):
     for c in range(m_sparse):
         start[c + 1] = start[c] + deg[c]
     fill = start[:m_sparse].copy()
-    incident = np.empty(3 * n, np.int64)
+    incident = np.empty(3 * n, np.int32)
     for r in range(n):
         for k in range(3):
             c = cols[r, k]
             incident[fill[c]] = r
             fill[c] += 1
     alive = np.ones(n, np.bool_)
-    pivot = np.full(n, -1, np.int64)
-    order = np.full(n, -1, np.int64)
+    pivot = np.full(n, -1, np.int32)
+    order = np.full(n, -1, np.int32)
     gap = np.full(max_gap + 1, -1, np.int64)
     ngap = 0
-    stack = np.empty(m_sparse + 3 * n, np.int64)
+    stack = np.empty(m_sparse + 3 * n, np.int32)
     top = 0
     for c in range(m_sparse):
         if deg[c] == 1:
@@ -415,7 +416,7 @@ def _encode_parallel(cluster, cols, dense, values, clusters, capacity, m_sparse,
             status[c] = 3
             continue
         k = hi - lo
-        local = np.empty((k, 3), np.int64)
+        local = np.empty((k, 3), np.int32)
         d = np.empty(k, np.uint64)
         v = np.empty((k, 2), np.uint64)
         base = c * m_cluster
@@ -495,6 +496,6 @@ def warm_up() -> None:
     cluster, cols, dense = rows(digests, bytes(16), params)
     p = encode(params, cluster, cols, dense, np.zeros((2, 2), np.uint64))
     decode(params, p, cols, dense)
-    twice = np.array([[0, 1, 2], [0, 1, 2]], np.int64)
+    twice = np.array([[0, 1, 2], [0, 1, 2]], np.int32)
     out = np.zeros((16 + 64, 2), np.uint64)
     _encode_one(twice, np.array([1, 2], np.uint64), np.zeros((2, 2), np.uint64), 16, out)
