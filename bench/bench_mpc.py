@@ -15,6 +15,12 @@ that both see the same machine load, and reports the median of each.
 Each case reports pairs/s (pairs over the protocol's own seconds, the slower of A
 and B), CPU microseconds and bytes sent per pair per party, and each party's peak RSS
 (``extra_info``; printed with ``-s``).
+
+``MPC_BENCH_LINKS`` (default ``lan``; e.g. ``lan,1g10ms,100m30ms``) runs the
+``differences`` case on the link classes of bench/wan.py: each pair of parties (A-B, A-H, B-H) gets its own
+simulated link (a shaping relay process), and each party is given the addresses as it sees
+them (its own listening address, the relays for the parties it dials; MPyC's party i dials
+the parties after it).  protocols/mpc is unchanged: only the addresses differ.
 """
 
 from __future__ import annotations
@@ -31,13 +37,40 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import wan  # noqa: E402
+
+LINKS = [x for x in os.environ.get("MPC_BENCH_LINKS", "lan").split(",") if x]
 ADDRESSES = "127.0.0.1:17381,127.0.0.1:17382,127.0.0.1:17383"
 ENTRY = "import sys; from engine.cli import main; sys.exit(main(sys.argv[1:]))"
 TARGET_PAIRS_PER_S = 10_000
 ROUNDS = int(os.environ.get("MPC_BENCH_ROUNDS", "5"))
 
 
-def run_three(n: int, policy: str, extra: list[str] | None = None, *, tree: Path | None = None) -> dict:
+def _views(link: str, tmp: Path):
+    """Each party's address list, and the relay process (None on the LAN)."""
+    real = ADDRESSES.split(",")
+    if wan.link_class(link).direct:
+        return {p: ADDRESSES for p in "ABH"}, None
+    relay = ["127.0.0.1:17391", "127.0.0.1:17392", "127.0.0.1:17393"]   # A->B, A->H, B->H
+    routes = [f"{relay[0]}={real[1]}:ab@AB", f"{relay[1]}={real[2]}:ab@AH", f"{relay[2]}={real[2]}:ab@BH"]
+    ready = tmp / "relay.ready"
+    cmd = [sys.executable, str(ROOT / "bench" / "wan.py"), "relay", "--link", link, "--ready-file", str(ready)]
+    for route in routes:
+        cmd += ["--route", route]
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    end = time.monotonic() + 30
+    while not (ready.exists() and ready.read_text().strip()):
+        assert proc.poll() is None and time.monotonic() < end, "relay did not start"
+        time.sleep(0.02)
+    views = {"A": ",".join([real[0], relay[0], relay[1]]),
+             "B": ",".join([real[0], real[1], relay[2]]),
+             "H": ADDRESSES}
+    return views, proc
+
+
+def run_three(n: int, policy: str, extra: list[str] | None = None, link: str = "lan", *,
+              tree: Path | None = None) -> dict:
     """One job, three processes; ``tree``: run that source tree's code instead of ours."""
     extra = extra or []
     env = dict(os.environ)
@@ -46,18 +79,24 @@ def run_three(n: int, policy: str, extra: list[str] | None = None, *, tree: Path
         env["PYTHONPATH"] = str(tree)
         cwd = tree
     with tempfile.TemporaryDirectory() as tmp:
+        views, relay = _views(link, Path(tmp))
         procs = []
         started = time.perf_counter()
-        for party in ("H", "B", "A"):
-            out = Path(tmp) / f"{party}.json"
-            cmd = [sys.executable, "-c", ENTRY, "mpc", "--party", party, "--addresses", ADDRESSES,
-                   "--generate", str(n), "--policy", policy, "--out", str(out), *extra]
-            procs.append((party, out, subprocess.Popen(cmd, cwd=cwd, env=env)))
-        for party, _, proc in procs:
-            assert proc.wait(timeout=900) == 0, f"party {party} failed"
-        elapsed = time.perf_counter() - started
+        try:
+            for party in ("H", "B", "A"):
+                out = Path(tmp) / f"{party}.json"
+                cmd = [sys.executable, "-c", ENTRY, "mpc", "--party", party, "--addresses", views[party],
+                       "--generate", str(n), "--policy", policy, "--out", str(out), *extra]
+                procs.append((party, out, subprocess.Popen(cmd, cwd=cwd, env=env)))
+            for party, _, proc in procs:
+                assert proc.wait(timeout=1800) == 0, f"party {party} failed"
+            elapsed = time.perf_counter() - started
+        finally:
+            if relay is not None:
+                relay.terminate()
+                relay.wait(30)
         outs = {party: json.loads(out.read_text()) for party, out, _ in procs}
-    report = {"pairs": n, "policy": policy, "code": "baseline" if tree else "current",
+    report = {"pairs": n, "policy": policy, "link": link, "code": "baseline" if tree else "current",
               "wall_seconds_incl_startup": elapsed}
     protocol_seconds = max(o["stats"]["seconds"] for o in (outs["A"], outs["B"]))
     report["protocol_seconds"] = protocol_seconds
@@ -114,9 +153,11 @@ def test_bench_before_after(benchmark, policy, n) -> None:
     assert summary["current"]["pairs_per_s_median"] >= TARGET_PAIRS_PER_S
 
 
-def test_bench_differences(benchmark) -> None:
+@pytest.mark.parametrize("link", LINKS)
+def test_bench_differences(benchmark, link) -> None:
+    """``MPC_BENCH_LINKS`` also runs this case on the WAN link classes of bench/wan.py."""
     reports = []
-    benchmark.pedantic(lambda: reports.append(run_three(20_000, "differences", ["--check"])), rounds=3,
+    benchmark.pedantic(lambda: reports.append(run_three(20_000, "differences", ["--check"], link)), rounds=3,
                        iterations=1)
     best = median_report(reports)
     benchmark.extra_info.update(best)

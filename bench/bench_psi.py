@@ -1,44 +1,54 @@
-"""PSI benchmarks: two processes over loopback gRPC, Parquet files in, matched record ids out.
+"""PSI benchmarks: two processes over loopback gRPC, Parquet files in, matched record ids out,
+on a direct link (LAN) and on simulated WAN links (bench/wan.py), beside SecretFlow's RR22.
 
 Run under the global lock (never collected by the default test run)::
 
     flock /tmp/settlechain-bench.lock .venv/bin/python -m pytest bench/bench_psi.py \\
         -o python_files='bench_*.py' --benchmark-enable -s
 
-Environment: ``PSI_BENCH_SIZES`` (default ``100000,1000000,10000000``),
-``PSI_BENCH_PEER_SIZES`` (OpenMined PSI, default ``100000,1000000``), ``PSI_BENCH_ROUNDS``
-(default 3; the OpenMined 10^6 run is done once), ``PSI_BENCH_DIR`` (data directory,
-default /tmp/settlechain-psi-bench; files are reused between runs).
+Environment:
 
-Each side is a separate ``settlechain psi serve|connect`` process (mutual TLS, ECDSA
-P-256 certificates made for the run), started together; the client waits for the
-server's port.  Records are canonical-looking (record_id, service, calling, called,
-start_time, duration_s, charge), 50 % overlap; the element is every column but the id.
-Per party: wall seconds (process start to exit), CPU seconds (user + sys of the process,
-from wait4), peak RSS (VmHWM read by each process at its end), bytes sent per element.  The numbers go to pytest-benchmark's
-extra_info and to ``$PSI_BENCH_DIR/results.json``; bench/RESULTS-psi.md records a run.
+- ``PSI_BENCH_SIZES`` (default ``100000,1000000,10000000``): n per side;
+- ``PSI_BENCH_LINKS`` (default ``lan,1g10ms,100m30ms``): link classes of bench/wan.py; on
+  every class but ``lan`` each party-to-party TCP connection goes through a shaping relay
+  process (one link per pair of parties, its bandwidth shared by all their connections);
+- ``PSI_BENCH_PROTOCOLS`` (default: every protocol of ``protocols.psi.PROTOCOLS``);
+- ``PSI_BENCH_ROUNDS`` (default 3) and ``PSI_BENCH_ROUNDS_LARGE`` (rounds at n >= 10^7,
+  default the same); medians are reported;
+- ``PSI_BENCH_DIR`` (data directory, default /tmp/settlechain-psi-bench; files are reused);
+- ``PSI_BENCH_PORT`` (default 17260): first of the ports used (up to +40);
+- ``PSI_BENCH_PEER_SIZES`` (OpenMined PSI on the LAN, default ``100000,1000000``).
 
-The peer, OpenMined PSI 2.0.4 (ECDH over P-256, ``bench/openmined_peer.py``), runs on the
-same files in the same session; it gives only the client the intersection.
+The cases run in one ordered list (``test_psi``): for each n, for each link class,
+settlechain with each protocol, then SecretFlow RR22 (one key column and six key columns)
+when ``PSI_BENCH_SECRETFLOW_PYTHON`` names the interpreter of a separate venv with ``spu``
+0.9.5 and ``pyarrow`` (RESULTS-psi.md gives the steps; without it those cases are recorded
+as "not measured"), so every system meets the same link in the same run.
+``PSI_BENCH_SECRETFLOW_SIZES`` (default: the sizes above) selects SecretFlow's sizes.
 
-``PSI_BENCH_PORT`` (default 17260) is the first of the ports used (up to +8).
+Each side is a separate ``settlechain psi serve|connect`` process (mutual TLS, ECDSA P-256
+certificates made for the run, each side naming the other's member id), started together;
+the client waits for the server's port.  Records are canonical-looking (record_id,
+service, calling, called, start_time, duration_s, charge), 50 % overlap; the element is
+every column but the id.  Per party: wall seconds (process start to exit), CPU seconds
+(user + sys, from wait4), peak RSS (VmHWM read by each process at its end), protocol bytes
+sent per element; on a relayed link also the TCP bytes the relay carried each way (TLS and
+gRPC framing included).  The numbers go to pytest-benchmark's extra_info and to
+``$PSI_BENCH_DIR/results.json``; bench/RESULTS-psi.md records a run.
 
-The second peer, SecretFlow PSI (spu 0.9.5 from PyPI, ``bench/secretflow_peer.py``), runs
-when ``PSI_BENCH_SECRETFLOW_PYTHON`` names the interpreter of a separate venv that has
-``spu`` and ``pyarrow`` (it is never installed beside settlechain; RESULTS-psi.md gives the
-steps); without it its cases are skipped with "not measured" and recorded so in
-results.json.  Both parties get the intersection (``broadcast_result``); each round starts
-both processes together over loopback brpc (they meet on a plain TCP rendezvous before
-linking: started apart, brpc sleeps 1-4 s before it dials again), from CSV files written
-once from the same Parquet files (untimed; SecretFlow's input format), and the outputs
-are checked against the expected record-id pairs, row by row.  Cases: RR22 with the six key columns
-(``secretflow-rr22``) and with one key column joining them (``secretflow-rr22-onekey``) at
-``PSI_BENCH_SECRETFLOW_SIZES`` (default ``1000000,10000000``); KKRT, ECDH over Curve25519
-(one key column) and RR22 reading the Parquet files itself (``secretflow-rr22-parquet``,
-converted to CSV with pyarrow inside the timed process) at
-``PSI_BENCH_SECRETFLOW_OTHER_SIZES`` (default ``1000000``).  Bytes on the wire: one more,
-untimed round through a counting TCP relay at ``PSI_BENCH_SECRETFLOW_BYTES_SIZES``
-(default ``1000000``), since SecretFlow's Python API reports none.
+SecretFlow PSI (spu 0.9.5 from PyPI, ``bench/secretflow_peer.py``): both parties get the
+intersection (``broadcast_result``); each round starts both processes together (they meet
+on a plain TCP rendezvous before linking: started apart, brpc sleeps 1-4 s before it dials
+again), from CSV files written once from the same Parquet files (untimed; SecretFlow's
+input format), and the outputs are checked against the expected record-id pairs, row by
+row.  Each party dials the other (brpc), so on a relayed link both connections go through
+one relay process and share its link; its byte counts are SecretFlow's bytes on the wire.
+On the LAN, bytes come from one more, untimed round through a counting relay.  Further
+SecretFlow cases on the LAN (``test_secretflow_other``: KKRT, ECDH over Curve25519, RR22
+reading Parquet) run at ``PSI_BENCH_SECRETFLOW_OTHER_SIZES`` (default ``1000000``).
+
+OpenMined PSI 2.0.4 (ECDH over P-256, ``bench/openmined_peer.py``) runs on the LAN only; it
+gives only the client the intersection.
 """
 
 from __future__ import annotations
@@ -47,11 +57,9 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -64,17 +72,28 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "tests" / "unit" / "psi"))
 
 import psi_data  # noqa: E402
+import wan  # noqa: E402
 from psi_pki import write_pki  # noqa: E402
 
-SIZES = [int(x) for x in os.environ.get("PSI_BENCH_SIZES", "100000,1000000,10000000").split(",") if x]
-PEER_SIZES = [int(x) for x in os.environ.get("PSI_BENCH_PEER_SIZES", "100000,1000000").split(",") if x]
+from protocols.psi.roles import PROTOCOLS  # noqa: E402
+
+
+def _ints(name: str, default: str) -> list[int]:
+    return [int(x) for x in os.environ.get(name, default).split(",") if x]
+
+
+SIZES = _ints("PSI_BENCH_SIZES", "100000,1000000,10000000")
+PEER_SIZES = _ints("PSI_BENCH_PEER_SIZES", "100000,1000000")
+LINKS = [wan.link_class(x) for x in os.environ.get("PSI_BENCH_LINKS", "lan,1g10ms,100m30ms").split(",") if x]
+BENCH_PROTOCOLS = [x for x in os.environ.get("PSI_BENCH_PROTOCOLS", ",".join(PROTOCOLS)).split(",") if x]
 ROUNDS = int(os.environ.get("PSI_BENCH_ROUNDS", "3"))
+ROUNDS_LARGE = int(os.environ.get("PSI_BENCH_ROUNDS_LARGE", str(ROUNDS)))
 DATA = Path(os.environ.get("PSI_BENCH_DIR", "/tmp/settlechain-psi-bench"))
 PORT = int(os.environ.get("PSI_BENCH_PORT", "17260"))
 SECRETFLOW_PYTHON = os.environ.get("PSI_BENCH_SECRETFLOW_PYTHON", "")
-SF_SIZES = [int(x) for x in os.environ.get("PSI_BENCH_SECRETFLOW_SIZES", "1000000,10000000").split(",") if x]
-SF_OTHER_SIZES = [int(x) for x in os.environ.get("PSI_BENCH_SECRETFLOW_OTHER_SIZES", "1000000").split(",") if x]
-SF_BYTES_SIZES = [int(x) for x in os.environ.get("PSI_BENCH_SECRETFLOW_BYTES_SIZES", "1000000").split(",") if x]
+SF_SIZES = _ints("PSI_BENCH_SECRETFLOW_SIZES", ",".join(map(str, SIZES)))
+SF_OTHER_SIZES = _ints("PSI_BENCH_SECRETFLOW_OTHER_SIZES", "1000000")
+SF_BYTES_SIZES = _ints("PSI_BENCH_SECRETFLOW_BYTES_SIZES", "1000000")
 RESULTS: dict[str, dict] = {}
 
 
@@ -99,42 +118,82 @@ def _wait(proc: subprocess.Popen) -> tuple[int, float, float]:
     return proc.returncode, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0
 
 
+class RelayProcess:
+    """``bench/wan.py relay`` as a separate process (its threads must not share a GIL with
+    anything timed), with the routes given; ``stats()`` after ``close()``: bytes per direction."""
+
+    def __init__(self, link: wan.LinkClass, routes: list[str], tag: str) -> None:
+        self.ready = DATA / f"relay-{tag}.ready"
+        self.stats_path = DATA / f"relay-{tag}.json"
+        for path in (self.ready, self.stats_path):
+            path.unlink(missing_ok=True)
+        DATA.mkdir(parents=True, exist_ok=True)
+        args = [sys.executable, str(BENCH / "wan.py"), "relay", "--link", link.name,
+                "--ready-file", str(self.ready), "--stats-json", str(self.stats_path)]
+        for route in routes:
+            args += ["--route", route]
+        self.proc = subprocess.Popen(args, cwd=ROOT)
+        end = time.monotonic() + 30
+        while not (self.ready.exists() and self.ready.read_text().strip()):
+            if self.proc.poll() is not None or time.monotonic() > end:
+                raise AssertionError(f"relay for {link.name} did not start (exit {self.proc.poll()})")
+            time.sleep(0.02)
+
+    def close(self) -> dict:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+        return json.loads(self.stats_path.read_text())["default"]
+
+
 def _settlechain(*args: str) -> list[str]:
     return [sys.executable, "-c", "import sys; from engine.cli import main; sys.exit(main())", *args]
 
 
-def run_settlechain(directory: Path, pki: dict, session: str, port: int) -> dict:
+def run_settlechain(directory: Path, pki: dict, session: str, port: int, link: wan.LinkClass = wan.LINKS["lan"],
+                    protocol: str | None = None) -> dict:
     cols = ",".join(psi_data.COLUMNS)
     common = ["--columns", cols, "--id-column", "record_id", "--session-id", session,
-              "--timeout", "900", "--peer-timeout", "120"]
+              "--timeout", "1800", "--peer-timeout", "300"]
+    if protocol is not None:
+        common += ["--protocol", protocol]
 
     def tls(name):
-        return ["--ca", str(pki[name]["ca"]), "--cert", str(pki[name]["cert"]), "--key", str(pki[name]["key"])]
+        return ["--ca", str(pki[name]["ca"]), "--cert", str(pki[name]["cert"]), "--key", str(pki[name]["key"]),
+                "--peer", "B" if name == "A" else "A"]
 
+    relay = None
+    target = f"localhost:{port}"
+    if not link.direct:  # B (client) dials A through the link: B's data flows b -> a
+        relay = RelayProcess(link, [f"127.0.0.1:{port + 20}=127.0.0.1:{port}:ba"], f"sc-{port}")
+        target = f"localhost:{port + 20}"
     start = time.perf_counter()
     server = subprocess.Popen(_settlechain(
         "psi", "serve", "--listen", f"127.0.0.1:{port}", "--input", str(directory / "a.parquet"),
         "--output", str(directory / "a-out.parquet"), "--stats-json", str(directory / "a.json"),
         *common, *tls("A")), cwd=ROOT, stderr=subprocess.PIPE)
     client = subprocess.Popen(_settlechain(
-        "psi", "connect", "--server", f"localhost:{port}", "--input", str(directory / "b.parquet"),
+        "psi", "connect", "--server", target, "--input", str(directory / "b.parquet"),
         "--output", str(directory / "b-out.parquet"), "--stats-json", str(directory / "b.json"),
         *common, *tls("B")), cwd=ROOT, stderr=subprocess.PIPE)
     c_code, c_cpu, c_rss = _wait(client)
     c_wall = time.perf_counter() - start
     s_code, s_cpu, s_rss = _wait(server)
     wall = time.perf_counter() - start
+    wire = relay.close() if relay is not None else None
     if c_code or s_code:
         raise AssertionError(f"PSI failed: server {s_code} {server.stderr.read()!r}, "
                              f"client {c_code} {client.stderr.read()!r}")
     a = json.loads((directory / "a.json").read_text())
     b = json.loads((directory / "b.json").read_text())
-    return {"wall_s": wall, "server_wall_s": wall, "client_wall_s": c_wall,
-            "server_cpu_s": s_cpu, "client_cpu_s": c_cpu,
-            "server_peak_rss_mib": a["peak_rss_mib"], "client_peak_rss_mib": b["peak_rss_mib"],
-            "server_bytes_sent": a["stats"]["bytes_sent"], "client_bytes_sent": b["stats"]["bytes_sent"],
-            "matches": a["matches"], "server_steps": a["seconds"], "client_steps": b["seconds"],
-            "server_psi_steps": a["stats"]["seconds"], "client_psi_steps": b["stats"]["seconds"]}
+    out = {"wall_s": wall, "server_wall_s": wall, "client_wall_s": c_wall,
+           "server_cpu_s": s_cpu, "client_cpu_s": c_cpu,
+           "server_peak_rss_mib": a["peak_rss_mib"], "client_peak_rss_mib": b["peak_rss_mib"],
+           "server_bytes_sent": a["stats"]["bytes_sent"], "client_bytes_sent": b["stats"]["bytes_sent"],
+           "matches": a["matches"], "server_steps": a["seconds"], "client_steps": b["seconds"],
+           "server_psi_steps": a["stats"]["seconds"], "client_psi_steps": b["stats"]["seconds"]}
+    if wire is not None:
+        out.update(server_tcp_bytes=wire["ab_bytes"], client_tcp_bytes=wire["ba_bytes"])
+    return out
 
 
 def run_openmined(directory: Path, n: int, port: int) -> dict:
@@ -168,9 +227,12 @@ def _record(name: str, n: int, runs: list[dict], benchmark, extra: dict | None =
     for key in runs[0]:
         if isinstance(runs[0][key], (int, float)):
             summary[key] = statistics.median(r[key] for r in runs)
-    if "server_bytes_sent" in summary:
-        summary["bytes_per_element"] = (summary["server_bytes_sent"] + summary["client_bytes_sent"]) / n
     summary.update(extra or {})
+    for a_key, b_key, out in (("server_bytes_sent", "client_bytes_sent", "bytes_per_element"),
+                              ("a_bytes_sent", "b_bytes_sent", "bytes_per_element"),
+                              ("server_tcp_bytes", "client_tcp_bytes", "tcp_bytes_per_element")):
+        if a_key in summary:
+            summary[out] = (summary[a_key] + summary[b_key]) / n
     summary["runs"] = runs
     benchmark.extra_info.update({k: v for k, v in summary.items() if k != "runs"})
     RESULTS[f"{name}/{n}"] = summary
@@ -183,29 +245,75 @@ def _record(name: str, n: int, runs: list[dict], benchmark, extra: dict | None =
 
 
 def test_warm_numba_cache(pki) -> None:
-    """One small run so that every kernel is compiled and cached before the timed runs."""
+    """One small run per protocol so that every kernel is compiled and cached before the timed runs."""
     directory, expected = _dataset(1000)
-    assert run_settlechain(directory, pki, "warm", PORT)["matches"] == expected
+    for i, protocol in enumerate(BENCH_PROTOCOLS):
+        assert run_settlechain(directory, pki, f"warm-{i}", PORT, protocol=protocol)["matches"] == expected
 
 
-@pytest.mark.parametrize("n", SIZES)
-def test_settlechain_kkrt(benchmark, pki, n) -> None:
-    directory, expected = _dataset(n)
-    runs: list[dict] = []
-    counter = iter(range(1000))
-
-    def once():
-        result = run_settlechain(directory, pki, f"kkrt-{n}-{next(counter)}", PORT + 1)
-        runs.append(result)
-        return result
-
-    result = benchmark.pedantic(once, rounds=ROUNDS, iterations=1)
-    assert result["matches"] == expected
+def _check_settlechain_outputs(directory: Path, expected: int) -> None:
     out_a = pl.read_parquet(directory / "a-out.parquet")
     out_b = pl.read_parquet(directory / "b-out.parquet")
     assert out_a.height == out_b.height == expected
     assert out_a["pair_id"].equals(out_b["pair_id"]), "both sides list the same pairs in one order"
-    _record("settlechain-kkrt", n, runs, benchmark)
+
+
+def _cases() -> list[tuple[int, str, str]]:
+    """(n, link, system) in the order they run: per size, per link, every system back to back."""
+    out = []
+    for n in SIZES:
+        for link in LINKS:
+            out += [(n, link.name, f"settlechain-{p}") for p in BENCH_PROTOCOLS]
+            if n in SF_SIZES:
+                out += [(n, link.name, "secretflow-rr22-onekey"), (n, link.name, "secretflow-rr22")]
+    return out
+
+
+@pytest.mark.timeout(6 * 3600)
+@pytest.mark.parametrize(("n", "link_name", "system"), _cases(), ids=lambda v: str(v))
+def test_psi(benchmark, pki, n, link_name, system) -> None:
+    link = wan.link_class(link_name)
+    name = f"{system}@{link_name}"
+    rounds = ROUNDS_LARGE if n >= 10_000_000 else ROUNDS
+    if system.startswith("secretflow"):
+        if not SECRETFLOW_PYTHON:
+            _not_measured(name, n, "PSI_BENCH_SECRETFLOW_PYTHON is not set (the venv with spu 0.9.5)")
+        protocol, layout = SF_CASES[system]
+        directory, expected = _dataset(n)
+        runs: list[dict] = []
+
+        def once():
+            result = run_secretflow(directory, protocol, layout, PORT + 4, link=link)
+            runs.append(result)
+            return result
+
+        result = benchmark.pedantic(once, rounds=rounds, iterations=1)
+        assert result["matches"] == result["b_matches"] == expected
+        _check_secretflow(directory, n)
+        extra = {}
+        if link.direct and n in SF_BYTES_SIZES:  # one more round through counting relays, not timed
+            traffic = run_secretflow(directory, protocol, layout, PORT + 4, count_bytes=True)
+            assert traffic["matches"] == expected
+            _check_secretflow(directory, n)
+            extra = {"a_bytes_sent": traffic["a_bytes_sent"], "b_bytes_sent": traffic["b_bytes_sent"],
+                     "traffic_round_wall_s": traffic["wall_s"]}
+        _record(name, n, runs, benchmark, extra)
+        return
+    protocol = system.removeprefix("settlechain-")
+    directory, expected = _dataset(n)
+    runs = []
+    counter = iter(range(1000))
+
+    def once():
+        result = run_settlechain(directory, pki, f"{protocol}-{link_name}-{n}-{next(counter)}", PORT + 1,
+                                 link, protocol)
+        runs.append(result)
+        return result
+
+    result = benchmark.pedantic(once, rounds=rounds, iterations=1)
+    assert result["matches"] == expected
+    _check_settlechain_outputs(directory, expected)
+    _record(name, n, runs, benchmark)
 
 
 @pytest.mark.parametrize("n", PEER_SIZES)
@@ -242,66 +350,11 @@ SF_CASES = {  # name: (protocol, layout or "parquet")
 _EXPECTED_PAIRS: dict[int, pl.DataFrame] = {}
 
 
-class ByteRelay:
-    """Forwards each TCP connection made to 127.0.0.1:port on to ``target``, counting the
-    bytes each way: ``up`` from the dialling party, ``down`` back to it.  Used only in the
-    untimed traffic round (it adds a copy through Python to every message)."""
-
-    def __init__(self, port: int, target: str) -> None:
-        host, target_port = target.rsplit(":", 1)
-        self.target = (host, int(target_port))
-        self.address = f"127.0.0.1:{port}"
-        self.up = self.down = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._listener = socket.create_server(("127.0.0.1", port))
-        self._listener.settimeout(0.1)
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
-        self._accepting.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                incoming, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                outgoing = socket.create_connection(self.target, timeout=5)
-            except OSError:  # the peer's server is not up yet: the dialler retries
-                incoming.close()
-                continue
-            outgoing.settimeout(None)
-            for src, dst, way in ((incoming, outgoing, "up"), (outgoing, incoming, "down")):
-                thread = threading.Thread(target=self._pump, args=(src, dst, way), daemon=True)
-                thread.start()
-                self._threads.append(thread)
-
-    def _pump(self, src: socket.socket, dst: socket.socket, way: str) -> None:
-        moved = 0
-        try:
-            while chunk := src.recv(1 << 20):
-                dst.sendall(chunk)
-                moved += len(chunk)
-        except OSError:
-            pass
-        finally:
-            with self._lock:
-                setattr(self, way, getattr(self, way) + moved)
-            for sock, how in ((dst, socket.SHUT_WR), (src, socket.SHUT_RD)):
-                try:
-                    sock.shutdown(how)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        self._accepting.join()
-        for thread in self._threads:
-            thread.join(timeout=10)
+def counting_relay(port: int, target: str, link: wan.Link) -> wan.Relay:
+    """An unshaped relay (bench/wan.py with an unlimited link) that counts the bytes each way
+    (``link.ab``: from the dialling party, ``link.ba``: back to it).  Used only in the untimed
+    traffic round on the LAN (it adds a copy through Python to every message)."""
+    return wan.Relay(f"127.0.0.1:{port}", target, link, "ab")
 
 
 def _expected_pairs(directory: Path, n: int) -> pl.DataFrame:
@@ -365,7 +418,8 @@ def _wait_both(procs: list[subprocess.Popen], start: float, timeout: float) -> l
     return out  # type: ignore[return-value]
 
 
-def run_secretflow(directory: Path, protocol: str, layout: str, port: int, count_bytes: bool = False) -> dict:
+def run_secretflow(directory: Path, protocol: str, layout: str, port: int, count_bytes: bool = False,
+                   link: wan.LinkClass = wan.LINKS["lan"]) -> dict:
     # SecretFlow caches key statistics in <input>.meta; every round starts without them,
     # as every settlechain round reads and checks its input afresh
     for meta in directory.glob("*.meta"):
@@ -373,10 +427,17 @@ def run_secretflow(directory: Path, protocol: str, layout: str, port: int, count
     inputs = _secretflow_inputs(directory, layout)
     keys = SF_KEYS if layout in ("columns", "parquet") else SF_LAYOUTS[layout]
     listen = [f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"]
-    relays: list[ByteRelay] = []
+    relays: list[wan.Relay] = []
+    counted = [wan.Link(1e15, 0.0), wan.Link(1e15, 0.0)]
+    shaped = None
     views = [listen, listen]
-    if count_bytes:  # each party dials the other through a relay
-        relays = [ByteRelay(port + 2, listen[0]), ByteRelay(port + 3, listen[1])]
+    if not link.direct:  # each party dials the other through one shaping relay process, one link
+        shaped = RelayProcess(link, [f"127.0.0.1:{port + 2}={listen[0]}:ba",    # B dials A: b -> a
+                                     f"127.0.0.1:{port + 3}={listen[1]}:ab"],   # A dials B: a -> b
+                              f"sf-{port}")
+        views = [[listen[0], f"127.0.0.1:{port + 3}"], [f"127.0.0.1:{port + 2}", listen[1]]]
+    elif count_bytes:  # each party dials the other through a counting relay
+        relays = [counting_relay(port + 2, listen[0], counted[0]), counting_relay(port + 3, listen[1], counted[1])]
         views = [[listen[0], relays[1].address], [relays[0].address, listen[1]]]
     procs, logs = [], []
     start = time.perf_counter()
@@ -397,6 +458,7 @@ def run_secretflow(directory: Path, protocol: str, layout: str, port: int, count
         log.close()
     for relay in relays:
         relay.close()
+    wire = shaped.close() if shaped is not None else None
     texts = [(directory / f"sf-{side}.log").read_text(errors="replace") for side in "ab"]
     for text in texts:  # libpsi leaves a perfetto trace per run in /tmp
         for trace in re.findall(r"Trace has been written to (\S+?\.trace)", text):
@@ -412,7 +474,11 @@ def run_secretflow(directory: Path, protocol: str, layout: str, port: int, count
               "matches": stats[0]["intersection_count"], "b_matches": stats[1]["intersection_count"],
               "a_steps": stats[0]["seconds"], "b_steps": stats[1]["seconds"]}
     if count_bytes:
-        result.update(a_bytes_sent=relays[1].up + relays[0].down, b_bytes_sent=relays[0].up + relays[1].down)
+        # relay 1 carries A's dialled connection (A -> B up), relay 0 B's (B -> A up)
+        result.update(a_bytes_sent=counted[1].ab.bytes + counted[0].ba.bytes,
+                      b_bytes_sent=counted[0].ab.bytes + counted[1].ba.bytes)
+    if wire is not None:
+        result.update(a_bytes_sent=wire["ab_bytes"], b_bytes_sent=wire["ba_bytes"])
     return result
 
 
@@ -432,14 +498,14 @@ def _not_measured(name: str, n: int, reason: str) -> None:
     pytest.skip(f"{name} n={n} not measured: {reason}")
 
 
-SF_PARAMS = ([("secretflow-rr22", n) for n in SF_SIZES] + [("secretflow-rr22-onekey", n) for n in SF_SIZES]
-             + [(name, n) for name in ("secretflow-kkrt-onekey", "secretflow-ecdh-25519-onekey",
-                                       "secretflow-rr22-parquet") for n in SF_OTHER_SIZES])
+SF_OTHER_PARAMS = [(name, n) for name in ("secretflow-kkrt-onekey", "secretflow-ecdh-25519-onekey",
+                                           "secretflow-rr22-parquet") for n in SF_OTHER_SIZES]
 
 
 @pytest.mark.timeout(4 * 3600)
-@pytest.mark.parametrize(("name", "n"), SF_PARAMS)
-def test_secretflow(benchmark, name, n) -> None:
+@pytest.mark.parametrize(("name", "n"), SF_OTHER_PARAMS)
+def test_secretflow_other(benchmark, name, n) -> None:
+    """SecretFlow's other protocols and input paths, on the LAN."""
     if not SECRETFLOW_PYTHON:
         _not_measured(name, n, "PSI_BENCH_SECRETFLOW_PYTHON is not set (the venv with spu 0.9.5)")
     protocol, layout = SF_CASES[name]
@@ -454,12 +520,4 @@ def test_secretflow(benchmark, name, n) -> None:
     result = benchmark.pedantic(once, rounds=ROUNDS, iterations=1)
     assert result["matches"] == result["b_matches"] == expected
     _check_secretflow(directory, n)
-    extra = {}
-    if n in SF_BYTES_SIZES:  # one more round through the counting relays, not timed
-        traffic = run_secretflow(directory, protocol, layout, PORT + 4, count_bytes=True)
-        assert traffic["matches"] == expected
-        _check_secretflow(directory, n)
-        extra = {"a_bytes_sent": traffic["a_bytes_sent"], "b_bytes_sent": traffic["b_bytes_sent"],
-                 "bytes_per_element": (traffic["a_bytes_sent"] + traffic["b_bytes_sent"]) / n,
-                 "traffic_round_wall_s": traffic["wall_s"]}
-    _record(name, n, runs, benchmark, extra)
+    _record(name, n, runs, benchmark)

@@ -1,7 +1,19 @@
-"""Two-party private set intersection with mutual output: KKRT16, numba-accelerated, over gRPC.
+"""Two-party private set intersection with mutual output: KKRT16 or RR22, numba-accelerated, over gRPC.
 
-Protocol
-========
+Two protocols, one result type: a session runs ``"kkrt16"`` (below) or ``"rr22"``
+(:mod:`protocols.psi.rr22`: VOLE-based PSI over an OKVS, Raghuraman and Rindal, CCS 2022,
+with :mod:`~protocols.psi.okvs` and :mod:`~protocols.psi.vole`), named by the caller on both
+sides (``PsiServicer.offer(..., protocol=)``, ``run_psi_client(..., protocol=)``), carried in
+the client hello and checked by both: a mismatch ends the run with a clear error, never a
+wrong answer.  Both give each party the same :class:`PsiResult` (local indices, pair ids in
+one common order, the peer's size), with pair ids derived the same way
+(:mod:`~protocols.psi.mutual`), so nothing downstream can tell which one ran.
+``DEFAULT_PROTOCOL`` names the one the benchmarks chose (bench/RESULTS-psi.md): RR22 sends
+about 4 times fewer bytes (29 against 119 per element at 10^6 x 10^6); which is faster
+depends on the link.
+
+Protocol (KKRT16)
+=================
 
 Semi-honest PSI from the batched oblivious PRF of Kolesnikov, Kumaresan, Rosulek and
 Trieu, "Efficient Batched Oblivious PRF with Applications to Private Set Intersection",
@@ -47,20 +59,23 @@ per-direction sequence number)::
            both derive the session context (BLAKE2b of both hellos) and all keys from it
     R → S  Correction*   u columns for 2^15 bins each (2 MiB), in bin order
     S → R  OprfValues*   ℓ-bit prefixes of F(y, h) for all (y, h), in S's secret random order
-    R → S  Matches*      positions that matched + the remaining 16 - ℓ/8 bytes of F (tag)
+    R → S  Matches*      the matched sender elements (positions e in S's order) + 4-byte tags
     R → S  Finish        number of matches
     S → R  Finish        number of matches S confirmed
 
-Mutual output: the pair id of a matched pair is the 16-byte OPRF value F(x) itself,
-which both parties know for matches only and which is bound to the session (the
-session context salts H and keys everything).  R learns the matches by joining; S
-learns them from ``Matches`` and checks each tag against its own F value, so R cannot
-claim a match it did not find.  Both sides sort their pairs by pair id: that is the
-common order.  A session id runs once (the servicer refuses replays) and is part of the
-transcript, so results of different passes of a job cannot be mixed up.
+Mutual output (:mod:`protocols.psi.mutual`): R learns the matches by joining; for each
+match it sends S the position e of S's element in S's secret order — never the position
+k·n_S + e of the value that matched, which would name the cuckoo hash function k that
+placed R's element and so depend on R's other elements (issue 11 item 4) — with a 4-byte
+confirmation tag that S recomputes from its own element, so R cannot claim a match it did
+not find.  Both derive the pair id of a matched element from the element and the session
+context (BLAKE2b, salted with a key derived from the hash of both hellos): equal on both
+sides, unknown to anyone else, fresh per run.  Both sides sort their pairs by pair id:
+that is the common order.  A session id runs once (the servicer refuses replays) and is
+part of the transcript, so results of different passes of a job cannot be mixed up.
 
-Who learns what, when
-=====================
+Who learns what, when (KKRT16; RR22 below)
+==========================================
 
 - ClientHello/ServerHello: each party learns the other's set size (n_R, n_S) — as in
   DESIGN.md, input sizes are disclosed anyway.  Nothing else: seeds and OT points are
@@ -72,11 +87,31 @@ Who learns what, when
   So R learns which of its elements are in Y, and S's order is a secret random
   permutation, so positions reveal nothing about S's input order.
 - Matches: S learns which of its elements are in X (positions map back through its
-  permutation).  R's tags are bytes of F values S already has.
+  permutation) and nothing else: not which hash function placed them in R's table (tested:
+  the positions S receives are byte-identical when R's other elements move its matched
+  ones to other bins).  R's tags are a function of S's own element and the context.
 - Output (both): the local indices of the matched elements, their pair ids, the peer's
   set size.  Neither party learns anything about the other's non-matching elements
   beyond their number (tested: canary values planted in unmatched elements never appear
   in the other party's transcript or output, nor do their SHA-256/SM3 hashes).
+
+RR22: what each message tells its receiver
+------------------------------------------
+
+- ClientHello/ServerHello: the set sizes, as for KKRT16 (the parameters derive from them).
+- VoleSetup (R -> S): the IKNP matrix and the COPE corrections, each masked by a PRG
+  stream of a base-OT key S does not hold: pseudorandom to S.
+- VoleReply (S -> R): GGM level sums masked by random-OT pads (R can unmask only the side
+  it chose), leaf corrections masked by S's COPE share: R learns its VOLE outputs A, C and
+  nothing about Delta or S's B.
+- OkvsCorrection (R -> S): A' = A xor P, with A pseudorandom under the LPN assumption for
+  the EA code (vole.py): pseudorandom to S, so S learns nothing about X.
+- OprfValues (S -> R): H^o(Decode(B', y) + Delta·H^B(y)) per y in S's secret random order:
+  equal to R's own value for y in X, pseudorandom otherwise (R would need Delta); so R
+  learns which of its elements are in Y.
+- Matches, Finish: as for KKRT16 (one value per element, so the positions are the
+  elements' places in S's order directly).
+- The canary test runs for both protocols.
 
 What a malicious party could do (the protocol is only semi-honest secure)
 ------------------------------------------------------------------------
@@ -90,7 +125,8 @@ What a malicious party could do (the protocol is only semi-honest secure)
   differs from its committed record count is visible to the engine.
 - Lie about matches: R can omit matches (S then misses them; R could as well have left
   the elements out) but cannot add a match it did not find: S verifies every claimed
-  match against the confirmation tag (4-8 bytes of F unknown to R for non-matches).
+  match against the confirmation tag (4 bytes of a hash of the element, which R cannot
+  compute for an element it does not hold).
   S can send garbage instead of OPRF values, making R miss matches, or send a repeated
   value (R detects a value matching twice and aborts).
 - Deviate in the OT extension (e.g. a malicious R choosing codewords, or S choosing
@@ -106,13 +142,18 @@ API (docs/interfaces.md)
 
 ``ElementSet.from_fixed(rows)`` / ``ElementSet.from_bytes(items)``; ``PsiResult``;
 ``PsiServicer(config).add_to_server(server)``, ``servicer.offer(session_id, elements,
-timeout_s).result()``; ``run_psi_client(channel, session_id, elements, timeout_s)``;
-``PsiConfig`` (timeouts and bounds).  The same roles (:class:`ClientRole`,
-:class:`ServerRole`) run over the in-memory sink (:mod:`protocols.psi.sink`) in tests.
+timeout_s, peer=member_id, protocol=...).result()``; ``run_psi_client(channel, session_id,
+elements, timeout_s, protocol=...)`` on a channel from ``secure_channel(target, credentials,
+server_member_id)``; ``PsiConfig`` (timeouts and bounds); ``PROTOCOLS``,
+``DEFAULT_PROTOCOL``.  The same roles (:func:`client_role`, :func:`server_role`; KKRT16:
+:class:`ClientRole`, :class:`ServerRole`) run over the in-memory sink
+(:mod:`protocols.psi.sink`) in tests.
 
 Modules, in import order: ``errors``, ``kernels`` (numba), ``primitives`` (AES, KDF,
-base OT), ``kkrt`` (the pure core), ``elements``, ``psi_pb2``/``psi_pb2_grpc``
-(generated), ``roles``, ``sink``, ``transport`` (gRPC), ``cli``.
+base OT), ``kkrt`` (the KKRT16 core), ``okvs``, ``vole`` (numba kernels and steps of the
+RR22 building blocks), ``rr22`` (the RR22 core), ``mutual`` (pair ids, match claims),
+``elements``, ``psi_pb2``/``psi_pb2_grpc`` (generated), ``roles`` (both protocols), ``sink``,
+``transport`` (gRPC), ``cli``.
 
 Regenerate the protobuf modules from the repository root with::
 
@@ -133,10 +174,13 @@ _EXPORTS = {
     "ElementSet": "elements", "PsiResult": "elements",
     "DuplicateElementError": "errors", "InputBoundsError": "errors", "PeerAbortedError": "errors",
     "PsiError": "errors", "PsiProtocolError": "errors", "PsiTimeoutError": "errors",
-    "SessionError": "errors", "TransportError": "errors",
+    "SessionError": "errors", "TransportError": "errors", "PeerRefusedError": "errors",
     "ClientRole": "roles", "PsiConfig": "roles", "ServerRole": "roles",
+    "Rr22ClientRole": "roles", "Rr22ServerRole": "roles", "client_role": "roles",
+    "server_role": "roles", "PROTOCOLS": "roles", "DEFAULT_PROTOCOL": "roles",
     "PsiServicer": "transport", "PsiSession": "transport", "channel_credentials": "transport",
-    "run_psi_client": "transport", "server_credentials": "transport",
+    "run_psi_client": "transport", "server_credentials": "transport", "secure_channel": "transport",
+    "PeerIdentity": "transport",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -153,8 +197,9 @@ def __getattr__(name: str):
 
 if TYPE_CHECKING:  # pragma: no cover
     from .elements import ElementSet, PsiResult
-    from .errors import (DuplicateElementError, InputBoundsError, PeerAbortedError, PsiError,
-                         PsiProtocolError, PsiTimeoutError, SessionError, TransportError)
-    from .roles import ClientRole, PsiConfig, ServerRole
-    from .transport import (PsiServicer, PsiSession, channel_credentials, run_psi_client,
-                            server_credentials)
+    from .errors import (DuplicateElementError, InputBoundsError, PeerAbortedError, PeerRefusedError,
+                         PsiError, PsiProtocolError, PsiTimeoutError, SessionError, TransportError)
+    from .roles import (DEFAULT_PROTOCOL, PROTOCOLS, ClientRole, PsiConfig, Rr22ClientRole,
+                        Rr22ServerRole, ServerRole, client_role, server_role)
+    from .transport import (PeerIdentity, PsiServicer, PsiSession, channel_credentials,
+                            run_psi_client, secure_channel, server_credentials)

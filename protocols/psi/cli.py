@@ -5,8 +5,8 @@
     settlechain psi serve   --listen 127.0.0.1:17201 --input a.parquet \\
         --columns service,calling,called,start_time,duration_s,charge \\
         --id-column record_id --session-id demo-1 --output a-matches.parquet \\
-        --ca ca.crt --cert a.crt --key a.key
-    settlechain psi connect --server localhost:17201 --input b.parquet ...  (same options)
+        --ca ca.crt --cert a.crt --key a.key --peer B
+    settlechain psi connect --server localhost:17201 --input b.parquet ... --peer A  (same options)
 
 Each side reads its Parquet file, builds one element per row from ``--columns``, runs the
 PSI (the server side offers the session and waits for the client) and writes the matched
@@ -43,15 +43,15 @@ NUMBER_MARK = 0x6E756D6265722121  # b"!!rebmun" little-endian: never a BLAKE2b w
 def register(subparsers: argparse._SubParsersAction) -> None:
     psi = subparsers.add_parser(
         "psi", help="standalone two-party PSI run (benchmarks, debugging)",
-        description="Standalone two-party PSI (KKRT16) between two processes: each side reads a "
+        description="Standalone two-party PSI (KKRT16 or RR22) between two processes: each side reads a "
                     "Parquet file, builds one element per row from --columns and writes its "
                     "matched rows (pair_id, row, --id-column) in the common pair order.",
         epilog="example:\n"
                "  settlechain psi serve --listen 127.0.0.1:17201 --input a.parquet --columns "
                "service,calling,called,start_time --id-column record_id --session-id s1 "
-               "--output a-out.parquet --ca ca.pem --cert a.pem --key a.key\n"
+               "--output a-out.parquet --ca ca.pem --cert a.pem --key a.key --peer B\n"
                "  settlechain psi connect --server localhost:17201 --input b.parquet ... "
-               "(same options, B's files)",
+               "(same options, B's files, --peer A)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = psi.add_subparsers(dest="psi_command", metavar="ROLE", required=True)
     for name, help_text in (("serve", "offer a session and wait for the peer (OPRF sender)"),
@@ -74,10 +74,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--key", type=Path, help="our private key (PEM)")
         p.add_argument("--insecure", action="store_true",
                        help="plaintext gRPC (loopback debugging only; mutual TLS otherwise)")
+        p.add_argument("--peer", help="member id (certificate common name / DNS name) of the other "
+                       "party: serve refuses any other client, connect accepts only that server "
+                       "(required with mutual TLS)")
         p.add_argument("--timeout", type=float, default=600.0, help="session timeout, seconds")
         p.add_argument("--peer-timeout", type=float, default=60.0,
                        help="longest wait for one peer message, seconds")
         p.add_argument("--max-elements", type=int, default=100_000_000)
+        p.add_argument("--protocol", choices=("kkrt16", "rr22"), default=None,
+                       help="PSI protocol, the same on both sides (default: protocols.psi.DEFAULT_PROTOCOL)")
         p.set_defaults(handler=_handle)
 
 
@@ -89,9 +94,14 @@ def _handle(args: argparse.Namespace) -> int:
         raise InputBoundsError("mutual TLS needs all of --ca, --cert and --key")
     if not any(tls) and not args.insecure:
         raise InputBoundsError("give --ca/--cert/--key for mutual TLS, or --insecure for plaintext")
+    if all(tls) and not args.peer:
+        raise InputBoundsError("mutual TLS needs --peer: the member id the other party's certificate names")
     start_wall = time.perf_counter()
     start_cpu = time.process_time()
-    elements, ids, n = load_elements(args.input, args.columns.split(","), args.id_column)
+    from .roles import DEFAULT_PROTOCOL
+    args.protocol = args.protocol or DEFAULT_PROTOCOL
+    elements, ids, n = load_elements(args.input, args.columns.split(","), args.id_column,
+                                     protocol=args.protocol)
     loaded = time.perf_counter()
     result = _run(args, elements)
     ran = time.perf_counter()
@@ -100,7 +110,8 @@ def _handle(args: argparse.Namespace) -> int:
     end = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     summary = {
-        "role": args.psi_command, "elements": n, "peer_elements": result.peer_size,
+        "role": args.psi_command, "protocol": args.protocol, "elements": n,
+        "peer_elements": result.peer_size,
         "matches": len(result), "seconds": {"load": loaded - start_wall, "psi": ran - loaded,
                                              "write": end - ran, "total": end - start_wall},
         "cpu_seconds": time.process_time() - start_cpu,
@@ -131,7 +142,8 @@ def _run(args: argparse.Namespace, elements):
     import grpc
     from concurrent import futures
 
-    from . import PsiConfig, PsiServicer, channel_credentials, run_psi_client, server_credentials
+    from . import (PsiConfig, PsiServicer, channel_credentials, run_psi_client, secure_channel,
+                   server_credentials)
     from .transport import GRPC_OPTIONS
 
     config = PsiConfig(peer_timeout_s=args.peer_timeout, max_elements=args.max_elements)
@@ -145,7 +157,8 @@ def _run(args: argparse.Namespace, elements):
             port = server.add_secure_port(args.listen, server_credentials(*pems))
         else:
             port = server.add_insecure_port(args.listen)
-        session = servicer.offer(session_id, elements, args.timeout)
+        session = servicer.offer(session_id, elements, args.timeout,
+                                 peer=args.peer if pems else None, protocol=args.protocol)
         server.start()
         log.info("listening on port %d", port)
         if args.port_file is not None:
@@ -155,7 +168,7 @@ def _run(args: argparse.Namespace, elements):
         finally:
             server.stop(grace=1.0).wait()
     if pems:
-        channel = grpc.secure_channel(args.server, channel_credentials(*pems), options=GRPC_OPTIONS)
+        channel = secure_channel(args.server, channel_credentials(*pems), args.peer, GRPC_OPTIONS)
     else:
         channel = grpc.insecure_channel(args.server, options=GRPC_OPTIONS)
     with channel:
@@ -165,20 +178,28 @@ def _run(args: argparse.Namespace, elements):
             from .errors import PsiTimeoutError
             raise PsiTimeoutError(
                 f"could not connect to {args.server} within {args.peer_timeout:.0f} s") from None
-        return run_psi_client(channel, session_id, elements, args.timeout, config)
+        return run_psi_client(channel, session_id, elements, args.timeout, config, protocol=args.protocol)
 
 
-def load_elements(path: Path, columns: list[str], id_column: str | None):
+def warm_up(protocol: str = "kkrt16") -> None:
+    """Load (or compile) the numba kernels a run of ``protocol`` uses."""
+    from . import kernels
+    kernels.warm_up()
+    if protocol == "rr22":
+        from . import rr22
+        rr22.warm_up()
+
+
+def load_elements(path: Path, columns: list[str], id_column: str | None, protocol: str = "kkrt16"):
     """Read ``columns`` of a Parquet file and build the ElementSet (see module docstring)."""
     import numpy as np
     import polars as pl
 
-    from . import kernels
     from .elements import ElementSet
     from .errors import InputBoundsError
 
     # numba's first dispatch and kernel loading (~0.5 s) overlap the Parquet read
-    warm = threading.Thread(target=kernels.warm_up, name="psi-warm-up", daemon=True)
+    warm = threading.Thread(target=warm_up, args=(protocol,), name="psi-warm-up", daemon=True)
     warm.start()
     try:
         wanted = list(dict.fromkeys(columns + ([id_column] if id_column else [])))

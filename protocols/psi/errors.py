@@ -54,5 +54,26 @@ class SessionError(PsiError):
     """Unknown, duplicate or already used session id (a session id runs once)."""
 
 
+class PeerRefusedError(PsiError):
+    """The connecting peer is not the member the session was offered to.
+
+    Raised (and passed to the ``on_refused`` callback) on the serving side when a client's
+    TLS certificate names another member, or none; raised on the client side when the
+    server refused it (gRPC status PERMISSION_DENIED).  ``expected`` is the member id the
+    session names, ``common_name``, ``subject`` and ``fingerprint_sha256`` describe the
+    certificate the peer presented (None where unknown, e.g. on the client side).
+    """
+
+    def __init__(self, message: str, *, expected: str | None = None, common_name: str | None = None,
+                 subject: str | None = None, fingerprint_sha256: str | None = None,
+                 session_id: bytes | None = None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.common_name = common_name
+        self.subject = subject
+        self.fingerprint_sha256 = fingerprint_sha256
+        self.session_id = session_id
+
+
 class TransportError(PsiError):
     """The gRPC stream failed (connection refused or reset, TLS handshake failure, …)."""

@@ -42,7 +42,7 @@ LARGE_SET = 1 << 17
 CHUNK_BINS = 1 << 15              #: bins per Correction message: d * 2^15 / 8 = 2 MiB
 MAX_KICKS = 2000
 OPRF_BYTES = 16                   #: stored OPRF value = pair id
-MAX_VALUE_BYTES = 12              #: leaves >= 4 bytes of confirmation tag
+MAX_VALUE_BYTES = OPRF_BYTES
 MAX_SET_SIZE = 1 << 30            #: positions travel as uint32 (3 n < 2^32)
 
 
@@ -174,17 +174,19 @@ class Receiver:
             yield start, count, u
 
     def matcher(self) -> Matcher:
-        return Matcher(self.values, self.bin_element, self.value_bytes, self.n_sender)
+        return Matcher(self.values, self.bin_element, self.value_bytes, HASH_FUNCTIONS * self.n_sender)
 
 
 class Matcher:
     """Receiver side of the join: the sender's truncated values against our own."""
 
-    def __init__(self, values: np.ndarray, bin_element: np.ndarray, nbytes: int, n_sender: int) -> None:
+    def __init__(self, values: np.ndarray, bin_element: np.ndarray, nbytes: int, expected: int) -> None:
+        """``values`` (k, 2) our OPRF values, ``bin_element`` the element owning each (-1:
+        none), ``expected`` how many values the sender sends (KKRT16: 3 n_S; RR22: n_S)."""
         self.values = values
         self.bin_element = bin_element
         self.value_bytes = nbytes
-        self.expected = HASH_FUNCTIONS * n_sender
+        self.expected = expected
         self.received = 0
         self._table = kernels.build_value_table(values, bin_element)
         self._matched_by = np.zeros(values.shape[0], np.int64)
@@ -219,14 +221,25 @@ class Matcher:
     def complete(self) -> bool:
         return self.received == self.expected
 
-    def matches(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(positions in the sender's sequence, our element indices, our 16-byte OPRF values),
-        by increasing position."""
+    def matches(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in the sender's 3·n_S sequence, our element indices), by increasing position."""
         if not self._positions:
-            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, OPRF_BYTES), np.uint8)
+            return np.empty(0, np.int64), np.empty(0, np.int64)
         positions, bins = np.concatenate(self._positions), np.concatenate(self._bins)
-        values = np.ascontiguousarray(self.values[bins]).view(np.uint8).reshape(-1, OPRF_BYTES)
-        return positions, self.bin_element[bins], values
+        return positions, self.bin_element[bins].astype(np.int64)
+
+    def element_matches(self, n_sender: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sender element positions e, our element indices) by increasing e.
+
+        A value at position p = k·n_S + e belongs to the sender's element e under hash function
+        k; only e leaves this party (the hash function k that placed our element would tell
+        the sender about our other elements, issue 11 item 4)."""
+        positions, local = self.matches()
+        if positions.size == 0:
+            return positions, local
+        element = positions % n_sender
+        order = np.argsort(element, kind="stable")
+        return element[order], local[order]
 
 
 class Sender:
@@ -304,26 +317,9 @@ class Sender:
                                     self.value_bytes, out)
             yield offset, count, out.tobytes()
 
-    def confirm(self, positions: np.ndarray, tags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Check the receiver's matches; return (local element indices, pair ids (k, 16))."""
-        total = self.values.shape[0]
-        if positions.size and (positions.max() >= total or np.any(np.diff(positions) <= 0)):
-            raise PsiProtocolError(
-                f"matches: expected strictly increasing positions below {total}, found otherwise"
-            )
-        mine = np.ascontiguousarray(self.values[self._send_index[positions]]).view(np.uint8).reshape(-1, OPRF_BYTES)
-        if not np.array_equal(mine[:, self.value_bytes:], tags):
-            bad = int(np.nonzero(np.any(mine[:, self.value_bytes:] != tags, axis=1))[0][0])
-            raise PsiProtocolError(
-                f"matches: confirmation tag of position {int(positions[bad])} does not match "
-                "(expected the remaining bytes of our OPRF value)"
-            )
-        permuted = positions % self.n if self.n else positions
-        claimed = np.zeros(self.n, np.bool_)
-        claimed[permuted] = True
-        if int(np.count_nonzero(claimed)) != permuted.size:
-            raise PsiProtocolError("matches: an element was claimed twice (expected one-to-one)")
-        return self.permutation[permuted].astype(np.int64), mine
+    def local_indices(self, element_positions: np.ndarray) -> np.ndarray:
+        """Our input indices of the elements at these positions of our secret sending order."""
+        return self.permutation[element_positions].astype(np.int64)
 
 
 def common_order(local_indices: np.ndarray, pair_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

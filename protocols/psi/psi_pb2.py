@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17protocols/psi/psi.proto\x12\x12settlechain.psi.v1\"\x9d\x01\n\x0b\x43lientHello\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nsession_id\x18\x02 \x01(\x0c\x12\x10\n\x08set_size\x18\x03 \x01(\x04\x12\x0c\n\x04seed\x18\x04 \x01(\x0c\x12\x17\n\x0fot_sender_point\x18\x05 \x01(\x0c\x12\x12\n\ncode_width\x18\x06 \x01(\r\x12\x1c\n\x14statistical_security\x18\x07 \x01(\r\"n\n\x0bServerHello\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nsession_id\x18\x02 \x01(\x0c\x12\x10\n\x08set_size\x18\x03 \x01(\x04\x12\x0c\n\x04seed\x18\x04 \x01(\x0c\x12\x1a\n\x12ot_receiver_points\x18\x05 \x01(\x0c\"C\n\nCorrection\x12\x11\n\tbin_start\x18\x01 \x01(\x04\x12\x11\n\tbin_count\x18\x02 \x01(\r\x12\x0f\n\x07\x63olumns\x18\x03 \x01(\x0c\"P\n\nOprfValues\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x13\n\x0bvalue_bytes\x18\x03 \x01(\r\x12\x0e\n\x06values\x18\x04 \x01(\x0c\"*\n\x07Matches\x12\x11\n\tpositions\x18\x01 \x01(\x0c\x12\x0c\n\x04tags\x18\x02 \x01(\x0c\"\x1d\n\x06\x46inish\x12\x13\n\x0bmatch_count\x18\x01 \x01(\x04\"\x17\n\x05\x41\x62ort\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x8a\x03\n\nPsiMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x37\n\x0c\x63lient_hello\x18\x02 \x01(\x0b\x32\x1f.settlechain.psi.v1.ClientHelloH\x00\x12\x37\n\x0cserver_hello\x18\x03 \x01(\x0b\x32\x1f.settlechain.psi.v1.ServerHelloH\x00\x12\x34\n\ncorrection\x18\x04 \x01(\x0b\x32\x1e.settlechain.psi.v1.CorrectionH\x00\x12\x35\n\x0boprf_values\x18\x05 \x01(\x0b\x32\x1e.settlechain.psi.v1.OprfValuesH\x00\x12.\n\x07matches\x18\x06 \x01(\x0b\x32\x1b.settlechain.psi.v1.MatchesH\x00\x12,\n\x06\x66inish\x18\x07 \x01(\x0b\x32\x1a.settlechain.psi.v1.FinishH\x00\x12*\n\x05\x61\x62ort\x18\x08 \x01(\x0b\x32\x19.settlechain.psi.v1.AbortH\x00\x42\x06\n\x04\x62ody2P\n\x03Psi\x12I\n\x03Run\x12\x1e.settlechain.psi.v1.PsiMessage\x1a\x1e.settlechain.psi.v1.PsiMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17protocols/psi/psi.proto\x12\x12settlechain.psi.v1\"\xaf\x01\n\x0b\x43lientHello\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nsession_id\x18\x02 \x01(\x0c\x12\x10\n\x08set_size\x18\x03 \x01(\x04\x12\x0c\n\x04seed\x18\x04 \x01(\x0c\x12\x17\n\x0fot_sender_point\x18\x05 \x01(\x0c\x12\x12\n\ncode_width\x18\x06 \x01(\r\x12\x1c\n\x14statistical_security\x18\x07 \x01(\r\x12\x10\n\x08protocol\x18\x08 \x01(\t\"\x80\x01\n\x0bServerHello\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nsession_id\x18\x02 \x01(\x0c\x12\x10\n\x08set_size\x18\x03 \x01(\x04\x12\x0c\n\x04seed\x18\x04 \x01(\x0c\x12\x1a\n\x12ot_receiver_points\x18\x05 \x01(\x0c\x12\x10\n\x08protocol\x18\x06 \x01(\t\"C\n\nCorrection\x12\x11\n\tbin_start\x18\x01 \x01(\x04\x12\x11\n\tbin_count\x18\x02 \x01(\r\x12\x0f\n\x07\x63olumns\x18\x03 \x01(\x0c\"P\n\nOprfValues\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x13\n\x0bvalue_bytes\x18\x03 \x01(\r\x12\x0e\n\x06values\x18\x04 \x01(\x0c\"*\n\x07Matches\x12\x11\n\tpositions\x18\x01 \x01(\x0c\x12\x0c\n\x04tags\x18\x02 \x01(\x0c\"8\n\tVoleSetup\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05total\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"8\n\tVoleReply\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05total\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"=\n\x0eOkvsCorrection\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05total\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x1d\n\x06\x46inish\x12\x13\n\x0bmatch_count\x18\x01 \x01(\x04\"\x17\n\x05\x41\x62ort\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xb3\x04\n\nPsiMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x37\n\x0c\x63lient_hello\x18\x02 \x01(\x0b\x32\x1f.settlechain.psi.v1.ClientHelloH\x00\x12\x37\n\x0cserver_hello\x18\x03 \x01(\x0b\x32\x1f.settlechain.psi.v1.ServerHelloH\x00\x12\x34\n\ncorrection\x18\x04 \x01(\x0b\x32\x1e.settlechain.psi.v1.CorrectionH\x00\x12\x35\n\x0boprf_values\x18\x05 \x01(\x0b\x32\x1e.settlechain.psi.v1.OprfValuesH\x00\x12.\n\x07matches\x18\x06 \x01(\x0b\x32\x1b.settlechain.psi.v1.MatchesH\x00\x12,\n\x06\x66inish\x18\x07 \x01(\x0b\x32\x1a.settlechain.psi.v1.FinishH\x00\x12*\n\x05\x61\x62ort\x18\x08 \x01(\x0b\x32\x19.settlechain.psi.v1.AbortH\x00\x12\x33\n\nvole_setup\x18\t \x01(\x0b\x32\x1d.settlechain.psi.v1.VoleSetupH\x00\x12\x33\n\nvole_reply\x18\n \x01(\x0b\x32\x1d.settlechain.psi.v1.VoleReplyH\x00\x12=\n\x0fokvs_correction\x18\x0b \x01(\x0b\x32\".settlechain.psi.v1.OkvsCorrectionH\x00\x42\x06\n\x04\x62ody2P\n\x03Psi\x12I\n\x03Run\x12\x1e.settlechain.psi.v1.PsiMessage\x1a\x1e.settlechain.psi.v1.PsiMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,21 +32,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protocols.psi.psi_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CLIENTHELLO']._serialized_start=48
-  _globals['_CLIENTHELLO']._serialized_end=205
-  _globals['_SERVERHELLO']._serialized_start=207
-  _globals['_SERVERHELLO']._serialized_end=317
-  _globals['_CORRECTION']._serialized_start=319
-  _globals['_CORRECTION']._serialized_end=386
-  _globals['_OPRFVALUES']._serialized_start=388
-  _globals['_OPRFVALUES']._serialized_end=468
-  _globals['_MATCHES']._serialized_start=470
-  _globals['_MATCHES']._serialized_end=512
-  _globals['_FINISH']._serialized_start=514
-  _globals['_FINISH']._serialized_end=543
-  _globals['_ABORT']._serialized_start=545
-  _globals['_ABORT']._serialized_end=568
-  _globals['_PSIMESSAGE']._serialized_start=571
-  _globals['_PSIMESSAGE']._serialized_end=965
-  _globals['_PSI']._serialized_start=967
-  _globals['_PSI']._serialized_end=1047
+  _globals['_CLIENTHELLO']._serialized_end=223
+  _globals['_SERVERHELLO']._serialized_start=226
+  _globals['_SERVERHELLO']._serialized_end=354
+  _globals['_CORRECTION']._serialized_start=356
+  _globals['_CORRECTION']._serialized_end=423
+  _globals['_OPRFVALUES']._serialized_start=425
+  _globals['_OPRFVALUES']._serialized_end=505
+  _globals['_MATCHES']._serialized_start=507
+  _globals['_MATCHES']._serialized_end=549
+  _globals['_VOLESETUP']._serialized_start=551
+  _globals['_VOLESETUP']._serialized_end=607
+  _globals['_VOLEREPLY']._serialized_start=609
+  _globals['_VOLEREPLY']._serialized_end=665
+  _globals['_OKVSCORRECTION']._serialized_start=667
+  _globals['_OKVSCORRECTION']._serialized_end=728
+  _globals['_FINISH']._serialized_start=730
+  _globals['_FINISH']._serialized_end=759
+  _globals['_ABORT']._serialized_start=761
+  _globals['_ABORT']._serialized_end=784
+  _globals['_PSIMESSAGE']._serialized_start=787
+  _globals['_PSIMESSAGE']._serialized_end=1350
+  _globals['_PSI']._serialized_start=1352
+  _globals['_PSI']._serialized_end=1432
 # @@protoc_insertion_point(module_scope)

@@ -26,16 +26,23 @@ from dataclasses import dataclass
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from . import kernels, kkrt
+from . import kernels, kkrt, mutual, rr22
 from .elements import ElementSet, PsiResult
 from .errors import InputBoundsError, PeerAbortedError, PsiProtocolError
 from .primitives import POINT_BYTES, BaseOtReceiver, BaseOtSender, random_scalar
-from .psi_pb2 import (Abort, ClientHello, Correction, Finish, Matches, OprfValues,
-                      PsiMessage, ServerHello)
+from .psi_pb2 import (Abort, ClientHello, Correction, Finish, Matches, OkvsCorrection, OprfValues,
+                      PsiMessage, ServerHello, VoleReply, VoleSetup)
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2   #: 2: match positions name sender elements, not (element, hash function)
+
+#: The PSI protocols a session can run; the client hello names one, both sides check it.
+KKRT16 = "kkrt16"
+RR22 = "rr22"
+PROTOCOLS = (KKRT16, RR22)
+#: The protocol a session runs unless the caller names one (bench/RESULTS-psi.md: the choice).
+DEFAULT_PROTOCOL = KKRT16
 SEED_BYTES = 16
 MAX_SESSION_ID_BYTES = 256
 
@@ -102,6 +109,7 @@ def _transcript(client: ClientHello, server: ServerHello) -> bytes:
         struct.pack("<II", client.code_width, client.statistical_security),
         struct.pack("<I", server.version), server.session_id, struct.pack("<Q", server.set_size),
         server.seed, server.ot_receiver_points,
+        client.protocol.encode(), server.protocol.encode(),
     ]
     return b"".join(struct.pack("<I", len(f)) + f for f in fields)
 
@@ -162,6 +170,14 @@ class _Role:
         self._recv_seq += 1
         return kind
 
+    protocol = KKRT16
+
+    def _check_protocol(self, found: str, what: str) -> None:
+        if found != self.protocol:
+            raise PsiProtocolError(
+                f"{what}: this side runs PSI protocol {self.protocol!r}, the peer {found or '(none)'!r} "
+                "(both sides must choose the same protocol)")
+
     def _timed(self, step: str, start: float) -> None:
         self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - start
 
@@ -202,7 +218,8 @@ class ClientRole(_Role):
         self._hello = ClientHello(
             version=PROTOCOL_VERSION, session_id=self.session_id, set_size=len(self.elements),
             seed=self._rng(SEED_BYTES), ot_sender_point=self._ot.point,
-            code_width=kkrt.CODE_WIDTH, statistical_security=kkrt.STATISTICAL_SECURITY)
+            code_width=kkrt.CODE_WIDTH, statistical_security=kkrt.STATISTICAL_SECURITY,
+            protocol=self.protocol)
         self._state = "await_server_hello"
         self._timed("base_ot", t)
         yield self._msg(client_hello=self._hello)
@@ -226,11 +243,13 @@ class ClientRole(_Role):
                 f"server hello: expected version {PROTOCOL_VERSION} and session "
                 f"{self.session_id.hex()}, found version {hello.version} and session "
                 f"{bytes(hello.session_id).hex()}")
+        self._check_protocol(hello.protocol, "server hello")
         if len(hello.seed) != SEED_BYTES:
             raise PsiProtocolError(f"server hello: expected a {SEED_BYTES}-byte seed, found {len(hello.seed)}")
         self.config.check_sizes(len(self.elements), hello.set_size)
         self._peer_size = int(hello.set_size)
         keys = kkrt.session_keys(_transcript(self._hello, hello))
+        self._context = keys.context
         self._state = "sending_corrections"
         return self._corrections(hello, keys)
 
@@ -269,16 +288,14 @@ class ClientRole(_Role):
         return iter(())
 
     def _send_matches(self) -> Iterator[PsiMessage]:
-        positions, elements, values = self._matcher.matches()
-        tags = values[:, self._matcher.value_bytes:]
-        per = max(1, self.config.max_message_bytes // (4 + tags.shape[1]))
-        for lo in range(0, positions.size, per):
-            yield self._msg(matches=Matches(
-                positions=positions[lo:lo + per].astype("<u4").tobytes(),
-                tags=np.ascontiguousarray(tags[lo:lo + per]).tobytes()))
+        indices, local = self._matcher.element_matches(self._peer_size)
+        mutual.check_distinct_increasing(indices, f"{self.name} matches")
+        pair_ids, tags = mutual.pair_ids_and_tags(self._context, self.elements.digests[local])
+        for positions, tag_bytes in mutual.encode_claims(indices, tags, self.config.max_message_bytes):
+            yield self._msg(matches=Matches(positions=positions, tags=tag_bytes))
         self._state = "await_finish"
-        self._matched = (elements, values)
-        yield self._msg(finish=Finish(match_count=positions.size))
+        self._matched = (local, pair_ids)
+        yield self._msg(finish=Finish(match_count=indices.size))
 
     def _on_finish(self, finish: Finish) -> Iterator[PsiMessage]:
         elements, pair_ids = self._matched
@@ -300,9 +317,7 @@ class ServerRole(_Role):
         self._state = "await_client_hello"
         self._sender: kkrt.Sender | None = None
         self._peer_size = 0
-        self._positions: list[np.ndarray] = []
-        self._tags: list[np.ndarray] = []
-        self._last_position = -1
+        self._claims: mutual.ClaimChecker | None = None
 
     def start(self) -> Iterator[PsiMessage]:
         return iter(())
@@ -328,6 +343,7 @@ class ServerRole(_Role):
                 f"client hello: expected version {PROTOCOL_VERSION} and session "
                 f"{self.session_id.hex()}, found version {hello.version} and session "
                 f"{bytes(hello.session_id).hex()}")
+        self._check_protocol(hello.protocol, "client hello")
         if (hello.code_width != kkrt.CODE_WIDTH or hello.statistical_security != kkrt.STATISTICAL_SECURITY
                 or len(hello.seed) != SEED_BYTES or len(hello.ot_sender_point) != POINT_BYTES):
             raise PsiProtocolError(
@@ -348,13 +364,14 @@ class ServerRole(_Role):
         ot = BaseOtReceiver(choice_bits, scalars, bytes(hello.ot_sender_point))
         reply = ServerHello(version=PROTOCOL_VERSION, session_id=self.session_id,
                             set_size=len(self.elements), seed=self._rng(SEED_BYTES),
-                            ot_receiver_points=ot.points)
+                            ot_receiver_points=ot.points, protocol=self.protocol)
         self._timed("base_ot", t)
         self._state = "await_corrections"
         yield self._msg(server_hello=reply)
         # Work done while the client computes its corrections.
         t = time.perf_counter()
         keys = kkrt.session_keys(_transcript(hello, reply))
+        self._context = keys.context
         ot_keys = ot.keys(keys.context)
         self._timed("base_ot", t)
         t = time.perf_counter()
@@ -364,6 +381,7 @@ class ServerRole(_Role):
                              permutation)
         sender.prepare()
         self._sender = sender
+        self._claims = mutual.ClaimChecker(n)
         self._timed("bucketing", t)
 
     def _on_correction(self, correction: Correction) -> Iterator[PsiMessage]:
@@ -384,32 +402,307 @@ class ServerRole(_Role):
         self._state = "await_matches"
 
     def _on_matches(self, matches: Matches) -> Iterator[PsiMessage]:
-        tag_bytes = kkrt.OPRF_BYTES - self._sender.value_bytes
-        if len(matches.positions) % 4 or len(matches.tags) != len(matches.positions) // 4 * tag_bytes:
-            raise PsiProtocolError(
-                f"matches: expected 4-byte positions and {tag_bytes}-byte tags, found "
-                f"{len(matches.positions)} and {len(matches.tags)} bytes")
-        positions = np.frombuffer(matches.positions, "<u4").astype(np.int64)
-        if positions.size and positions[0] <= self._last_position:
-            raise PsiProtocolError("matches: positions must increase across messages")
-        if positions.size:
-            self._last_position = int(positions[-1])
-        self._positions.append(positions)
-        self._tags.append(np.frombuffer(matches.tags, np.uint8).reshape(-1, tag_bytes))
+        self._claims.add(matches.positions, matches.tags)
         return iter(())
 
     def _on_finish(self, finish: Finish) -> Iterator[PsiMessage]:
         t = time.perf_counter()
-        positions = np.concatenate(self._positions) if self._positions else np.empty(0, np.int64)
-        tags = np.concatenate(self._tags) if self._tags else np.empty(
-            (0, kkrt.OPRF_BYTES - self._sender.value_bytes), np.uint8)
-        if finish.match_count != positions.size:
+        if finish.match_count != self._claims.count:
             raise PsiProtocolError(
-                f"finish: the client announced {finish.match_count} matches but sent {positions.size}")
-        local, pair_ids = self._sender.confirm(positions, tags)
+                f"finish: the client announced {finish.match_count} matches but sent {self._claims.count}")
+        indices, pair_ids = self._claims.confirm(self._context, self._sender.digests)
         self._timed("confirm", t)
-        self._finish(local, pair_ids, self._peer_size)
-        yield self._msg(finish=Finish(match_count=positions.size))
+        self._finish(self._sender.local_indices(indices), pair_ids, self._peer_size)
+        yield self._msg(finish=Finish(match_count=indices.size))
+
+
+#: Bytes per message of an RR22 byte stream (all but the last part of a stream are exactly
+#: this long), so that a truncated or padded part is an error at once, whatever the configs.
+STREAM_PART_BYTES = 1 << 20
+
+
+class _Stream:
+    """One RR22 byte stream (VoleSetup, VoleReply, OkvsCorrection): parts arrive in order, name
+    the total both sides computed, and are STREAM_PART_BYTES long except the last."""
+
+    def __init__(self, what: str, total: int) -> None:
+        self.what = what
+        self.total = total
+        self.data = np.empty(total, np.uint8)
+        self.received = 0
+
+    def add(self, part) -> None:
+        size = len(part.data)
+        want = min(STREAM_PART_BYTES, self.total - self.received)
+        if part.total != self.total or part.offset != self.received or size != want or self.complete:
+            raise PsiProtocolError(
+                f"{self.what}: expected {want} bytes at offset {self.received} of {self.total}, "
+                f"found {size} bytes at offset {part.offset} of {part.total}")
+        self.data[self.received:self.received + size] = np.frombuffer(part.data, np.uint8)
+        self.received += size
+
+    @property
+    def complete(self) -> bool:
+        return self.received == self.total    # every RR22 stream has total > 0
+
+
+def _parts(kind, data: np.ndarray, offset: int = 0, total: int | None = None):
+    """The messages of (a piece of) one stream, cut at STREAM_PART_BYTES from ``offset``."""
+    total = int(data.size) if total is None else total
+    for at in range(0, int(data.size), STREAM_PART_BYTES):
+        yield kind(offset=offset + at, total=total, data=data[at:at + STREAM_PART_BYTES].tobytes())
+
+
+def _value_parts(values: np.ndarray, nbytes: int, max_bytes: int):
+    """OprfValues messages: the first ``nbytes`` bytes of each value, in order."""
+    total = values.shape[0]
+    per = max(1, max_bytes // nbytes)
+    for offset in range(0, total, per):
+        count = min(per, total - offset)
+        out = np.empty(count * nbytes, np.uint8)
+        kernels.gather_prefixes(values, np.arange(offset, offset + count, dtype=np.int64), nbytes, out)
+        yield OprfValues(offset=offset, count=count, value_bytes=nbytes, values=out.tobytes())
+
+
+class Rr22ClientRole(ClientRole):
+    """The client of RR22: OKVS encoder and VOLE receiver (base-OT sender)."""
+
+    protocol = RR22
+
+    def start(self) -> Iterator[PsiMessage]:
+        t = time.perf_counter()
+        self._ot = BaseOtSender(random_scalar_from(self._rng))
+        self._hello = ClientHello(
+            version=PROTOCOL_VERSION, session_id=self.session_id, set_size=len(self.elements),
+            seed=self._rng(SEED_BYTES), ot_sender_point=self._ot.point,
+            code_width=rr22.vole.BASE_OTS, statistical_security=rr22.STATISTICAL_SECURITY,
+            protocol=self.protocol)
+        self._state = "await_server_hello"
+        self._timed("base_ot", t)
+        yield self._msg(client_hello=self._hello)
+
+    def handle(self, message: PsiMessage) -> Iterator[PsiMessage]:
+        if self._state == "await_server_hello":
+            self._accept(message, "server_hello")
+            return self._on_server_hello(message.server_hello)
+        if self._state == "await_vole_reply":
+            self._accept(message, "vole_reply")
+            return self._on_vole_reply(message.vole_reply)
+        if self._state == "await_values":
+            self._accept(message, "oprf_values")
+            return self._on_values(message.oprf_values)
+        if self._state == "await_finish":
+            self._accept(message, "finish")
+            return self._on_finish(message.finish)
+        self._accept(message)
+        return iter(())
+
+    def _on_server_hello(self, hello: ServerHello) -> Iterator[PsiMessage]:
+        if hello.version != PROTOCOL_VERSION or hello.session_id != self.session_id:
+            raise PsiProtocolError(
+                f"server hello: expected version {PROTOCOL_VERSION} and session "
+                f"{self.session_id.hex()}, found version {hello.version} and session "
+                f"{bytes(hello.session_id).hex()}")
+        self._check_protocol(hello.protocol, "server hello")
+        if len(hello.seed) != SEED_BYTES:
+            raise PsiProtocolError(f"server hello: expected a {SEED_BYTES}-byte seed, found {len(hello.seed)}")
+        self.config.check_sizes(len(self.elements), hello.set_size)
+        self._peer_size = int(hello.set_size)
+        self._params = rr22.Rr22Params.for_sizes(len(self.elements), self._peer_size)
+        keys = rr22.session_keys(kkrt.session_keys(_transcript(self._hello, hello)).context)
+        self._context = keys.context
+        self._state = "sending_vole_setup"
+        return self._vole_setup(hello, keys)
+
+    def _vole_setup(self, hello: ServerHello, keys: rr22.SessionKeys) -> Iterator[PsiMessage]:
+        t = time.perf_counter()
+        ot_keys = self._ot.keys(hello.ot_receiver_points, rr22.vole.BASE_OTS, keys.context)
+        self._timed("base_ot", t)
+        t = time.perf_counter()
+        receiver = rr22.Receiver(self.elements.digests, self._params, keys, ot_keys, self._rng)
+        setup = receiver.setup()
+        self._receiver = receiver
+        self._timed("vole", t)
+        for part in _parts(VoleSetup, setup):
+            yield self._msg(vole_setup=part)
+        t = time.perf_counter()
+        correction = receiver.correction()     # the OKVS and A', while the server computes its reply
+        self._timed("okvs", t)
+        for part in _parts(OkvsCorrection, correction):
+            yield self._msg(okvs_correction=part)
+        del correction
+        t = time.perf_counter()
+        receiver.prepare_reply()
+        self._timed("vole", t)
+        self._reply = _Stream("VOLE reply", self._params.vole.reply_bytes)
+        self._reply_chunk = 0
+        self._reply_used = 0
+        self._state = "await_vole_reply"
+
+    def _on_vole_reply(self, part: VoleReply) -> Iterator[PsiMessage]:
+        t = time.perf_counter()
+        self._reply.add(part)
+        chunks = self._params.vole.chunks
+        # every VOLE chunk whose reply is complete is processed at once (pipelined with S)
+        while self._reply_chunk < len(chunks):
+            size = rr22.reply_chunk_bytes(chunks[self._reply_chunk])
+            if self._reply.received < self._reply_used + size:
+                break
+            self._receiver.absorb(self._reply_chunk, self._reply.data[self._reply_used:self._reply_used + size])
+            self._reply_used += size
+            self._reply_chunk += 1
+        self._timed("vole", t)
+        if not self._reply.complete:
+            return iter(())
+        return self._own_values()
+
+    def _own_values(self) -> Iterator[PsiMessage]:
+        t = time.perf_counter()
+        values = self._receiver.oprf_values()
+        owner = np.arange(values.shape[0], dtype=np.int32)
+        self._matcher = kkrt.Matcher(values, owner, self._params.value_bytes, self._peer_size)
+        self._timed("oprf", t)
+        self._state = "await_values"
+        if self._matcher.complete:
+            yield from self._send_matches()
+
+
+class Rr22ServerRole(ServerRole):
+    """The server of RR22: VOLE sender (base-OT receiver with the bits of Delta)."""
+
+    protocol = RR22
+
+    def handle(self, message: PsiMessage) -> Iterator[PsiMessage]:
+        if self._state == "await_client_hello":
+            self._accept(message, "client_hello")
+            return self._on_client_hello(message.client_hello)
+        if self._state == "await_vole_setup":
+            self._accept(message, "vole_setup")
+            return self._on_vole_setup(message.vole_setup)
+        if self._state == "await_okvs_correction":
+            self._accept(message, "okvs_correction")
+            return self._on_okvs_correction(message.okvs_correction)
+        if self._state == "await_matches":
+            kind = self._accept(message, "matches", "finish")
+            if kind == "matches":
+                return self._on_matches(message.matches)
+            return self._on_finish(message.finish)
+        self._accept(message)
+        return iter(())
+
+    def _on_client_hello(self, hello: ClientHello) -> Iterator[PsiMessage]:
+        if hello.version != PROTOCOL_VERSION or hello.session_id != self.session_id:
+            raise PsiProtocolError(
+                f"client hello: expected version {PROTOCOL_VERSION} and session "
+                f"{self.session_id.hex()}, found version {hello.version} and session "
+                f"{bytes(hello.session_id).hex()}")
+        self._check_protocol(hello.protocol, "client hello")
+        if (hello.code_width != rr22.vole.BASE_OTS or hello.statistical_security != rr22.STATISTICAL_SECURITY
+                or len(hello.seed) != SEED_BYTES or len(hello.ot_sender_point) != POINT_BYTES):
+            raise PsiProtocolError(
+                f"client hello: expected {rr22.vole.BASE_OTS} base OTs, statistical security "
+                f"{rr22.STATISTICAL_SECURITY}, a {SEED_BYTES}-byte seed and a {POINT_BYTES}-byte point; "
+                f"found {hello.code_width}, {hello.statistical_security}, {len(hello.seed)} and "
+                f"{len(hello.ot_sender_point)} bytes")
+        self.config.check_sizes(len(self.elements), hello.set_size)
+        self._peer_size = int(hello.set_size)
+        self._params = rr22.Rr22Params.for_sizes(self._peer_size, len(self.elements))
+        return self._reply_hello(hello)
+
+    def _reply_hello(self, hello: ClientHello) -> Iterator[PsiMessage]:
+        t = time.perf_counter()
+        count = rr22.vole.BASE_OTS
+        choice_bits = np.unpackbits(np.frombuffer(self._rng(count // 8), np.uint8), bitorder="little")
+        scalars = [random_scalar_from(self._rng) for _ in range(count)]
+        ot = BaseOtReceiver(choice_bits, scalars, bytes(hello.ot_sender_point))
+        reply = ServerHello(version=PROTOCOL_VERSION, session_id=self.session_id,
+                            set_size=len(self.elements), seed=self._rng(SEED_BYTES),
+                            ot_receiver_points=ot.points, protocol=self.protocol)
+        self._timed("base_ot", t)
+        self._state = "await_vole_setup"
+        yield self._msg(server_hello=reply)
+        # work done while the client computes its VOLE setup
+        t = time.perf_counter()
+        keys = rr22.session_keys(kkrt.session_keys(_transcript(hello, reply)).context)
+        self._context = keys.context
+        ot_keys = ot.keys(keys.context)
+        self._timed("base_ot", t)
+        t = time.perf_counter()
+        n = len(self.elements)
+        permutation = kernels.fisher_yates(_keystream_u64(self._rng, n))
+        sender = rr22.Sender(self.elements.digests, self._params, keys, choice_bits, ot_keys,
+                             permutation, self._rng)
+        self._sender = sender
+        self._claims = mutual.ClaimChecker(n)
+        self._setup = _Stream("VOLE setup", self._params.vole.setup_bytes)
+        self._timed("prepare", t)
+
+    def _on_vole_setup(self, part: VoleSetup) -> Iterator[PsiMessage]:
+        self._setup.add(part)
+        if not self._setup.complete:
+            return iter(())
+        self._state = "sending_vole_reply"
+        return self._send_reply()
+
+    def _send_reply(self) -> Iterator[PsiMessage]:
+        t = time.perf_counter()
+        total = self._params.vole.reply_bytes
+        pending = np.empty(0, np.uint8)   # the stream's parts are cut across VOLE chunks
+        sent = 0
+        for chunk in self._sender.reply_chunks(self._setup.data):
+            self._timed("vole", t)
+            pending = np.concatenate([pending, chunk])
+            whole = pending.size // STREAM_PART_BYTES * STREAM_PART_BYTES
+            if sent + pending.size == total:
+                whole = pending.size
+            if whole:
+                for part in _parts(VoleReply, pending[:whole], sent, total):
+                    yield self._msg(vole_reply=part)
+                sent += whole
+                pending = pending[whole:]
+            t = time.perf_counter()
+        self._timed("vole", t)
+        self._setup = None
+        t = time.perf_counter()
+        self._sender.prepare()    # our elements' rows and Delta·H^B(y): off the client's path
+        self._timed("prepare", t)
+        self._correction = _Stream("OKVS correction", self._params.correction_bytes)
+        self._state = "await_okvs_correction"
+
+    def _on_okvs_correction(self, part: OkvsCorrection) -> Iterator[PsiMessage]:
+        self._correction.add(part)
+        if not self._correction.complete:
+            return iter(())
+        self._state = "sending_values"
+        return self._send_values()
+
+    def _send_values(self) -> Iterator[PsiMessage]:
+        t = time.perf_counter()
+        values = self._sender.oprf_values(self._correction.data)
+        self._correction = None
+        self._timed("oprf", t)
+        for part in _value_parts(values, self._params.value_bytes, self.config.max_message_bytes):
+            yield self._msg(oprf_values=part)
+        self._state = "await_matches"
+
+
+def client_role(protocol: str, session_id: bytes, elements: ElementSet, config: PsiConfig | None = None,
+                rng: RandomBytes = os.urandom) -> ClientRole:
+    """The client role of ``protocol`` ("kkrt16" or "rr22")."""
+    return _role(protocol, (ClientRole, Rr22ClientRole))(session_id, elements, config, rng)
+
+
+def server_role(protocol: str, session_id: bytes, elements: ElementSet, config: PsiConfig | None = None,
+                rng: RandomBytes = os.urandom) -> ServerRole:
+    """The server role of ``protocol`` ("kkrt16" or "rr22")."""
+    return _role(protocol, (ServerRole, Rr22ServerRole))(session_id, elements, config, rng)
+
+
+def _role(protocol: str, classes):
+    try:
+        return classes[PROTOCOLS.index(protocol)]
+    except ValueError:
+        raise InputBoundsError(f"PSI protocol: expected one of {', '.join(PROTOCOLS)}, found {protocol!r}") from None
 
 
 def random_scalar_from(rng: RandomBytes) -> bytes:

@@ -53,13 +53,14 @@ def files(tmp_path_factory):
 
 def _side(base, pki, name, role, endpoint, extra=()):
     tls = pki[name]
+    other = "B" if name == "A" else "A"
     where = ["--listen", endpoint, "--port-file", str(base / "port")] if role == "serve" else ["--server", endpoint]
     return _cli() + ["psi", role, *where, "--input", str(base / f"{name.lower()}.parquet"),
                      "--columns", COLUMNS, "--id-column", "record_id", "--session-id", "it-1",
                      "--output", str(base / f"{name}-out.parquet"),
                      "--stats-json", str(base / f"{name}.json"),
                      "--ca", str(tls["ca"]), "--cert", str(tls["cert"]), "--key", str(tls["key"]),
-                     "--timeout", "120", "--peer-timeout", "20", *extra]
+                     "--peer", other, "--timeout", "120", "--peer-timeout", "20", *extra]
 
 
 def _wait_port(path: Path, proc: subprocess.Popen, limit: float = 60.0) -> int:
@@ -129,17 +130,18 @@ import sys, threading, grpc
 from protocols.psi.psi_pb2 import ClientHello, PsiMessage
 from protocols.psi.psi_pb2_grpc import PsiStub
 from protocols.psi.primitives import BaseOtSender, random_scalar
-from protocols.psi.transport import channel_credentials, GRPC_OPTIONS
+from protocols.psi.roles import PROTOCOL_VERSION
+from protocols.psi.transport import channel_credentials, secure_channel, SESSION_METADATA_KEY
 target, ca, cert, key = sys.argv[1:5]
 creds = channel_credentials(*(open(p, "rb").read() for p in (ca, cert, key)))
-channel = grpc.secure_channel(target, creds, options=GRPC_OPTIONS)
+channel = secure_channel(target, creds, "A")
 hold = threading.Event()
 def requests():
-    yield PsiMessage(seq=0, client_hello=ClientHello(version=1, session_id=b"it-1", set_size=1000,
+    yield PsiMessage(seq=0, client_hello=ClientHello(version=PROTOCOL_VERSION, session_id=b"it-1", set_size=1000,
         seed=bytes(16), ot_sender_point=BaseOtSender(random_scalar()).point, code_width=512,
-        statistical_security=40))
+        statistical_security=40, protocol="kkrt16"))
     hold.wait()
-call = PsiStub(channel).Run(requests(), timeout=60)
+call = PsiStub(channel).Run(requests(), timeout=60, metadata=((SESSION_METADATA_KEY, b"it-1"),))
 first = next(call)
 print("hello sent", flush=True)
 hold.wait()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from protocols.psi import ClientRole, ElementSet, ServerRole
+from protocols.psi import ElementSet, client_role, server_role
 from protocols.psi.sink import run_in_memory
 
 
@@ -26,10 +26,12 @@ def plaintext_pairs(a: np.ndarray, b: np.ndarray) -> set[tuple[int, int]]:
 
 
 def run_pair(a_elements: ElementSet, b_elements: ElementSet, session: bytes = b"test-session",
-             a_is_client: bool = True, **kwargs):
-    """Run A and B in memory; return (result of A, result of B)."""
+             a_is_client: bool = True, protocol: str = "kkrt16", **kwargs):
+    """Run A and B in memory with ``protocol``; return (result of A, result of B)."""
     if a_is_client:
-        ra, rb = run_in_memory(ClientRole(session, a_elements), ServerRole(session, b_elements), **kwargs)
+        ra, rb = run_in_memory(client_role(protocol, session, a_elements),
+                               server_role(protocol, session, b_elements), **kwargs)
     else:
-        rb, ra = run_in_memory(ClientRole(session, b_elements), ServerRole(session, a_elements), **kwargs)
+        rb, ra = run_in_memory(client_role(protocol, session, b_elements),
+                               server_role(protocol, session, a_elements), **kwargs)
     return ra, rb

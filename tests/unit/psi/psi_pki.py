@@ -49,7 +49,8 @@ def make_leaf(ca_key, ca_cert, common_name: str) -> tuple[bytes, bytes]:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                x509.DNSName(common_name), x509.DNSName("localhost"),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
                 critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                                   ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
@@ -58,7 +59,8 @@ def make_leaf(ca_key, ca_cert, common_name: str) -> tuple[bytes, bytes]:
 
 
 def make_pki(names: tuple[str, ...] = ("A", "B")) -> dict[str, Pem]:
-    """A fresh CA and one leaf per name (SAN localhost and 127.0.0.1)."""
+    """A fresh CA and one leaf per name (CN = name; SAN the name, localhost and 127.0.0.1,
+    as engine.job.tls.issue_member_cert issues them)."""
     ca_key, ca_cert = make_ca()
     ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
     out = {}

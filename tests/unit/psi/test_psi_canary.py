@@ -25,8 +25,9 @@ def _sm3(data: bytes) -> bytes:
         return bytes.fromhex(sm3.sm3_hash(func.bytes_to_list(data)))
 
 
+@pytest.mark.parametrize("protocol", ["kkrt16", "rr22"])
 @pytest.mark.parametrize("a_is_client", [True, False])
-def test_canaries_of_b_never_reach_a(a_is_client) -> None:
+def test_canaries_of_b_never_reach_a(a_is_client, protocol) -> None:
     rng = np.random.default_rng(99)
     shared = [rng.bytes(30) for _ in range(150)]
     only_a = [rng.bytes(30) for _ in range(100)]
@@ -41,7 +42,7 @@ def test_canaries_of_b_never_reach_a(a_is_client) -> None:
             received_by_a.extend(data)
 
     ra, rb = run_pair(ElementSet.from_bytes(a_items), ElementSet.from_bytes(b_items),
-                      a_is_client=a_is_client, tap=tap)
+                      a_is_client=a_is_client, protocol=protocol, tap=tap)
     assert len(ra) == len(rb) == 150
     assert len(received_by_a) > 120 * 10, "the tap saw the transcript"
     transcript = bytes(received_by_a)

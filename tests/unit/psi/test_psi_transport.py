@@ -14,12 +14,12 @@ from psi_pki import make_pki
 
 from protocols.psi import (ElementSet, PeerAbortedError, PsiConfig, PsiServicer, PsiTimeoutError,
                            SessionError, TransportError, channel_credentials, run_psi_client,
-                           server_credentials)
+                           secure_channel, server_credentials)
 from protocols.psi.psi_pb2 import ClientHello, PsiMessage
 from protocols.psi.psi_pb2_grpc import PsiServicer as GeneratedServicer
 from protocols.psi.psi_pb2_grpc import PsiStub, add_PsiServicer_to_server
 from protocols.psi.roles import PROTOCOL_VERSION
-from protocols.psi.transport import GRPC_OPTIONS
+from protocols.psi.transport import GRPC_OPTIONS, SESSION_METADATA_KEY
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +52,9 @@ def test_mutual_tls_run(pki, data) -> None:
     servicer = PsiServicer(PsiConfig(peer_timeout_s=20))
     server, port = _server(servicer, pki["A"])
     try:
-        session = servicer.offer(b"job/S1", ea, timeout_s=60)
+        session = servicer.offer(b"job/S1", ea, timeout_s=60, peer="B")
         creds = channel_credentials(pki["B"].ca, pki["B"].cert, pki["B"].key)
-        with grpc.secure_channel(f"localhost:{port}", creds, options=GRPC_OPTIONS) as channel:
+        with secure_channel(f"localhost:{port}", creds, "A") as channel:
             rb = run_psi_client(channel, b"job/S1", eb, timeout_s=60)
         ra = session.result()
     finally:
@@ -72,9 +72,9 @@ def test_unknown_certificate_authority_is_refused(pki, data) -> None:
     servicer = PsiServicer()
     server, port = _server(servicer, pki["A"])
     try:
-        session = servicer.offer(b"tls", ea, timeout_s=5)
+        session = servicer.offer(b"tls", ea, timeout_s=5, peer="B")
         creds = channel_credentials(pki["B"].ca, stranger.cert, stranger.key)
-        with grpc.secure_channel(f"localhost:{port}", creds, options=GRPC_OPTIONS) as channel:
+        with secure_channel(f"localhost:{port}", creds, "A") as channel:
             with pytest.raises(TransportError):
                 run_psi_client(channel, b"tls", eb, timeout_s=5)
         assert session.state == "offered", "no protocol message reached the servicer"
@@ -88,7 +88,7 @@ def test_replay_and_unknown_session_are_refused(data) -> None:
     server, port = _server(servicer)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}", options=GRPC_OPTIONS) as channel:
-            session = servicer.offer(b"once", ea, timeout_s=30)
+            session = servicer.offer(b"once", ea, timeout_s=30, peer=None)
             run_psi_client(channel, b"once", eb, timeout_s=30)
             session.result()
             with pytest.raises(PeerAbortedError, match="replay refused"):
@@ -96,14 +96,14 @@ def test_replay_and_unknown_session_are_refused(data) -> None:
             with pytest.raises(PeerAbortedError, match="unknown PSI session"):
                 run_psi_client(channel, b"never-offered", eb, timeout_s=30)
         with pytest.raises(SessionError, match="already offered"):
-            servicer.offer(b"once", ea, timeout_s=30)
+            servicer.offer(b"once", ea, timeout_s=30, peer=None)
     finally:
         server.stop(0)
 
 
 def test_session_without_client_times_out(data) -> None:
     servicer = PsiServicer()
-    session = servicer.offer(b"lonely", data[2], timeout_s=0.5)
+    session = servicer.offer(b"lonely", data[2], timeout_s=0.5, peer=None)
     start = time.monotonic()
     with pytest.raises(PsiTimeoutError, match="no PSI client"):
         session.result()
@@ -117,18 +117,19 @@ def test_stalled_client_is_detected_by_the_server(data) -> None:
     server, port = _server(servicer)
     release = threading.Event()
     try:
-        session = servicer.offer(b"stall", data[2], timeout_s=30)
+        session = servicer.offer(b"stall", data[2], timeout_s=30, peer=None)
 
         def requests():
             yield PsiMessage(seq=0, client_hello=ClientHello(
                 version=PROTOCOL_VERSION, session_id=b"stall", set_size=10, seed=bytes(16),
                 ot_sender_point=bytes.fromhex(
                     "5866666666666666666666666666666666666666666666666666666666666666"),
-                code_width=512, statistical_security=40))
+                code_width=512, statistical_security=40, protocol="kkrt16"))
             release.wait(20)
 
         with grpc.insecure_channel(f"127.0.0.1:{port}", options=GRPC_OPTIONS) as channel:
-            call = PsiStub(channel).Run(requests(), timeout=20)
+            call = PsiStub(channel).Run(requests(), timeout=20,
+                                        metadata=((SESSION_METADATA_KEY, b"stall"),))
             start = time.monotonic()
             with pytest.raises(PsiTimeoutError, match="within 1.0 s"):
                 session.result()
@@ -193,7 +194,7 @@ def test_server_abort_during_corrections_reaches_the_client_at_once(monkeypatch)
     servicer = PsiServicer(PsiConfig(peer_timeout_s=30))
     server, port = _server(servicer)
     try:
-        session = servicer.offer(b"corrupt", ea, timeout_s=60)
+        session = servicer.offer(b"corrupt", ea, timeout_s=60, peer=None)
         with grpc.insecure_channel(f"127.0.0.1:{port}", options=GRPC_OPTIONS) as channel:
             start = time.monotonic()
             with pytest.raises(PeerAbortedError, match="correction chunk"):
