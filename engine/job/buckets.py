@@ -39,6 +39,7 @@ from engine.job.session import SessionAborted, bucket_step
 from engine.matching.elements import common_order
 from engine.names import OPERATOR_ROLES, PASSES
 from ledger_anchor.sm3 import sm3
+from engine.job.jobfile import DEFAULT_PSI_PROTOCOL
 from protocols.psi import ElementSet, PsiServicer, run_psi_client
 from protocols.psi.errors import PeerAbortedError, PsiTimeoutError, TransportError
 
@@ -95,17 +96,28 @@ class PsiPeer:
     role: str
     servicer: PsiServicer | None = None
     channel: Any = None
+    #: A: the member id B's TLS certificate must name; any other client is refused before
+    #: any PSI message (protocols.psi.transport)
+    peer: str | None = None
+    #: the PSI protocol A and B agreed on (job.psi_protocol, checked at the hello)
+    protocol: str = DEFAULT_PSI_PROTOCOL
 
     def offer(self, session_id: bytes, elements: ElementSet, timeout_s: float):
         if self.role == "A":
-            assert self.servicer is not None
-            return self.servicer.offer(session_id, elements, timeout_s)
+            assert self.servicer is not None and self.peer is not None
+            return self.servicer.offer(session_id, elements, timeout_s, peer=self.peer,
+                                       on_refused=_log_refusal, protocol=self.protocol)
         return None
 
     def run(self, offered, session_id: bytes, elements: ElementSet, timeout_s: float):
         if self.role == "A":
             return offered.result()
-        return run_psi_client(self.channel, session_id, elements, timeout_s)
+        return run_psi_client(self.channel, session_id, elements, timeout_s,
+                              protocol=self.protocol)
+
+
+def _log_refusal(error: Exception) -> None:
+    log.warning("PSI: refused a client: %s", error)
 
 
 class _NoStage(AbstractContextManager):

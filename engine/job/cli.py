@@ -118,7 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     job_init.add_argument("--rules", type=Path, required=True, help="rules file")
     job_init.add_argument("--config", type=Path, default=None,
                           help="consortium file: the members must be in it (recommended)")
-    job_init.add_argument("--psi-protocol", default=None, help="PSI protocol (default kkrt16)")
+    job_init.add_argument("--psi-protocol", default=None, help="PSI protocol: rr22 (default) or kkrt16")
     job_init.add_argument("--records-per-bucket", type=int, default=None,
                           help="partitioning: records per bucket (default 2^20)")
     for role, what in (("a", "operator A (hosts the session)"), ("b", "operator B"),

@@ -57,12 +57,14 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def warm_up_psi() -> None:
-    """Compile the PSI kernels (or load them from numba's cache) once, before the parties
-    start, instead of A and B compiling them at the same time."""
-    from protocols.psi.kernels import warm_up
+def warm_up_psi(protocol: str | None = None) -> None:
+    """Compile the PSI kernels of ``protocol`` (default: the job default) or load them from
+    numba's cache, once, before the parties start, instead of A and B compiling them at the
+    same time."""
+    from engine.job.jobfile import DEFAULT_PSI_PROTOCOL
+    from protocols.psi.cli import warm_up
 
-    warm_up()
+    warm_up(protocol or DEFAULT_PSI_PROTOCOL)
 
 
 def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | None, out: Path,

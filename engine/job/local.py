@@ -119,7 +119,8 @@ class LocalJob:
                 job_id: str = "local-job", period: str = "2026-10", config: Path | None = None,
                 roles: dict[str, str] = ROLES, timeouts: Timeouts | None = None,
                 adopt: bool = True, records_per_bucket: int | None = None,
-                party_args: dict[str, list[str]] | None = None) -> LocalJob:
+                party_args: dict[str, list[str]] | None = None,
+                psi_protocol: str | None = None) -> LocalJob:
         """Write the consortium (unless given), adopt the rules and write the job file.
         ``party_args``: extra ``settlechain party`` options per role (e.g. bucket workers)."""
         folder.mkdir(parents=True, exist_ok=True)
@@ -131,7 +132,7 @@ class LocalJob:
         job_path = write_job(folder / f"{job_id}.toml", job_id=job_id, period=period,
                              rules=str(Path(rules_path).resolve()), rules_sm3=rules.sm3_hash(),
                              parties=roles, disclosure=rules.disclosure,
-                             records_per_bucket=records_per_bucket,
+                             records_per_bucket=records_per_bucket, psi_protocol=psi_protocol,
                              timeouts=timeouts or Timeouts(
                                  connect_s=120, stage_s=600, peer_silence_s=10))
         local = cls(folder=folder, config=config, job_path=job_path)

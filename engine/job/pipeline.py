@@ -20,15 +20,15 @@ from engine.ingest.csvsplit import warm_up as warm_up_csv
 from engine.partition import warm_up as warm_up_partition
 from protocols.errors import ProtocolError
 from protocols.psi import PsiServicer
-from protocols.psi.kernels import warm_up as warm_up_psi
+from protocols.psi.cli import warm_up as warm_up_psi
 
 log = logging.getLogger(__name__)
 
 
-def _warm_up() -> None:
+def _warm_up(psi_protocol: str) -> None:
     warm_up_csv()
     warm_up_partition()
-    warm_up_psi()
+    warm_up_psi(psi_protocol)
 
 
 def _ledger_state(ctx: PartyContext) -> tuple[str | None, int | None]:
@@ -85,7 +85,8 @@ def _run(ctx: PartyContext, watch: AbortWatch) -> dict[str, Any]:
         link, channel = connect_link(ctx, watch)
     if role in ("A", "B"):
         # numba loads (or compiles) the kernels while the parties join and read
-        warm = threading.Thread(target=_warm_up, name="warm-up", daemon=True)
+        warm = threading.Thread(target=_warm_up, args=(job.psi_protocol,), name="warm-up",
+                                daemon=True)
         warm.start()
         ctx.kernels_ready = warm.join
     try:

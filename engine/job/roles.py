@@ -435,7 +435,9 @@ class OperatorRun(_Run):
             return
         passes = BucketPasses(
             side=side, role=self.role, secrets=self.secrets, nonce=self.nonce,
-            exchange=self.exchange, psi=PsiPeer(self.role, self.psi_servicer, self.psi_channel),
+            exchange=self.exchange, psi=PsiPeer(self.role, self.psi_servicer, self.psi_channel,
+                                                peer=self.job.member_of("B"),
+                                                protocol=self.job.psi_protocol),
             timeout_s=self.job.timeouts.stage_s, stage=self.stage)
         for b in range(side.n_buckets):
             if b in self.skip:
@@ -495,7 +497,8 @@ class OperatorRun(_Run):
                 stages=self.clock.stages_json(), excluded_by_reason=tally.excluded_by_reason,
                 invalid_by_reason=tally.invalid_by_reason, outputs={"records": digest},
                 statement_sm3=statement_sm3.hex(),
-                partition={"buckets": side.n_buckets, "resumed": len(self.skip)},
+                partition={"buckets": side.n_buckets, "resumed": len(self.skip),
+                           "psi_protocol": self.job.psi_protocol},
                 period_window=ctx.period)
             write_json(out / SUMMARY_FILE, summary)
             ctx.write_report(summary, statement, side)

@@ -171,7 +171,8 @@ def agree_workers(run: Any) -> WorkerPlan | None:
         manifest = build_manifest(
             job_id=run.job.id, session_nonce=run.nonce, n_buckets=side.n_buckets,
             partition=side.plan.partition.fingerprint(),
-            members={r: run.job.member_of(r) for r in OPERATOR_ROLES}, offers=offers)
+            members={r: run.job.member_of(r) for r in OPERATOR_ROLES}, offers=offers,
+            psi_protocol=run.job.psi_protocol)
         if manifest is None:
             run.exchange("manifest", manifest=session_pb2.ManifestSignature())
             if group is not None:

@@ -7,7 +7,7 @@ bucket outside its range and any peer the manifest does not name (docs/scale-out
 
     {"format": "settlechain/worker-manifest/v1", "job_id": "...",
      "session_nonce": "<hex>",          # this run of the job (a manifest does not replay)
-     "buckets": 16, "partition": "<fingerprint>",
+     "buckets": 16, "partition": "<fingerprint>", "psi_protocol": "rr22",
      "members": {"A": "CMCC", "B": "CUCC"},
      "ranges": [{"index": 0, "first": 0, "end": 8,
                  "A": {"endpoint": "10.1.0.5:7600", "cert_sha256": "<hex>", "node": "..."},
@@ -26,8 +26,10 @@ from typing import Any
 
 import rfc8785
 
+from engine.job.jobfile import DEFAULT_PSI_PROTOCOL
 from engine.names import OPERATOR_ROLES
 from engine.scale.errors import ManifestError
+from protocols.psi import PROTOCOLS as PSI_PROTOCOLS
 from ledger_anchor import sm2
 from ledger_anchor.sm3 import sm3
 
@@ -81,13 +83,14 @@ class Manifest:
     partition: str
     members: dict[str, str]
     ranges: tuple[BucketRange, ...]
+    psi_protocol: str = DEFAULT_PSI_PROTOCOL
 
     # -- the document ---------------------------------------------------------------
 
     def document(self) -> dict[str, Any]:
         return {"format": FORMAT, "job_id": self.job_id, "session_nonce": self.session_nonce,
                 "buckets": self.buckets, "partition": self.partition,
-                "members": dict(self.members),
+                "members": dict(self.members), "psi_protocol": self.psi_protocol,
                 "ranges": [{"index": r.index, "first": r.first, "end": r.end,
                             **{role: r.workers[role].to_json() for role in OPERATOR_ROLES}}
                            for r in self.ranges]}
@@ -119,6 +122,10 @@ class Manifest:
             raise ManifestError(f"worker manifest: members should name A and B, found "
                                 f"{members!r}")
         n = need(doc, "buckets", int, "")
+        psi_protocol = need(doc, "psi_protocol", str, "")
+        if psi_protocol not in PSI_PROTOCOLS:
+            raise ManifestError(f"worker manifest: psi_protocol should be one of "
+                                f"{', '.join(PSI_PROTOCOLS)}, found {psi_protocol!r}")
         ranges = []
         expected_first = 0
         for position, raw in enumerate(need(doc, "ranges", list, "")):
@@ -148,7 +155,7 @@ class Manifest:
         return cls(job_id=need(doc, "job_id", str, ""),
                    session_nonce=need(doc, "session_nonce", str, ""), buckets=n,
                    partition=need(doc, "partition", str, ""), members=dict(members),
-                   ranges=tuple(ranges))
+                   ranges=tuple(ranges), psi_protocol=psi_protocol)
 
     # -- what a worker checks --------------------------------------------------------
 
@@ -171,7 +178,8 @@ class Manifest:
 
 
 def build_manifest(*, job_id: str, session_nonce: bytes, n_buckets: int, partition: str,
-                   members: dict[str, str], offers: dict[str, list[WorkerSlot]]) -> Manifest | None:
+                   members: dict[str, str], offers: dict[str, list[WorkerSlot]],
+                   psi_protocol: str = DEFAULT_PSI_PROTOCOL) -> Manifest | None:
     """The manifest both operators derive from the two offers; None when either offered no
     worker (then the buckets run in the parties' own processes)."""
     k = min(len(offers["A"]), len(offers["B"]), n_buckets)
@@ -181,7 +189,7 @@ def build_manifest(*, job_id: str, session_nonce: bytes, n_buckets: int, partiti
                    for i, (first, end) in enumerate(split_ranges(n_buckets, k)))
     return Manifest(job_id=job_id, session_nonce=session_nonce.hex(), buckets=n_buckets,
                     partition=partition, members={r: members[r] for r in OPERATOR_ROLES},
-                    ranges=ranges)
+                    ranges=ranges, psi_protocol=psi_protocol)
 
 
 @dataclass(frozen=True)

@@ -287,12 +287,15 @@ class BucketWorker:
                     if setup.role == "A":
                         epoch, skip = host.await_open(own, setup.connect_timeout_s)
                         exchange = host.link(task.job_id)
-                        peer = PsiPeer("A", servicer=self._psi)
+                        peer = PsiPeer("A", servicer=self._psi,
+                                       peer=signed.manifest.members["B"],
+                                       protocol=signed.manifest.psi_protocol)
                     else:
                         skip = client.open(own, setup.connect_timeout_s)
                         epoch = client.epoch
                         exchange = client.exchange
-                        peer = PsiPeer("B", channel=client._channel)
+                        peer = PsiPeer("B", channel=client._channel,
+                                       protocol=signed.manifest.psi_protocol)
                     result.epochs += 1
                     for b in bucket_range.buckets():
                         if b not in skip:

@@ -36,8 +36,9 @@ def generate(folder: Path, *, records: int, seed: int, file_format: str = "csv",
 
 def run_job(folder: Path, data: dict[str, Path], rules: Path, *, job_id: str = "job-1",
             env: dict | None = None, timeouts: Timeouts | None = None, config: Path | None = None,
-            adopt: bool = True) -> tuple[LocalJob, dict[str, int]]:
+            adopt: bool = True, psi_protocol: str | None = None) -> tuple[LocalJob, dict[str, int]]:
     job = LocalJob.prepare(folder, data, rules, job_id=job_id, config=config, adopt=adopt,
+                           psi_protocol=psi_protocol,
                            timeouts=timeouts or Timeouts(connect_s=60, stage_s=120,
                                                          peer_silence_s=6))
     job.start(env)

@@ -2,7 +2,8 @@
 
 Every status, pairing, reason and total of both parties' records.parquet and
 summary.json, for several seeds, knob settings, formats, disclosure policies and
-sizes, with invalid rows mixed in (data_gen writes some of each kind by default).
+sizes, with invalid rows mixed in (data_gen writes some of each kind by default), and
+with either PSI protocol (rr22, the default, and kkrt16).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ HIGH_PERTURBATION = dict(missing_share_a=0.05, missing_share_b=0.04, duplicate_s
 
 CASES = [
     pytest.param(dict(records=3000, seed=11, file_format="csv"), "flags", id="csv-flags"),
+    pytest.param(dict(records=3000, seed=11, file_format="csv", psi_protocol="kkrt16"), "flags",
+                 id="csv-flags-kkrt16"),
     pytest.param(dict(records=3000, seed=12, file_format="parquet"), "differences",
                  id="parquet-differences"),
     pytest.param(dict(records=3000, seed=13, file_format="csv", **HIGH_PERTURBATION),
@@ -45,14 +48,19 @@ def _set_policy(rules_path, policy):
 @pytest.mark.slow
 @pytest.mark.parametrize(("gen", "policy"), CASES)
 def test_private_job_equals_truth_and_reference(tmp_path, gen, policy):
+    gen = dict(gen)
+    psi_protocol = gen.pop("psi_protocol", None)
     generated = generate(tmp_path / "data", **gen)
     _set_policy(generated.rules, policy)
-    job, codes = run_job(tmp_path / "job", generated.data, generated.rules)
+    job, codes = run_job(tmp_path / "job", generated.data, generated.rules,
+                         psi_protocol=psi_protocol)
     assert codes == {"A": 0, "B": 0, "H": 0}, describe(job)
 
     out = {role: job.parties[role].out for role in "AB"}
     got = {role: pl.read_parquet(out[role] / "records.parquet") for role in "AB"}
     summaries = {role: json.loads((out[role] / "summary.json").read_text()) for role in "AB"}
+    for role in "AB":  # the protocol that ran is the one asked for (default rr22)
+        assert summaries[role]["partition"]["psi_protocol"] == (psi_protocol or "rr22")
 
     # 1. every row's status equals the generator's truth
     for role in "AB":

@@ -63,6 +63,8 @@ def test_document_round_trips_and_signing_bytes_are_canonical():
     (lambda d: d.__setitem__("format", "other/v0"), "format"),
     (lambda d: d["members"].pop("B"), "members"),
     (lambda d: d.__setitem__("buckets", "10"), "buckets should be a int"),
+    (lambda d: d.__setitem__("psi_protocol", "plain"), "psi_protocol should be one of"),
+    (lambda d: d.pop("psi_protocol"), "psi_protocol is missing"),
 ])
 def test_malformed_documents_are_refused_naming_the_field(mutate, fragment):
     doc = copy.deepcopy(_manifest().document())
@@ -91,6 +93,12 @@ def test_both_signatures_are_checked_and_bound_to_the_content():
     doc = signed.to_json()
     doc["manifest"]["ranges"][0]["end"] = 4
     doc["manifest"]["ranges"][1]["first"] = 4
+    with pytest.raises(ManifestError, match="does not verify"):
+        SignedManifest.from_json(doc).verify(public)
+    # the PSI protocol the workers run is signed too: switched after signing, refused
+    assert signed.manifest.psi_protocol == "rr22"
+    doc = signed.to_json()
+    doc["manifest"]["psi_protocol"] = "kkrt16"
     with pytest.raises(ManifestError, match="does not verify"):
         SignedManifest.from_json(doc).verify(public)
 
