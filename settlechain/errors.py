@@ -22,12 +22,13 @@ from governance.errors import GovernanceError, NotInForce
 from ledger_anchor.errors import LedgerError
 from protocols.errors import ProtocolError
 
-ERRORS: tuple[type[Exception], ...] = (
+ERRORS: tuple[type[SettlechainError], type[LedgerError], type[GovernanceError],
+              type[DataGenError], type[ProtocolError]] = (
     SettlechainError, LedgerError, GovernanceError, DataGenError, ProtocolError,
 )
 """The root error of each package (engine, ledger_anchor, governance, data_gen,
 protocols): ``except settlechain.ERRORS`` catches every deliberate error, and each has
-``diagnostics()`` and ``exit_code``."""
+``diagnostics()`` and ``exit_code`` (typed so: the caught error is the union of the roots)."""
 
 __all__ = [
     "ERRORS", "DataGenError", "GovernanceError", "InputError", "JobError", "LedgerError",

@@ -17,6 +17,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Required, TypedDict, cast
 
@@ -55,8 +56,8 @@ class Status(TypedDict, total=False):
 
 
 def _shielded(on_status: Callable[[Status], None]) -> Callable[[Status], None]:
-    """The callback, such that an error in it is logged instead of stopping the job on all
-    three parties."""
+    """The callback, such that an error in it is logged instead of stopping the job (in
+    :func:`run_party`, on all three parties)."""
     failures = [0]
 
     def call(status: Status) -> None:
@@ -135,9 +136,10 @@ def run_local_job(folder: PathLike, data: Mapping[str, PathLike], rules: PathLik
     terminal output in ``console.log`` there).
 
     ``on_status(role, status)``: called from this thread whenever a party's ``status``
-    file changes.  A party still running after ``timeout_s`` is killed.  Raises
+    file changes; an exception in it is logged and does not stop the job.  A party still
+    running after ``timeout_s``, or when this call is interrupted, is killed.  Raises
     :class:`~engine.errors.JobError` naming each party that did not finish, with its
-    exit code and last status.
+    exit code, last status and the end of its output.
     """
     from engine.errors import JobError
     from engine.job.demo import warm_up_psi
@@ -145,34 +147,42 @@ def run_local_job(folder: PathLike, data: Mapping[str, PathLike], rules: PathLik
 
     from settlechain.outputs import read_helper_outputs, read_operator_outputs
 
-    root = Path(folder)
-    job = LocalJob.prepare(root, {role: Path(path) for role, path in data.items()},
-                           Path(rules), job_id=job_id, period=period,
-                           config=None if config is None else Path(config))
+    # absolute: the parties run in their own folders
+    root = Path(folder).resolve()
+    job = LocalJob.prepare(root, {role: Path(path).resolve() for role, path in data.items()},
+                           Path(rules).resolve(), job_id=job_id, period=period,
+                           config=None if config is None else Path(config).resolve())
     warm_up_psi()  # compile (or load) the PSI kernels once, not in A and B at the same time
     seen: dict[str, Status] = {}
+    report = {role: _shielded(partial(on_status, role)) for role in job.parties} \
+        if on_status is not None else {}
 
     def tick(local: LocalJob) -> None:
-        if on_status is None:
-            return
-        for role, party in local.parties.items():
-            status = cast(Status, party.status())
+        for role, call in report.items():
+            status = cast(Status, local.parties[role].status())
             if status != seen.get(role):
                 seen[role] = status
-                on_status(role, status)
+                call(status)
 
     job.start()
-    codes = job.wait(timeout_s, on_tick=tick)
+    try:
+        codes = job.wait(timeout_s, on_tick=tick)
+    finally:  # interrupted (KeyboardInterrupt, ...): leave no party running
+        for party in job.parties.values():
+            if party.process is not None and party.process.poll() is None:
+                party.process.kill()
+                party.process.wait()
     failed = {role: code for role, code in codes.items() if code != 0}
     if failed:
         lines = []
         for role, code in sorted(failed.items()):
             party = job.parties[role]
             status = party.status()
+            tail = party.console_text().strip().splitlines()[-3:]
             lines.append(f"party {role} exited with {code} ({status.get('stage')}"
                          + (f": {status['detail']}" if status.get("detail") else "")
-                         + f"); its output: {party.console}")
-        raise JobError(f"the local job {job_id!r} did not finish: " + "; ".join(lines))
+                         + f"); the end of {party.console}:\n    " + "\n    ".join(tail))
+        raise JobError(f"the local job {job_id!r} did not finish:\n" + "\n".join(lines))
     return LocalJobResult(folder=root, config=job.config, job_file=job.job_path, job_id=job_id,
                           a=read_operator_outputs(root / "A"),
                           b=read_operator_outputs(root / "B"), h=read_helper_outputs(root / "H"))
