@@ -25,7 +25,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputError
 
@@ -37,9 +37,6 @@ if TYPE_CHECKING:
     from engine.export import ExportResult
     from engine.rules import Rules
     from ledger_anchor.client import LedgerClient
-
-_T = TypeVar("_T")
-
 
 # ---------------------------------------------------------------------------
 # reading JSON documents, naming the file and the field
@@ -72,8 +69,10 @@ class _Fields:
         self.path = path
         self.prefix = prefix
 
-    def _get(self, key: str, kind: type[_T] | tuple[type, ...], what: str,
-             optional: bool = False) -> Any:
+    def value(self, key: str, kind: type | tuple[type, ...], what: str,
+              optional: bool = False) -> Any:
+        """The field ``key``, which must be of ``kind`` (``what`` says so in the error)."""
+        kinds = kind if isinstance(kind, tuple) else (kind,)
         if key not in self.document:
             if optional:
                 return None
@@ -83,34 +82,34 @@ class _Fields:
         if value is None and optional:
             return None
         # bool is an int in Python; a count of True is malformed
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             raise InputError("wrong type of field", file=str(self.path),
                              column=self.prefix + key, expected=what,
                              found=f"{type(value).__name__} {value!r}"[:120])
         return value
 
     def text(self, key: str) -> str:
-        return str(self._get(key, str, "a string"))
+        return str(self.value(key, str, "a string"))
 
     def optional_text(self, key: str) -> str | None:
-        value = self._get(key, str, "a string or null", optional=True)
+        value = self.value(key, str, "a string or null", optional=True)
         return None if value is None else str(value)
 
     def integer(self, key: str) -> int:
-        return int(self._get(key, int, "an integer"))
+        return int(self.value(key, int, "an integer"))
 
     def optional_integer(self, key: str) -> int | None:
-        value = self._get(key, int, "an integer or null", optional=True)
+        value = self.value(key, int, "an integer or null", optional=True)
         return None if value is None else int(value)
 
     def number(self, key: str) -> float:
-        return float(self._get(key, (int, float), "a number"))
+        return float(self.value(key, (int, float), "a number"))
 
     def table(self, key: str) -> _Fields:
-        return _Fields(self._get(key, dict, "an object"), self.path, f"{self.prefix}{key}.")
+        return _Fields(self.value(key, dict, "an object"), self.path, f"{self.prefix}{key}.")
 
     def optional_table(self, key: str) -> _Fields | None:
-        value = self._get(key, dict, "an object or null", optional=True)
+        value = self.value(key, dict, "an object or null", optional=True)
         return None if value is None else _Fields(value, self.path, f"{self.prefix}{key}.")
 
     def integers(self, key: str) -> dict[str, int]:
@@ -119,7 +118,7 @@ class _Fields:
         return {name: table.integer(name) for name in table.document}
 
     def texts(self, key: str) -> tuple[str, ...]:
-        value = self._get(key, list, "a list of strings")
+        value = self.value(key, list, "a list of strings")
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 raise InputError("wrong type of list item", file=str(self.path),
@@ -147,8 +146,8 @@ class StageTiming:
 
     @classmethod
     def _read(cls, fields: _Fields) -> StageTiming:
-        peak = fields._get("peak_memory_mib", (int, float), "a number", optional=True)
-        waiting = fields._get("waiting_seconds", (int, float), "a number", optional=True)
+        peak = fields.value("peak_memory_mib", (int, float), "a number", optional=True)
+        waiting = fields.value("waiting_seconds", (int, float), "a number", optional=True)
         return cls(seconds=fields.number("seconds"), items=fields.integer("items"),
                    waiting_seconds=0.0 if waiting is None else float(waiting),
                    peak_memory_mib=None if peak is None else float(peak))
@@ -286,7 +285,7 @@ class Statement:
         f = _Fields(document, path)
         commitments = f.table("commitments")
         operators = f.table("operators")
-        signatures = f._get("signatures", list, "a list of signatures")
+        signatures = f.value("signatures", list, "a list of signatures")
         signers = []
         for i, item in enumerate(signatures):
             if not isinstance(item, dict) or not isinstance(item.get("signer"), str):
@@ -355,7 +354,7 @@ class Anchor:
         path = Path(path)
         document = _read_document(path)
         f = _Fields(document, path)
-        indices = f._get("commitment_indices", list, "a list of ledger indices")
+        indices = f.value("commitment_indices", list, "a list of ledger indices")
         hashes = f.texts("leaf_hashes")
         if not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
             raise InputError("wrong type of field", file=str(path), column="commitment_indices",

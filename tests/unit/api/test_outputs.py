@@ -91,6 +91,8 @@ def test_a_missing_or_unreadable_file_names_it(tmp_path: Path, copy_of) -> None:
     (lambda d: d["counts"].update(disputed=True), "counts.disputed"),  # a bool is no count
     (lambda d: d["review"].update(reasons="none"), "review.reasons"),
     (lambda d: d["stages"]["ingest"].pop("seconds"), "stages.ingest.seconds"),
+    (lambda d: d["stages"]["ingest"].update(seconds=False), "stages.ingest.seconds"),
+    (lambda d: d["stages"].update(peak_memory_mib="300"), "stages.peak_memory_mib"),
     (lambda d: d.update(job_id=7), "job_id"),
 ])
 def test_a_malformed_summary_names_the_field(copy_of, change, field: str) -> None:
