@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "governance.cli",          # governance, people, approve, audit
     "protocols.psi.cli",       # psi (standalone two-party PSI, for benchmarks and debugging)
     "protocols.mpc.cli",       # mpc (standalone three-party run, for benchmarks and debugging)
+    "billing.cli",             # billing ... (invoices, payments, aging, adjustments, netting)
 )
 
 # Root error types whose diagnostics the CLI prints instead of a traceback.
@@ -41,6 +42,7 @@ _ROOT_ERRORS: tuple[tuple[str, str], ...] = (
     ("ledger_anchor.errors", "LedgerError"),
     ("governance.errors", "GovernanceError"),
     ("protocols.errors", "ProtocolError"),
+    ("billing.errors", "BillingError"),
 )
 
 

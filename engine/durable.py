@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
+
+FULL_DISK_ENV = "SETTLECHAIN_FAULT_FULL_DISK"
+"""Fault injection for the tests: writing the output file named here fails as on a full
+disk (ENOSPC), after part of it was written."""
 
 
 def durable_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -13,6 +18,8 @@ def durable_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         write(tmp)
+        if os.environ.get(FULL_DISK_ENV) == path.name:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

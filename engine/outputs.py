@@ -102,6 +102,7 @@ def summary_document(outcome: Outcome, *, job_id: str, period: str, rules_sm3: s
         "pairs": dict(outcome.pairs),
         "reasons": {code: dict(v) for code, v in outcome.reasons.items()},
         "totals": dict(outcome.totals),
+        "held": outcome.held,
         "review": {"settlement": outcome.review.settlement,
                    "reasons": list(outcome.review.reasons)},
         "statement_sm3": statement_sm3,
@@ -125,18 +126,28 @@ def statement_document(outcome: Outcome, *, job_id: str, period: str, rules_sm3:
     facts = {outcome.local.party: outcome.local, outcome.remote.party: outcome.remote}
     t = outcome.totals
 
-    def side(party: str, name: str) -> int:
+    def side(party: str, name: str) -> int | None:
         return t[f"{name}_{by_party[party]}_charge"]
 
+    # a side's own total is in the statement only when the other side knows it too
+    known = t["remote_charge"] is not None and outcome.local.local_charge is not None
     totals = {
-        "a_charge": t["local_charge"] if by_party["A"] == "local" else t["remote_charge"],
-        "b_charge": t["local_charge"] if by_party["B"] == "local" else t["remote_charge"],
+        "a_charge": (t["local_charge"] if by_party["A"] == "local" else t["remote_charge"])
+        if known else None,
+        "b_charge": (t["local_charge"] if by_party["B"] == "local" else t["remote_charge"])
+        if known else None,
         "agreed_charge": t["agreed_charge"],
         "a_agreed_charge": side("A", "agreed"), "b_agreed_charge": side("B", "agreed"),
         "a_disputed_charge": side("A", "disputed"), "b_disputed_charge": side("B", "disputed"),
         "a_unmatched_charge": side("A", "unmatched"),
         "b_unmatched_charge": side("B", "unmatched"),
     }
+    held = None
+    if outcome.held is not None:
+        h = outcome.held
+        held = {"pairs": h["pairs"],
+                "a_charge": h["local_charge"] if by_party["A"] == "local" else h["remote_charge"],
+                "b_charge": h["local_charge"] if by_party["B"] == "local" else h["remote_charge"]}
     return {
         "kind": "settlement_statement",
         "job_id": job_id,
@@ -154,6 +165,8 @@ def statement_document(outcome: Outcome, *, job_id: str, period: str, rules_sm3:
         },
         "pairs": dict(outcome.pairs),
         "totals": totals,
+        "held": held,
+        "classes": list(outcome.classes),
         "settlement": outcome.review.settlement,
         "settlement_reasons": list(outcome.review.reasons),
         "signatures": [],

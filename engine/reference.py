@@ -173,9 +173,11 @@ def _reconcile(sides: list[OperatorSide], rules: Rules, *, job_id: str,
 
     t0 = time.perf_counter()
     tallies = {s.plan.party: s.finish(evaluation) for s in sides}
-    facts = {p: t.side_facts() for p, t in tallies.items()}
-    outcomes = {"A": tallies["A"].outcome(facts["B"], side_a.evaluation, rules),
-                "B": tallies["B"].outcome(facts["A"], side_b.evaluation, rules)}
+    facts = {"A": tallies["A"].side_facts(side_a.evaluation),
+             "B": tallies["B"].side_facts(side_b.evaluation)}
+    members = {"A": operators[0], "B": operators[1]}
+    outcomes = {"A": tallies["A"].outcome(facts["B"], side_a.evaluation, rules, members),
+                "B": tallies["B"].outcome(facts["A"], side_b.evaluation, rules, members)}
     digests = {}
     for side in sides:
         folder = out / side.plan.party
@@ -183,7 +185,6 @@ def _reconcile(sides: list[OperatorSide], rules: Rules, *, job_id: str,
         side.write_quarantine(folder / QUARANTINE_FILE)
         digests[side.plan.party] = side.write_records(folder / RECORDS_FILE)
     label = period or _period_label(sides, rules)
-    members = {"A": operators[0], "B": operators[1]}
     statements = {p: statement_document(outcomes[p], job_id=job_id, period=label,
                                         rules_sm3=rules.sm3_hash(), operators=members,
                                         commitments=commitments, outputs=digests)

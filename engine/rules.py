@@ -154,6 +154,9 @@ class Rules:
     call_types: tuple[CallType, ...]
     time_bands: tuple[TimeBand, ...]
     tariffs: tuple[Tariff, ...]
+    billing: str = ""
+    """The ``[billing]`` table as RFC 8785 JSON, parsed by the billing package (docs/billing.md);
+    part of the hash when present, so the consortium adopts the billing terms with the rules."""
     source: str = field(default="<memory>", compare=False)
     """Where the rules were read from (for messages only; not part of the hash)."""
 
@@ -163,6 +166,8 @@ class Rules:
         """The meaning of the rules as plain JSON values (no file name)."""
         data = dataclasses.asdict(self)
         data.pop("source", None)
+        if not data["billing"]:  # rules without billing terms keep the hash they always had
+            data.pop("billing")
         data["schema"] = SCHEMA_VERSION
         return data
 
@@ -531,6 +536,16 @@ def parse_rules(text: str, source: str = "<memory>") -> Rules:
         raise RulesError("no tariffs: every record would be unrateable", file=source,
                          column="tariffs", expected="at least one [[tariffs]] row", found="none")
 
+    billing_table = root.raw("billing", None)
+    if billing_table is not None and not isinstance(billing_table, dict):
+        raise root.error("billing", "wrong type", "a table (docs/billing.md)", billing_table)
+    try:
+        billing = rfc8785.dumps(billing_table).decode("utf-8") if billing_table else ""
+    except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        raise root.error("billing", "values the billing terms cannot hold",
+                         "strings, integers, booleans, tables and arrays (docs/billing.md)",
+                         billing_table) from None
+
     root.finish()
     return Rules(
         name=name, version=version, timezone_offset_s=timezone_offset_s,  # type: ignore[arg-type]
@@ -539,7 +554,7 @@ def parse_rules(text: str, source: str = "<memory>") -> Rules:
         circuit_breaker=circuit_breaker, unknown_operator=unknown_operator,
         operators=tuple(operators), default_call_type=default_call_type,
         call_types=tuple(call_types), time_bands=tuple(bands), tariffs=tuple(tariffs),
-        source=source,
+        billing=billing, source=source,
     )
 
 

@@ -14,6 +14,8 @@ Modules, in topological order of their imports:
 ``note``        C2SP signed notes, checkpoints and cosignatures with SM2
 ``membership``  membership manifests by epoch: who may sign at each entry (TUF-style rotation)
 ``config``      the consortium file: the local bootstrap and the genesis manifest
+``commitment``  salted SM3 commitments for documents kept off the ledger
+``sealed``      sealed documents: SM4-GCM bodies, content keys wrapped with SM2 encryption
 ``log``         the log over SQLite (WAL): appends, proofs, checkpoints, cosignatures
 ``witness``     what a member checks before it relies on the log; the cosigning step
 ``verify``      full verification of a ledger file

@@ -31,6 +31,8 @@ GOVERNANCE_KINDS = frozenset({
 KINDS = frozenset({
     "dataset_commitment", "recon_result", "settlement_statement",
     "invoice", "payment", "adjustment",
+    # billing (docs/billing.md): sealed netting documents, and each member's sealing (encryption) key
+    "netting", "sealing_key",
 }) | GOVERNANCE_KINDS
 #: Entries carry hashes, counts and totals, never raw records; anything this large is refused.
 MAX_ENTRY_BYTES = 256 * 1024

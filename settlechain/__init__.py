@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from settlechain.errors import (
     ERRORS,
+    BillingError,
     DataGenError,
     GovernanceError,
     InputError,
@@ -143,13 +144,13 @@ _LAZY: dict[str, tuple[str, str]] = {
 }
 
 __all__ = [  # static, so that type checkers see the re-exports (a test checks it is complete)
-    "ERRORS", "Anchor", "DataGenError", "ExportResult", "GeneratedData", "GovernanceError",
-    "HelperOutputs", "HelperSummary", "IngestResult", "InputError", "JobError",
-    "JsonFormatter", "LedgerClient", "LedgerError", "LocalJob", "LocalJobResult", "NotInForce",
-    "OperatorOutputs", "PlainResult", "PrivateKey", "ProtocolError", "RulePackage", "Rules",
-    "RulesError", "SettlechainError", "StageTiming", "Statement", "StatementApproval",
-    "Status", "Summary", "VerificationReport", "__version__", "approvals", "certify",
-    "generate_data", "generate_keypair", "governance_status", "inspect_proposal",
+    "ERRORS", "Anchor", "BillingError", "DataGenError", "ExportResult", "GeneratedData",
+    "GovernanceError", "HelperOutputs", "HelperSummary", "IngestResult", "InputError",
+    "JobError", "JsonFormatter", "LedgerClient", "LedgerError", "LocalJob", "LocalJobResult",
+    "NotInForce", "OperatorOutputs", "PlainResult", "PrivateKey", "ProtocolError",
+    "RulePackage", "Rules", "RulesError", "SettlechainError", "StageTiming", "Statement",
+    "StatementApproval", "Status", "Summary", "VerificationReport", "__version__", "approvals",
+    "certify", "generate_data", "generate_keypair", "governance_status", "inspect_proposal",
     "load_private_key", "load_rules", "open_ledger", "propose", "read_helper_outputs",
     "read_operator_outputs", "read_outputs", "reconcile_plain", "request_statement_approval",
     "rules_in_force", "run_local_job", "run_party", "save_private_key", "sign_approval",

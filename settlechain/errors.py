@@ -16,6 +16,7 @@ Importing this module is cheap: the error modules import nothing heavy.
 
 from __future__ import annotations
 
+from billing.errors import BillingError
 from data_gen.errors import DataGenError
 from engine.errors import InputError, JobError, RulesError, SettlechainError
 from governance.errors import GovernanceError, NotInForce
@@ -23,14 +24,14 @@ from ledger_anchor.errors import LedgerError
 from protocols.errors import ProtocolError
 
 ERRORS: tuple[type[SettlechainError], type[LedgerError], type[GovernanceError],
-              type[DataGenError], type[ProtocolError]] = (
-    SettlechainError, LedgerError, GovernanceError, DataGenError, ProtocolError,
+              type[BillingError], type[DataGenError], type[ProtocolError]] = (
+    SettlechainError, LedgerError, GovernanceError, BillingError, DataGenError, ProtocolError,
 )
-"""The root error of each package (engine, ledger_anchor, governance, data_gen,
+"""The root error of each package (engine, ledger_anchor, governance, billing, data_gen,
 protocols): ``except settlechain.ERRORS`` catches every deliberate error, and each has
 ``diagnostics()`` and ``exit_code`` (typed so: the caught error is the union of the roots)."""
 
 __all__ = [
-    "ERRORS", "DataGenError", "GovernanceError", "InputError", "JobError", "LedgerError",
-    "NotInForce", "ProtocolError", "RulesError", "SettlechainError",
+    "ERRORS", "BillingError", "DataGenError", "GovernanceError", "InputError", "JobError",
+    "LedgerError", "NotInForce", "ProtocolError", "RulesError", "SettlechainError",
 ]

@@ -117,6 +117,28 @@ class _Fields:
         table = self.table(key)
         return {name: table.integer(name) for name in table.document}
 
+    def amounts(self, key: str) -> dict[str, int | None]:
+        """An object of amounts in minor units, null where withheld, e.g. ``totals``."""
+        table = self.table(key)
+        return {name: table.optional_integer(name) for name in table.document}
+
+    def optional_amounts(self, key: str) -> dict[str, int | None] | None:
+        return None if self.optional_table(key) is None else self.amounts(key)
+
+    def objects(self, key: str) -> dict[str, Mapping[str, Any]]:
+        """An object of objects, e.g. ``reasons``."""
+        table = self.table(key)
+        return {name: table.table(name).document for name in table.document}
+
+    def object_list(self, key: str) -> tuple[Mapping[str, Any], ...]:
+        value = self.value(key, list, "a list of objects")
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise InputError("wrong type of list item", file=str(self.path),
+                                 column=f"{self.prefix}{key}[{i}]", expected="an object",
+                                 found=type(item).__name__)
+        return tuple(value)
+
     def texts(self, key: str) -> tuple[str, ...]:
         value = self.value(key, list, "a list of strings")
         for i, item in enumerate(value):
@@ -180,10 +202,16 @@ class Summary:
     ``unmatched_remote``: the counterparty's unmatched rows."""
     pairs: Mapping[str, int]
     """``matched_exact``, ``matched_tolerance``, ``disputed``: pairs (equal at A and B)."""
-    reasons: Mapping[str, Mapping[str, int]]
-    """Per disputed-pair reason code: ``pairs``, ``local_charge``, ``remote_charge``."""
-    totals: Mapping[str, int]
-    """Charges in minor units (fen): ``local_charge``, ``agreed_charge``, ... (docs/records.md)."""
+    reasons: Mapping[str, Mapping[str, Any]]
+    """Per disputed-pair reason code: ``pairs``, ``class_pairs``, ``local_charge``,
+    ``remote_charge`` (null where the small-cell rule withholds them), ``in_other``; and
+    ``other``, the classes too small to show alone (docs/records.md)."""
+    totals: Mapping[str, int | None]
+    """Charges in minor units (fen): ``local_charge``, ``agreed_charge``, ... (docs/records.md);
+    None where the small-cell rule withholds the sum."""
+    held: Mapping[str, int | None] | None
+    """None, or the key-matched pairs whose money the small-cell rule withholds:
+    ``pairs``, ``local_charge``, ``remote_charge`` (then the settlement is manual review)."""
     invalid_by_reason: Mapping[str, int]
     excluded_by_reason: Mapping[str, int]
     settlement: str
@@ -202,7 +230,6 @@ class Summary:
         document = _read_document(path)
         f = _Fields(document, path)
         review = f.table("review")
-        reasons = f.table("reasons")
         stages, peak = _stages(f)
         return cls(
             job_id=f.text("job_id"), party=f.text("party"),
@@ -211,8 +238,8 @@ class Summary:
             period=f.text("period"), rules_sm3=f.text("rules_sm3"),
             disclosure=f.text("disclosure"), counts=f.integers("counts"),
             pairs=f.integers("pairs"),
-            reasons={code: reasons.integers(code) for code in reasons.document},
-            totals=f.integers("totals"), invalid_by_reason=f.integers("invalid_by_reason"),
+            reasons=f.objects("reasons"), totals=f.amounts("totals"),
+            held=f.optional_amounts("held"), invalid_by_reason=f.integers("invalid_by_reason"),
             excluded_by_reason=f.integers("excluded_by_reason"),
             settlement=review.text("settlement"), settlement_reasons=review.texts("reasons"),
             stages=stages, peak_memory_mib=peak, document=document,
@@ -268,8 +295,14 @@ class Statement:
     records: Mapping[str, int]
     """``a_rows``, ``b_rows``, ``a_considered``, ... (canonical records)."""
     pairs: Mapping[str, int]
-    totals: Mapping[str, int]
-    """Named by party: ``a_charge``, ``b_charge``, ``agreed_charge``, ... (minor units)."""
+    totals: Mapping[str, int | None]
+    """Named by party: ``a_charge``, ``b_charge``, ``agreed_charge``, ... (minor units;
+    None where withheld)."""
+    held: Mapping[str, int | None] | None
+    """As :attr:`Summary.held`, named by party."""
+    classes: tuple[Mapping[str, Any], ...]
+    """The agreed money per direction and rate class (``payer``, ``payee``, ``service``,
+    ``call_type``, ``time_band``, ``agreed_charge``); they sum to ``agreed_charge``."""
     settlement: str
     settlement_reasons: tuple[str, ...]
     signers: tuple[str, ...]
@@ -300,7 +333,8 @@ class Statement:
             disclosure=f.text("disclosure"),
             operators={role: operators.text(role) for role in operators.document},
             commitments={role: commitments.optional_text(role) for role in commitments.document},
-            records=f.integers("records"), pairs=f.integers("pairs"), totals=f.integers("totals"),
+            records=f.integers("records"), pairs=f.integers("pairs"), totals=f.amounts("totals"),
+            held=f.optional_amounts("held"), classes=f.object_list("classes"),
             settlement=f.text("settlement"), settlement_reasons=f.texts("settlement_reasons"),
             signers=tuple(signers),
             ledger_index=None if ledger is None else ledger.optional_integer("index"),

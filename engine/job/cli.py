@@ -27,7 +27,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                       help="folder for everything the demo makes (default: ./settlechain-demo)")
     demo.add_argument("--force", action="store_true",
                       help="replace an earlier demo's folder at --out")
+    demo.add_argument("--consortium", action="store_true",
+                      help="three operators and their three pairs in one period run "
+                           "(settlechain period run), each pair helped by the third")
     demo.set_defaults(handler=_demo)
+
+    period = subparsers.add_parser("period", help="a settlement period of the whole consortium")
+    period_sub = period.add_subparsers(dest="period_command", metavar="COMMAND", required=True)
+    period_run = period_sub.add_parser(
+        "run", help="settle every pair of members that exchanged traffic in the period",
+        description=(
+            "Settle every pair of members that has a folder <A>+<B> in --data-dir, one job "
+            "per pair, each helped by a third member (rotated), one pair after the other; "
+            "then print and write (OUT/period-summary.json) the outcome across pairs.  With "
+            "--as, only that member's parties run (each member runs its own in production); "
+            "without it, every party runs here.  Layout: engine.job.period_run."))
+    period_run.add_argument("--config", type=Path, required=True, help="consortium file")
+    period_run.add_argument("--period", required=True, help="settlement period, e.g. 2026-10")
+    period_run.add_argument("--data-dir", type=Path, required=True,
+                            help="folder with one <A>+<B> folder per pair")
+    period_run.add_argument("--out", type=Path, default=Path("settlechain-period"),
+                            help="output folder (default: ./settlechain-period)")
+    period_run.add_argument("--as", dest="member", default=None,
+                            help="run only this member's parties (default: all, locally)")
+    period_run.add_argument("--workers", type=int, default=0,
+                            help="bucket workers per operator party (settlechain party --workers)")
+    period_run.add_argument("--executor", choices=("local", "ray"), default="local",
+                            help="bucket executor (settlechain party --executor)")
+    period_run.add_argument("--ray-address", default=None, help="the operator's Ray cluster")
+    period_run.add_argument("--connect-timeout", type=float, default=3600.0,
+                            help="seconds a party waits for the others of its pair (default "
+                                 "3600: members reach a pair after their earlier pairs)")
+    period_run.set_defaults(handler=_period_run)
 
     party = subparsers.add_parser(
         "party", help="run one party (A, B or H) of a reconciliation job",
@@ -52,6 +83,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help="rebuild the outputs of a job already settled (all three parties "
                             "with --recover): refuses unless the inputs give the anchored "
                             "commitments; anchors nothing")
+    scale = party.add_argument_group(
+        "bucket workers (docs/scale-out.md)",
+        "A and B may each run their buckets' PSI passes on workers: local processes (the "
+        "default executor) or actors of the operator's own Ray cluster (the settlechain[ray] "
+        "extra).  The smaller of the two offers is the number of worker pairs; with none the "
+        "buckets run in this process.")
+    scale.add_argument("--workers", type=int, default=0,
+                       help="bucket workers this operator offers (default 0: none)")
+    scale.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local processes (default) or the operator's Ray cluster")
+    scale.add_argument("--ray-address", default=None,
+                       help="the operator's Ray cluster (default: RAY_ADDRESS or auto)")
+    scale.add_argument("--worker-host", default=None,
+                       help="where A's local workers listen (default: the host of the "
+                            "member's gRPC endpoint; on Ray: each node's address)")
+    scale.add_argument("--worker-ports", default=None,
+                       help="A's workers' ports, e.g. 7600-7603 (default: any free port)")
+    scale.add_argument("--worker-certs", type=Path, default=None,
+                       help="folder with worker-<i>.crt/.key per worker (settlechain keys "
+                            "worker; default: the member's own certificate)")
     party.set_defaults(handler=_party)
 
     job = subparsers.add_parser("job", help="job files")
@@ -93,6 +144,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                       help="member i gets gRPC port base+i and MPC port base+100+i")
     init.set_defaults(handler=_keys_init)
 
+    worker = keys_sub.add_parser(
+        "worker", help="issue TLS certificates for a member's bucket workers (docs/scale-out.md)",
+        description="Issue one TLS certificate per bucket worker of a member, from the "
+                    "consortium CA (where its key is): CN = the member id, SAN = the worker's "
+                    "host.  Pass the folder to `settlechain party --worker-certs`.")
+    worker.add_argument("--config", type=Path, required=True, help="consortium file")
+    worker.add_argument("--as", dest="member", required=True, help="the member's id")
+    worker.add_argument("--hosts", required=True,
+                        help="comma-separated host of each worker, e.g. 10.1.0.5,10.1.0.6")
+    worker.add_argument("--ca-key", type=Path, default=None,
+                        help="the CA's private key (default: ca/ca.key beside the CA certificate)")
+    worker.add_argument("--out", type=Path, required=True, help="folder to write")
+    worker.set_defaults(handler=_keys_worker)
+
 
 def _party(args: argparse.Namespace) -> int:
     import logging.handlers
@@ -127,10 +192,17 @@ def _party(args: argparse.Namespace) -> int:
         root.removeHandler(buffered)
         root.addHandler(handler)
 
+    from engine.scale.config import ScaleConfig, parse_ports
+
+    scale_config = ScaleConfig(workers=args.workers, executor=args.executor,
+                               ray_address=args.ray_address, listen_host=args.worker_host,
+                               ports=parse_ports(args.worker_ports),
+                               worker_certs=str(args.worker_certs) if args.worker_certs else None)
     progress = _StatusLine()
     try:
         summary = run_party(args.config, args.job, args.member, args.data, args.out,
-                            on_status=progress.update, on_joined=open_log, recover=args.recover)
+                            on_status=progress.update, on_joined=open_log, recover=args.recover,
+                            scale=scale_config)
     except SettlechainError as exc:
         progress.close()
         from engine.job.jobfile import load_job
@@ -246,7 +318,51 @@ def _keys_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_worker(args: argparse.Namespace) -> int:
+    from engine.job.consortium import load_consortium
+    from engine.scale.identity import issue_worker_identities
+
+    consortium = load_consortium(args.config)
+    member = consortium.member(args.member)
+    hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
+    ca_key = args.ca_key or consortium.ca_cert.parent / "ca.key"
+    written = issue_worker_identities(consortium.ca_cert, ca_key, member.id, hosts, args.out)
+    for cert, _key in written:
+        print(f"worker certificate: {cert}")
+    return 0
+
+
+def _period_run(args: argparse.Namespace) -> int:
+    from engine.job.jobfile import Timeouts
+    from engine.job.period_run import run_period, summary_lines
+    from engine.scale.config import ScaleConfig
+
+    ScaleConfig(workers=args.workers, executor=args.executor, ray_address=args.ray_address)
+    party_args = []
+    if args.workers:
+        party_args = ["--workers", str(args.workers), "--executor", args.executor]
+        if args.ray_address:
+            party_args += ["--ray-address", args.ray_address]
+    timeouts = Timeouts(connect_s=args.connect_timeout, stage_s=3600, peer_silence_s=10)
+
+    def show(row: dict) -> None:
+        print(f"  {row['pair']}: {row['state']}"
+              + (f" ({row['detail']})" if row.get("detail") else ""), flush=True)
+
+    summary = run_period(args.config, args.period, args.data_dir, args.out, member=args.member,
+                         party_args=party_args, timeouts=timeouts, on_pair=show)
+    print("\n".join(summary_lines(summary)))
+    print(f"summary: {args.out / 'period-summary.json'}")
+    failed = [r for r in summary["pairs"] if r["state"] in ("failed", "no data")]
+    return 3 if failed else 0
+
+
 def _demo(args: argparse.Namespace) -> int:
+    if args.consortium:
+        from engine.job.demo_consortium import run_consortium_demo
+
+        return run_consortium_demo(records=args.records, seed=args.seed,
+                                   file_format=args.format, out=args.out, force=args.force)
     from engine.job.demo import run_demo
 
     return run_demo(records=args.records, seed=args.seed, file_format=args.format,

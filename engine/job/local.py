@@ -118,8 +118,10 @@ class LocalJob:
     def prepare(cls, folder: Path, data: dict[str, Path], rules_path: Path, *,
                 job_id: str = "local-job", period: str = "2026-10", config: Path | None = None,
                 roles: dict[str, str] = ROLES, timeouts: Timeouts | None = None,
-                adopt: bool = True) -> LocalJob:
-        """Write the consortium (unless given), adopt the rules and write the job file."""
+                adopt: bool = True, records_per_bucket: int | None = None,
+                party_args: dict[str, list[str]] | None = None) -> LocalJob:
+        """Write the consortium (unless given), adopt the rules and write the job file.
+        ``party_args``: extra ``settlechain party`` options per role (e.g. bucket workers)."""
         folder.mkdir(parents=True, exist_ok=True)
         rules = load_rules(rules_path)
         if config is None:
@@ -129,12 +131,14 @@ class LocalJob:
         job_path = write_job(folder / f"{job_id}.toml", job_id=job_id, period=period,
                              rules=str(Path(rules_path).resolve()), rules_sm3=rules.sm3_hash(),
                              parties=roles, disclosure=rules.disclosure,
+                             records_per_bucket=records_per_bucket,
                              timeouts=timeouts or Timeouts(
                                  connect_s=120, stage_s=600, peer_silence_s=10))
         local = cls(folder=folder, config=config, job_path=job_path)
         for role, member in roles.items():
-            local.parties[role] = PartyProcess(role, party_command(
-                config, job_path, member, data.get(role), folder / role), folder / role)
+            command = party_command(config, job_path, member, data.get(role), folder / role)
+            local.parties[role] = PartyProcess(
+                role, command + list((party_args or {}).get(role, [])), folder / role)
         return local
 
     def start(self, env: dict[str, dict[str, str]] | None = None) -> None:

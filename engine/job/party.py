@@ -249,6 +249,12 @@ class PartyContext:
     sm2_key: Any
     recover: bool = False
     joined: Callable[[], None] = lambda: None
+    scale: Any = None
+    """engine.scale.config.ScaleConfig: this operator's bucket workers (None: none)."""
+    kernels_ready: Callable[[], None] = lambda: None
+    """Waits until the numba kernels are loaded (engine.job.pipeline warms them up in a
+    thread while the parties join): numba's default threading layer aborts the process
+    when two threads launch parallel kernels at once."""
 
     def on_joined(self) -> None:
         """The session accepted this party: from now on it may write into its folder."""
@@ -301,11 +307,12 @@ def run_party(config_path: str | Path, job_path: str | Path, member_id: str,
               data_path: str | Path | None, out_dir: str | Path, *,
               on_status: Callable[[dict[str, Any]], None] | None = None,
               on_joined: Callable[[], None] | None = None,
-              recover: bool = False) -> dict[str, Any]:
+              recover: bool = False, scale: Any = None) -> dict[str, Any]:
     """Run this member's part of the job; returns its summary document.
 
     ``on_status(document)``: every progress change (the ``status`` file's JSON).
     ``on_joined()``: the session accepted this party (the CLI opens party.log then).
+    ``scale``: this operator's bucket workers (:class:`engine.scale.config.ScaleConfig`).
     Raises :class:`~engine.errors.InputError` (bad input or configuration, exit 2) or
     :class:`~engine.errors.JobError` (the job was stopped, exit 3).
     """
@@ -345,7 +352,7 @@ def run_party(config_path: str | Path, job_path: str | Path, member_id: str,
         clock=clock,
         tls=TlsIdentity.load(member.id, consortium.ca_cert, member.tls_cert, member.tls_key),
         sm2_key=sm2.load_private_key(member.sm2_key), recover=recover,
-        joined=on_joined or (lambda: None),
+        joined=on_joined or (lambda: None), scale=scale,
     )
     if rules.sm3_hash() != job.rules_sm3:
         # Still join: the others must stop with the same reason, which agreement gives.

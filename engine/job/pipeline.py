@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from engine.errors import InputError, JobError
+from engine.outputs import OutputError
 from engine.job.party import AbortWatch, PartyContext, connect_link, start_host
 from engine.job.roles import HelperRun, OperatorRun, host_checks
 from engine.job.agree import agreement
@@ -84,7 +85,9 @@ def _run(ctx: PartyContext, watch: AbortWatch) -> dict[str, Any]:
         link, channel = connect_link(ctx, watch)
     if role in ("A", "B"):
         # numba loads (or compiles) the kernels while the parties join and read
-        threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
+        warm = threading.Thread(target=_warm_up, name="warm-up", daemon=True)
+        warm.start()
+        ctx.kernels_ready = warm.join
     try:
         try:
             runner = HelperRun(ctx, link) if role == "H" else OperatorRun(
@@ -103,11 +106,13 @@ def _run(ctx: PartyContext, watch: AbortWatch) -> dict[str, Any]:
             link.abort(f"party {role} could not use its input ({type(exc).__name__}; the "
                        "details are in its own log)")
             raise
-        except OSError as exc:
-            log.error("party %s: %s", role, exc)
-            link.abort(f"party {role} failed: {type(exc).__name__} ({exc.strerror or exc}); "
-                       "see its log")
-            raise JobError(f"party {role} failed: {exc}") from exc
+        except (OSError, OutputError) as exc:
+            # an output that cannot be written (a full disk): nothing is anchored (the party
+            # never says it is ready), or, after the anchor, the outputs can be recovered
+            what = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            log.error("party %s cannot write its outputs: %s", role, exc)
+            link.abort(f"party {role} failed: {type(exc).__name__} ({what}); see its log")
+            raise JobError(f"party {role} cannot write its outputs: {exc}") from exc
         except BaseException as exc:
             log.exception("party %s failed", role)
             link.abort(f"party {role} failed ({type(exc).__name__}; see its log)")

@@ -42,10 +42,11 @@ from engine.commitment import FORMAT as COMMITMENT_FORMAT
 from engine.ingest.reading import InputFile, open_input
 from engine.job import session_pb2
 from engine.job.job_secrets import JobSecrets
-from engine.job.session import SessionAborted, bucket_step
-from engine.matching.elements import common_order
+from engine.job.buckets import MAX_ATTEMPTS, BucketPasses, PsiPeer, forget_bucket, kept_digest
+from engine.job.party import fault_point
+from engine.job.session import SessionAborted
 from engine.matching.evaluation import pair_values, tolerance_params
-from engine.names import OPERATOR_ROLES, PASSES
+from engine.names import OPERATOR_ROLES
 from engine.outputs import (
     ANCHOR_FILE, QUARANTINE_FILE, RECORDS_FILE, STATEMENT_FILE, SUMMARY_FILE,
     statement_document, statement_signing_bytes, summary_document, write_json,
@@ -56,14 +57,9 @@ from ledger_anchor import canonical_entry_bytes, open_ledger, sm2
 from ledger_anchor.commitment import commit as salted_commit
 from ledger_anchor.sm3 import sm3
 from protocols.mpc import MpcParties, MpcTls, run_discrepancy
-from protocols.psi import ElementSet, PsiServicer, run_psi_client
-from protocols.psi.errors import PeerAbortedError, PsiTimeoutError, TransportError
+from protocols.psi import PsiServicer
 
 log = logging.getLogger(__name__)
-
-MAX_ATTEMPTS = 3
-"""Tries of one bucket's passes before the job stops (a failed PSI session is retried)."""
-RETRYABLE = (TransportError, PsiTimeoutError, PeerAbortedError)
 
 
 def _other(role: str) -> str:
@@ -252,6 +248,7 @@ class HelperRun(_Run):
             self.exchange("anchor_ready", anchor_ready=session_pb2.AnchorReady())
             anchored = self.exchange("anchored", empty=session_pb2.Empty())["A"].anchored
             self.check_anchored(anchored, None)
+            fault_point("anchor:anchored")
             size = self.cosign()
             self.exchange("cosigned", cosigned=session_pb2.Cosigned(size=size))
         write_json(self.ctx.out_dir / ANCHOR_FILE, _receipt_json(anchored, self.clock))
@@ -271,6 +268,7 @@ class OperatorRun(_Run):
         self.side: OperatorSide | None = None
         self.secrets: JobSecrets | None = None
         self.nonce = b""
+        self.workers = None  # engine.scale.driver.WorkerGroup
 
     # -- the stages ----------------------------------------------------------------
 
@@ -307,6 +305,10 @@ class OperatorRun(_Run):
     def ingest(self) -> None:
         ctx = self.ctx
         with self.stage("ingest"):
+            from engine.scale.driver import start_workers
+
+            self.workers = start_workers(ctx)  # None without --workers; they start meanwhile
+            ctx.kernels_ready()
             source: InputFile = open_input(ctx.data_path)
             share = partition_share(bytes(ctx.sm2_key), self.job.id)
             shares = self.exchange("partition", partition=session_pb2.Partition(
@@ -365,8 +367,7 @@ class OperatorRun(_Run):
                 log.info("resuming: %d of %d buckets were done by an earlier run",
                          len(self.skip), side.n_buckets)
             for b in set(range(side.n_buckets)) - self.skip:
-                if side.psi_done(b):
-                    side.psi_file(b).unlink()
+                forget_bucket(side, b)
             entries = {self.role: {"entry": entry, "sig": signature.hex()},
                        self.other: {"entry": peer_entry, "sig": peer.signature.hex()}}
             self._save_resume_point(entries)
@@ -393,8 +394,9 @@ class OperatorRun(_Run):
             return {}
         out = {}
         for b in range(side.n_buckets):
-            if side.psi_done(b):
-                out[b] = _digest(side.psi_file(b))
+            digest = kept_digest(side, b)
+            if digest is not None:
+                out[b] = digest
         return out
 
     def _save_resume_point(self, entries: dict[str, dict]) -> None:
@@ -420,70 +422,28 @@ class OperatorRun(_Run):
                     "not the settled ones")
 
     def psi(self) -> None:
+        """Every bucket's passes (:class:`engine.job.buckets.BucketPasses`): in this process
+        in lockstep through the job session, or on the operator's bucket workers
+        (:mod:`engine.scale`) when both operators offered workers at the ``workers`` step."""
         side = self.side
         assert side is not None and self.secrets is not None
-        done_items = {"psi_exact": 0, "psi_key": 0}
+        from engine.scale.driver import agree_workers
+
+        plan = agree_workers(self)
+        if plan is not None:
+            plan.run(self)
+            return
+        passes = BucketPasses(
+            side=side, role=self.role, secrets=self.secrets, nonce=self.nonce,
+            exchange=self.exchange, psi=PsiPeer(self.role, self.psi_servicer, self.psi_channel),
+            timeout_s=self.job.timeouts.stage_s, stage=self.stage)
         for b in range(side.n_buckets):
             if b in self.skip:
                 continue
-            for attempt in range(MAX_ATTEMPTS):
-                error = self._bucket(b, attempt, done_items)
-                if error is None:
-                    break
-                log.warning("bucket %d, attempt %d failed: %s", b, attempt + 1, error)
-            else:
-                raise SessionAborted(f"bucket {b}: the PSI failed {MAX_ATTEMPTS} times "
-                                     f"(last: {error})")
-        for stage, items in done_items.items():
+            passes.run(b)
+            self.clock.progress("psi_key", b + 1, side.n_buckets, "buckets")
+        for stage, items in passes.items.items():
             self.clock.count(stage, items)
-
-    def _bucket(self, b: int, attempt: int, done_items: dict[str, int]) -> str | None:
-        """One attempt at bucket ``b``'s passes; None when it succeeded on both sides."""
-        side = self.side
-        assert side is not None and self.secrets is not None
-        matcher = side.matcher(b)
-        for spec in PASSES:
-            with self.stage(spec.job_stage):
-                elements = matcher.build_pass(spec)
-                session_id = self.secrets.psi_session_id(self.nonce, b, spec.name, attempt)
-                element_set = ElementSet.from_fixed(elements.elements)
-                error = ""
-                local = None
-                offered = None
-                if self.role == "A":
-                    offered = self.psi_servicer.offer(session_id, element_set,
-                                                      self.job.timeouts.stage_s)
-                self.exchange(bucket_step(b, attempt, spec.name),
-                              pass_ready=session_pb2.PassReady(
-                                  bucket=b, pass_name=spec.name, attempt=attempt,
-                                  elements=len(elements)))
-                try:
-                    if self.role == "A":
-                        result = offered.result()
-                    else:
-                        result = run_psi_client(self.psi_channel, session_id, element_set,
-                                                self.job.timeouts.stage_s)
-                    local = result.local_indices
-                except RETRYABLE as exc:
-                    error = type(exc).__name__
-                    log.warning("bucket %d pass %s: %s", b, spec.name, exc)
-                ends = self.exchange(bucket_step(b, attempt, f"{spec.name}:end"),
-                                     bucket_done=session_pb2.BucketDone(
-                                         bucket=b, attempt=attempt, ok=not error, error=error))
-                failed = [f"{r}: {ends[r].bucket_done.error}" for r in OPERATOR_ROLES
-                          if not ends[r].bucket_done.ok]
-                if failed:
-                    return "; ".join(failed)
-                ordered, ids = common_order(elements.elements, local, self.secrets.pair_key, b)
-                matcher.record_pass(elements, ordered, ids)
-                done_items[spec.job_stage] += len(elements)
-        side.save_psi(matcher)
-        digest = _digest(side.psi_file(b))
-        dones = self.exchange(bucket_step(b, attempt, "done"), bucket_done=session_pb2.BucketDone(
-            bucket=b, attempt=attempt, ok=True, digest=digest))
-        del dones
-        self.clock.progress("psi_key", b + 1, side.n_buckets, "buckets")
-        return None
 
     def mpc(self):
         side = self.side
@@ -508,12 +468,13 @@ class OperatorRun(_Run):
             out = ctx.out_dir
             side.write_quarantine(out / QUARANTINE_FILE)
             digest = side.write_records(out / RECORDS_FILE)
+            fault_point("report:records")
             facts = self.exchange("facts", facts=session_pb2.Facts(
-                facts_json=json.dumps(tally.side_facts().to_json()), records_digest=digest))
+                facts_json=json.dumps(tally.side_facts(side.evaluation).to_json()), records_digest=digest))
             from engine.matching.outcome import SideFacts
 
             remote = SideFacts.from_json(json.loads(facts[self.other].facts.facts_json))
-            outcome = tally.outcome(remote, side.evaluation, ctx.rules)
+            outcome = tally.outcome(remote, side.evaluation, ctx.rules, self.job.parties)
             digests = {r: facts[r].facts.records_digest for r in OPERATOR_ROLES}
             statement = statement_document(
                 outcome, job_id=self.job.id, period=self.job.period,
@@ -537,6 +498,7 @@ class OperatorRun(_Run):
                 period_window=ctx.period)
             write_json(out / SUMMARY_FILE, summary)
             ctx.write_report(summary, statement, side)
+            fault_point("report:written")
             signed = self.exchange("statement", signature=session_pb2.StatementSignature(
                 statement_sm3=statement_sm3, signature=self.sign(signing),
                 entry_signature=self.sign(canonical_entry_bytes(entry))))
@@ -556,6 +518,7 @@ class OperatorRun(_Run):
                  for r in OPERATOR_ROLES], key=lambda s: s["signer"])
             self.entry_signatures = {self.job.member_of(r): signed[r].signature.entry_signature
                                      for r in OPERATOR_ROLES}
+            fault_point("report:signed")
         return statement, entry
 
     def anchor(self, statement: dict, entry: dict, commitments: dict) -> dict[str, Any]:
@@ -563,6 +526,7 @@ class OperatorRun(_Run):
         with self.stage("anchor"):
             self.exchange("anchor_ready", anchor_ready=session_pb2.AnchorReady(
                 statement_sm3=sm3(statement_signing_bytes(statement))))
+            fault_point("anchor:ready")
             if self.role == "A":
                 items = [(commitments[r]["entry"], {self.job.member_of(r): bytes.fromhex(
                     commitments[r]["sig"])}) for r in OPERATOR_ROLES]
@@ -571,6 +535,7 @@ class OperatorRun(_Run):
                     receipts = ledger.append_many(items, verify_as=ctx.member.id,
                                                   state_path=self.witness_state())
                     self._request_approval(ledger)
+                fault_point("anchor:appended")
                 receipt = session_pb2.AnchorReceipt(
                     indices=[r.index for r in receipts],
                     leaf_hashes=[r.leaf_hash for r in receipts],
@@ -579,10 +544,13 @@ class OperatorRun(_Run):
             else:
                 anchored = self.exchange("anchored", empty=session_pb2.Empty())["A"].anchored
             self.check_anchored(anchored, entry)
+            fault_point("anchor:anchored")
             size = self.cosign()
             self.exchange("cosigned", cosigned=session_pb2.Cosigned(size=size))
+            fault_point("anchor:cosigned")
         self.clock.count("anchor", 3)
         self._write_statement(statement, anchored)
+        fault_point("anchor:statement")
         return self._result(anchored)
 
     def _request_approval(self, ledger) -> None:
@@ -637,10 +605,6 @@ def key_fingerprint(public_key: Any) -> str:
     """An SM2 public key's fingerprint as shown to people: 16 hex of SM3 of the 64-byte key."""
     raw = public_key.raw if hasattr(public_key, "raw") else bytes(public_key)
     return sm3(b"settlechain/key-id/v1\n" + raw).hex()[:16]
-
-
-def _digest(path: Path) -> bytes:
-    return sm3(path.read_bytes())
 
 
 def _receipt_json(receipt: session_pb2.AnchorReceipt, clock: Any) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from engine.job.tls import peer_certificate, peer_member_id
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 3: the workers and manifest steps (engine.scale)
 MAX_PAYLOAD_BYTES = 1 << 20
 HEARTBEAT_S = 1.0
 ROLES = ("A", "B", "H")
@@ -54,6 +54,10 @@ STEPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("partition", OPERATORS, "partition"),
     ("sizes", ROLES, "sizes"),
     ("commitments", OPERATORS, "commitment"),
+    # the bucket workers (engine.scale): what each operator offers, then the manifest both
+    # sign; with no workers the buckets run in the parties' own processes
+    ("workers", OPERATORS, "workers"),
+    ("manifest", OPERATORS, "manifest"),
     (BUCKETS, OPERATORS, ""),
     ("candidates", ROLES, "candidates"),
     ("facts", OPERATORS, "facts"),
@@ -65,7 +69,7 @@ STEPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("cosigned", ROLES, "cosigned"),
 )
 #: A recovery run (``--recover``) ends after the statement: it anchors nothing.
-RECOVERY_STEPS: tuple[tuple[str, tuple[str, ...], str], ...] = STEPS[:7] + (
+RECOVERY_STEPS: tuple[tuple[str, tuple[str, ...], str], ...] = STEPS[:[s[0] for s in STEPS].index("statement") + 1] + (
     ("recovered", ROLES, "empty"),
 )
 
@@ -77,6 +81,17 @@ def bucket_step(bucket: int, attempt: int, name: str) -> str:
     ``<pass>:end`` after it (BucketDone: did it succeed), ``done`` at the end (BucketDone:
     the digest of what was kept)."""
     return f"bucket:{bucket}:{attempt}:{name}"
+
+
+def parse_bucket_step(step: str) -> tuple[int, int, str, str] | None:
+    """``(bucket, attempt, name, kind)`` of a bucket step (:func:`bucket_step`), the kind of
+    message it carries (``pass_ready`` or ``bucket_done``); None for any other step."""
+    match = _BUCKET_STEP.match(step)
+    if match is None:
+        return None
+    name = match.group(3) + (match.group(4) or "") if match.group(3) else "done"
+    kind = "pass_ready" if match.group(3) and not match.group(4) else "bucket_done"
+    return int(match.group(1)), int(match.group(2)), name, kind
 
 
 def _kind_of(step: str, fixed: Mapping[str, str]) -> str:

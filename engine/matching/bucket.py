@@ -35,6 +35,36 @@ from engine.rules import Rules
 log = logging.getLogger(__name__)
 
 _MATCHED_EXACT, _MATCHED_TOLERANCE, _DISPUTED, _UNMATCHED = 0, 1, 2, 3
+
+
+def class_key(payer: np.ndarray, payee: np.ndarray, service: np.ndarray,
+              call_type: np.ndarray) -> np.ndarray:
+    """One int64 per record for its rate class (payer, payee, service, call type codes of
+    engine.ingest.rating); :func:`class_codes` inverts it."""
+    return (((np.asarray(payer, dtype=np.int64) * 256 + np.asarray(payee, dtype=np.int64)) * 4
+             + np.asarray(service, dtype=np.int64)) * 256 + np.asarray(call_type, dtype=np.int64))
+
+
+def class_codes(key: int) -> tuple[int, int, int, int]:
+    """(payer, payee, service, call type) of a :func:`class_key`."""
+    call_type = key % 256
+    key //= 256
+    service = key % 4
+    key //= 4
+    return key // 256, key % 256, service, call_type
+
+
+def sums_by(keys: np.ndarray, values: np.ndarray) -> dict[int, int]:
+    """``values`` summed per distinct key."""
+    if not len(keys):
+        return {}
+    unique, inverse = np.unique(keys, return_inverse=True)
+    totals = np.bincount(inverse.reshape(-1), weights=values.astype(np.float64),
+                         minlength=len(unique))
+    # exact for sums below 2^53 fen (about 9 × 10^13 yuan); checked
+    if totals.max(initial=0) >= 2**53:
+        raise MatchingError("a rate class sums beyond 2^53 minor units")
+    return {int(k): int(v) for k, v in zip(unique.tolist(), totals.tolist())}
 _UNIT_STATUSES = ("matched_exact", "matched_tolerance", "disputed", "unmatched")
 #: codes of the bucket rows frame (engine.ingest.stream.ROW_STATUS_CODES)
 _ROW_OK, _ROW_INVALID, _ROW_DUPLICATE, _ROW_EXCLUDED = 0, 1, 2, 3
@@ -78,6 +108,8 @@ class PsiState:
     """int64 (k,): positions of the candidate pairs, in the common pair order."""
     charge: np.ndarray
     parts: np.ndarray
+    klass: np.ndarray
+    """int64 (m,): the rate class of each considered record (:func:`class_key`)."""
     pass_sizes: np.ndarray
     """int64 (passes, 2): elements offered and pairs found per pass."""
 
@@ -112,7 +144,7 @@ class BucketMatcher:
         self._parts_all = records.get_column("parts").to_numpy().astype(np.int64)
         frame = considered.select(
             "service", "calling", "called", "start", "duration_s", "charge", "unit",
-            "rated_charge", "parts")
+            "rated_charge", "parts", "payer", "payee", "call_type")
         order = frame.select(pl.arg_sort_by(["service", "calling", "called", "start",
                                              "duration_s", "charge", "unit"])) \
             .to_series().to_numpy().astype(np.int64)
@@ -127,6 +159,9 @@ class BucketMatcher:
         self._rated = frame.get_column("rated_charge").to_numpy()[order].astype(np.int64)
         self._unit_of = frame.get_column("unit").to_numpy()[order].astype(np.int64)
         self._parts = frame.get_column("parts").to_numpy()[order].astype(np.int64)
+        self._klass = class_key(frame.get_column("payer").to_numpy()[order],
+                                frame.get_column("payee").to_numpy()[order],
+                                self._service, frame.get_column("call_type").to_numpy()[order])
         change = np.zeros(self.considered, dtype=bool)
         if self.considered:
             change[0] = True
@@ -246,7 +281,8 @@ class BucketMatcher:
     def psi_state(self) -> PsiState:
         return PsiState(bucket=self.bucket, units=self._unit_of, stage=self._stage,
                         pair_ids=self._pair_ids, candidates=self._candidates(),
-                        charge=self._charge, parts=self._parts, pass_sizes=self._pass_sizes)
+                        charge=self._charge, parts=self._parts, klass=self._klass,
+                        pass_sizes=self._pass_sizes)
 
 
 # ---------------------------------------------------------------------------
@@ -275,6 +311,10 @@ class BucketTally:
     """Rows found invalid in the bucket (no tariff, oversize merged sums) by reason."""
     pairs: dict[str, int]
     """exact, tolerant_values, key (candidates), disputed."""
+    class_agreed: dict[int, int]
+    """Per rate class: charge of the exact and tolerant-values pairs (equal on both sides)."""
+    class_tolerance: dict[int, int]
+    """Per rate class: this side's charge of the key-matched pairs within tolerance."""
     considered: int
     unmatched_records: int
     unmatched_rows: int
@@ -381,8 +421,13 @@ def finish_bucket(party: str, policy: str, state: PsiState, rows: pl.DataFrame,
     def by_reason(code: int) -> dict[str, int]:
         return dict(rows.filter(pl.col("status") == code).group_by("reason").len().iter_rows())
 
+    agreed_pairs = (state.stage == 1) | (state.stage == 2)
+    tolerance_pairs = np.zeros(m, dtype=bool)
+    tolerance_pairs[cand] = ~np.asarray(evaluation.disputed, dtype=bool)
     tally = BucketTally(
         rows=by_status,
+        class_agreed=sums_by(state.klass[agreed_pairs], state.charge[agreed_pairs]),
+        class_tolerance=sums_by(state.klass[tolerance_pairs], state.charge[tolerance_pairs]),
         excluded_by_reason=by_reason(_ROW_EXCLUDED),
         invalid_by_reason=by_reason(_ROW_INVALID),
         pairs={"exact": int((state.stage == 1).sum()),

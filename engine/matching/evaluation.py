@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.matching.bucket import CandidateValues, EvaluationSlice
 from engine.matching.errors import MatchingError
-from engine.names import OPERATOR_ROLES, REASON_BITS, REASON_CODES, VALUE_NAMES
+from engine.names import OPERATOR_ROLES, REASON_CODES, VALUE_NAMES
 from engine.rules import Rules
 from protocols.mpc.params import DiscrepancyResult, PairValues, ToleranceParams
 
@@ -26,7 +26,8 @@ def tolerance_params(rules: Rules) -> ToleranceParams:
     tol = rules.tolerances
     return ToleranceParams(time_tolerance_s=tol.time_tolerance_s,
                            duration_tolerance_s=tol.duration_tolerance_s,
-                           charge_tolerance=tol.charge_tolerance, policy=rules.disclosure)
+                           charge_tolerance=tol.charge_tolerance, policy=rules.disclosure,
+                           min_cell_pairs=rules.min_cell_pairs)
 
 
 def pair_values(values: CandidateValues) -> PairValues:
@@ -44,17 +45,19 @@ def plaintext_evaluation(a: CandidateValues, b: CandidateValues, rules: Rules) -
     return plaintext_discrepancy(pair_values(a), pair_values(b), tolerance_params(rules))
 
 
-def empty_evaluation() -> DiscrepancyResult:
-    return DiscrepancyResult(disputed=np.zeros(0, dtype=bool), reasons=np.zeros(0, dtype=np.uint8),
-                             differences={n: np.zeros(0, dtype=np.int64) for n in VALUE_NAMES},
-                             per_reason={c: (0, 0, 0) for c in REASON_CODES},
-                             tolerance_charge=(0, 0), disputed_charge=(0, 0))
+def empty_evaluation(rules: Rules) -> DiscrepancyResult:
+    """The evaluation of no pairs."""
+    empty = CandidateValues.concat([])
+    return plaintext_evaluation(empty, empty, rules)
 
 
 def checked_evaluation(result: DiscrepancyResult, party: str, policy: str,
                        charge: np.ndarray) -> DiscrepancyResult:
     """``result`` checked against what ``party`` knows (its own charges of the candidate
-    pairs, in the common order), as arrays of the documented dtypes."""
+    pairs, in the common order; the per-pair reasons where the policy gives them), as
+    arrays of the documented dtypes.  A cell's sum is checked wherever it is given."""
+    from protocols.mpc.cells import own_sums, plan_from_reasons, reason_pairs
+
     k = len(charge)
     li = OPERATOR_ROLES.index(party)
 
@@ -66,37 +69,19 @@ def checked_evaluation(result: DiscrepancyResult, party: str, policy: str,
     if disputed.shape != (k,):
         raise fail("one disputed flag per candidate pair", f"({k},)", disputed.shape)
     disputed = disputed.astype(bool)
-
-    def pair_of_ints(value: Any, name: str) -> tuple[int, int]:
-        try:
-            a, b = value
-            return int(a), int(b)
-        except (TypeError, ValueError):
-            raise fail(f"{name} must be (sum A, sum B)", "two integers", value) from None
-
-    tolerance_charge = pair_of_ints(result.tolerance_charge, "tolerance_charge")
-    disputed_charge = pair_of_ints(result.disputed_charge, "disputed_charge")
-    own_tolerance = int(charge[~disputed].sum())
-    own_disputed = int(charge[disputed].sum())
-    if tolerance_charge[li] != own_tolerance:
-        raise fail(f"party {party}'s charge over matched_tolerance pairs", own_tolerance,
-                   tolerance_charge[li])
-    if disputed_charge[li] != own_disputed:
-        raise fail(f"party {party}'s charge over disputed pairs", own_disputed,
-                   disputed_charge[li])
-
-    per_reason: dict[str, tuple[int, int, int]] = {}
-    unknown = set(result.per_reason) - set(REASON_CODES)
+    cells = result.cells
+    own = {"matched_tolerance": (int((~disputed).sum()), int(charge[~disputed].sum())),
+           "disputed": (int(disputed.sum()), int(charge[disputed].sum())),
+           "candidates": (k, int(charge.sum()))}
+    for name, (pairs, total) in own.items():
+        cell = getattr(cells, name)
+        if cell.pairs != pairs:
+            raise fail(f"{name} pairs", pairs, cell.pairs)
+        if cell.charge is not None and int(cell.charge[li]) != total:
+            raise fail(f"party {party}'s charge over the {name} pairs", total, cell.charge[li])
+    unknown = set(result.reason_pairs) - set(REASON_CODES)
     if unknown:
         raise fail("unknown reason code", " | ".join(REASON_CODES), sorted(unknown)[0])
-    for code in REASON_CODES:
-        entry = result.per_reason.get(code, (0, 0, 0))
-        try:
-            pairs, a, b = (int(x) for x in entry)
-        except (TypeError, ValueError):
-            raise fail(f"per_reason[{code!r}] must be (pairs, sum A, sum B)",
-                       "three integers", entry) from None
-        per_reason[code] = (pairs, a, b)
 
     reasons = None
     if policy in ("flags", "differences"):
@@ -112,12 +97,21 @@ def checked_evaluation(result: DiscrepancyResult, party: str, policy: str,
                        "agreement with the disputed flags", "a pair that disagrees")
         if (reasons >> len(REASON_CODES)).any():
             raise fail("unknown reason bit", f"< {1 << len(REASON_CODES)}", int(reasons.max()))
+        counted = reason_pairs(reasons)
+        if {c: int(result.reason_pairs.get(c, 0)) for c in REASON_CODES} != counted:
+            raise fail("reason_pairs disagrees with the per-pair reasons", counted,
+                       dict(result.reason_pairs))
+        plan = plan_from_reasons(reasons, cells.min_cell_pairs)
+        sums = own_sums(plan, reasons, charge)
         for code in REASON_CODES:
-            has = (reasons & REASON_BITS[code]) != 0
-            own = (int(has.sum()), int(charge[has].sum()))
-            if (per_reason[code][0], per_reason[code][1 + li]) != own:
-                raise fail(f"per_reason[{code!r}] disagrees with the per-pair reasons",
-                           own, (per_reason[code][0], per_reason[code][1 + li]))
+            cell = cells.by_reason[code]
+            if cell.pairs != plan.pairs[code] or (cell.charge is None) != (code not in plan.disclosed):
+                raise fail(f"the {code} cell does not follow the small-cell rule",
+                           (plan.pairs[code], code in plan.disclosed),
+                           (cell.pairs, cell.charge is not None))
+            if cell.charge is not None and int(cell.charge[li]) != sums[code]:
+                raise fail(f"party {party}'s charge in the {code} cell", sums[code],
+                           cell.charge[li])
 
     differences = None
     if policy == "differences":
@@ -133,8 +127,9 @@ def checked_evaluation(result: DiscrepancyResult, party: str, policy: str,
                 raise fail(f"one {name} difference per candidate pair", f"({k},)", d.shape)
             differences[name] = d.astype(np.int64)
     return DiscrepancyResult(disputed=disputed, reasons=reasons, differences=differences,
-                             per_reason=per_reason, tolerance_charge=tolerance_charge,
-                             disputed_charge=disputed_charge, stats=dict(result.stats))
+                             reason_pairs={c: int(result.reason_pairs.get(c, 0))
+                                           for c in REASON_CODES},
+                             cells=cells, stats=dict(result.stats))
 
 
 def slices(result: DiscrepancyResult, counts: Sequence[int]) -> list[EvaluationSlice]:

@@ -6,8 +6,17 @@ import logging
 import resource
 import time
 
+import numpy as np
+
 from protocols.mpc.errors import MpcConfigError, MpcInputError
-from protocols.mpc.params import DiscrepancyResult, MpcParties, PairValues, ToleranceParams
+from protocols.mpc.params import (
+    DIFFERENCE_KEYS,
+    MAX_PAIRS,
+    DiscrepancyResult,
+    MpcParties,
+    PairValues,
+    ToleranceParams,
+)
 from protocols.mpc.protocol import DiscrepancyParty
 
 logger = logging.getLogger(__name__)
@@ -18,8 +27,9 @@ def _validate(parties: MpcParties, params: ToleranceParams, n_pairs: int, values
         raise MpcConfigError(f"parties: expected MpcParties, found {type(parties).__name__}")
     if not isinstance(params, ToleranceParams):
         raise MpcConfigError(f"params: expected ToleranceParams, found {type(params).__name__}")
-    if isinstance(n_pairs, bool) or not isinstance(n_pairs, int) or n_pairs < 0:
-        raise MpcInputError(f"n_pairs: expected a non-negative integer, found {n_pairs!r}")
+    if isinstance(n_pairs, bool) or not isinstance(n_pairs, int) or not 0 <= n_pairs <= MAX_PAIRS:
+        raise MpcInputError(f"n_pairs: expected an integer 0..{MAX_PAIRS} (partition larger jobs), "
+                            f"found {n_pairs!r}")
     if parties.index == 2:
         if values is not None:
             raise MpcInputError("party H holds no data: expected values=None, found pair values")
@@ -28,6 +38,20 @@ def _validate(parties: MpcParties, params: ToleranceParams, n_pairs: int, values
         raise MpcInputError(f"party {parties.name}: expected PairValues, found {type(values).__name__}")
     if len(values) != n_pairs:
         raise MpcInputError(f"party {parties.name}: expected {n_pairs} pairs, found {len(values)}")
+
+
+def _empty_result(params: ToleranceParams, name: str) -> DiscrepancyResult:
+    from protocols.mpc.reference import summarize
+
+    reasons = np.zeros(0, dtype=np.uint8)
+    counts, cells = summarize(reasons, np.zeros(0, np.int64), np.zeros(0, np.int64), params.min_cell_pairs)
+    return DiscrepancyResult(
+        disputed=np.zeros(0, dtype=bool),
+        reasons=reasons if params.policy != "aggregate" else None,
+        differences=({key: np.zeros(0, np.int64) for key in DIFFERENCE_KEYS}
+                     if params.policy == "differences" else None),
+        reason_pairs=counts, cells=cells,
+        stats={"party": name, "pairs": 0, "seconds": 0.0, "cpu_seconds": 0.0, "bytes_sent": 0})
 
 
 def run_discrepancy(parties: MpcParties, params: ToleranceParams, n_pairs: int,
@@ -44,22 +68,14 @@ def run_discrepancy(parties: MpcParties, params: ToleranceParams, n_pairs: int,
     _validate(parties, params, n_pairs, values)
     if n_pairs == 0:
         # nothing to compute and nothing to learn; no port is opened
-        from protocols.mpc.reference import summarize
-        import numpy as np
         if parties.index == 2:
             return None
-        reasons = np.zeros(0, dtype=np.uint8)
-        per_reason, tolerance, disputed = summarize(reasons, np.zeros(0, np.int64), np.zeros(0, np.int64))
-        return DiscrepancyResult(
-            disputed=np.zeros(0, dtype=bool),
-            reasons=reasons if params.policy != "aggregate" else None,
-            differences=({k: np.zeros(0, np.int64) for k in ("start", "duration_s", "charge", "rated_charge")}
-                         if params.policy == "differences" else None),
-            per_reason=per_reason, tolerance_charge=tolerance, disputed_charge=disputed,
-            stats={"party": parties.name, "pairs": 0, "seconds": 0.0, "cpu_seconds": 0.0, "bytes_sent": 0})
+        return _empty_result(params, parties.name)
 
+    from protocols.mpc import field
     from protocols.mpc.runtime import run_session
 
+    field.warm_up()  # before the port opens: the peers do not wait for numba's first calls
     started = time.perf_counter()
 
     async def job(net, rand):

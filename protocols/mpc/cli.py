@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
+    from protocols.mpc.params import DEFAULT_MIN_CELL_PAIRS  # numpy only, no MPyC
+
     parser = subparsers.add_parser(
         "mpc",
         help="run one party (A, B or H) of the three-party discrepancy computation",
@@ -44,6 +46,9 @@ def register(subparsers) -> None:
     parser.add_argument("--duration-tolerance-s", type=int, default=2)
     parser.add_argument("--charge-tolerance", type=int, default=2)
     parser.add_argument("--policy", choices=["aggregate", "flags", "differences"], default="flags")
+    parser.add_argument("--min-cell-pairs", type=int, default=DEFAULT_MIN_CELL_PAIRS,
+                        help="k of the small-cell rule: no charge sum over fewer than k pairs "
+                             f"(default {DEFAULT_MIN_CELL_PAIRS})")
     parser.add_argument("--timeout-s", type=float, default=60.0,
                         help="connection phase and longest wait for a peer's message (default 60)")
     parser.add_argument("--chunk-size", type=int, help="pairs per chunk (default: from the tolerances)")
@@ -102,17 +107,52 @@ def _read_pairs(path: Path):
     return PairValues(**columns)
 
 
+def cells_json(cells) -> dict:
+    """The cells of a result as JSON: per cell its pairs and its (A, B) charge sums or null."""
+    def cell(c):
+        out = {"pairs": c.pairs, "charge": None if c.charge is None else list(c.charge)}
+        if c.in_other:
+            out["in_other"] = True
+        return out
+
+    return {"min_cell_pairs": cells.min_cell_pairs,
+            "matched_tolerance": cell(cells.matched_tolerance), "disputed": cell(cells.disputed),
+            "candidates": cell(cells.candidates),
+            "by_reason": {code: cell(c) for code, c in cells.by_reason.items()},
+            "other": cell(cells.other)}
+
+
 def _result_json(result, n_pairs: int) -> dict:
     if result is None:
         return {"party": "H", "pairs": n_pairs, "result": None}
     return {
         "pairs": n_pairs,
         "disputed": int(result.disputed.sum()),
-        "per_reason": {code: list(v) for code, v in result.per_reason.items()},
-        "tolerance_charge": list(result.tolerance_charge),
-        "disputed_charge": list(result.disputed_charge),
+        "reason_pairs": dict(result.reason_pairs),
+        "cells": cells_json(result.cells),
         "stats": result.stats,
     }
+
+
+def same_result(result, expected) -> bool:
+    """Whether a party's result equals the plaintext computation (A's view; B's
+    differences are negated)."""
+    import numpy as np
+
+    if not (np.array_equal(result.disputed, expected.disputed) and result.reason_pairs == expected.reason_pairs
+            and result.cells == expected.cells):
+        return False
+    if (expected.reasons is None) != (result.reasons is None):
+        return False
+    if expected.reasons is not None and not np.array_equal(result.reasons, expected.reasons):
+        return False
+    if (expected.differences is None) != (result.differences is None):
+        return False
+    if expected.differences is not None:
+        sign = 1 if result.stats.get("party", "A") == "A" else -1
+        return all(np.array_equal(result.differences[key], sign * expected.differences[key])
+                   for key in expected.differences)
+    return True
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -131,7 +171,8 @@ def _handle(args: argparse.Namespace) -> int:
             raise MpcConfigError("--ca-cert needs --cert, --key and --peer-names")
         tls = MpcTls(args.ca_cert, args.cert, args.key, tuple(n.strip() for n in args.peer_names.split(",")))
     parties = MpcParties(addresses, index, tls)
-    params = ToleranceParams(args.time_tolerance_s, args.duration_tolerance_s, args.charge_tolerance, args.policy)
+    params = ToleranceParams(args.time_tolerance_s, args.duration_tolerance_s, args.charge_tolerance, args.policy,
+                             args.min_cell_pairs)
 
     values = None
     both = None
@@ -164,14 +205,9 @@ def _handle(args: argparse.Namespace) -> int:
         if both is None:
             raise MpcConfigError("--check needs --generate (both sides' values)")
         from protocols.mpc.reference import plaintext_discrepancy
-        import numpy as np
 
         expected = plaintext_discrepancy(both[0], both[1], params)
-        same = (np.array_equal(result.disputed, expected.disputed)
-                and result.per_reason == expected.per_reason
-                and result.tolerance_charge == expected.tolerance_charge
-                and result.disputed_charge == expected.disputed_charge
-                and (expected.reasons is None or np.array_equal(result.reasons, expected.reasons)))
+        same = same_result(result, expected)
         summary["check"] = "equal to the plaintext computation" if same else "DIFFERENT from the plaintext computation"
         if not same:
             print(json.dumps(summary, indent=2), file=sys.stderr)

@@ -39,6 +39,15 @@ MAX_ABS_VALUE = (1 << 62) - 1
 in an int64 and, with every tolerance offset, stays far below the field modulus
 (see protocols.mpc.protocol, "Bit lengths")."""
 
+MAX_PAIRS = 1 << 26
+"""Largest number of candidate pairs in one job: a charge sum over at most 2^26 values
+with |x| < 2^62 stays below p/2 = 2^88 and so opens to the exact integer (the
+``aggregate`` policy sums in the field).  Larger inputs are partitioned by the caller."""
+
+DEFAULT_MIN_CELL_PAIRS = 5
+"""k of the small-cell rule (docs/matching.md, "Disclosure"): a charge sum over fewer
+than k pairs is never disclosed on its own."""
+
 MAX_TOLERANCE = 4096
 """Largest supported tolerance.  The range check costs O(tolerance) field elements per
 pair (a polynomial with 2*tolerance+1 roots), so very wide tolerances are refused
@@ -120,12 +129,14 @@ class MpcParties:
 
 @dataclass(frozen=True)
 class ToleranceParams:
-    """Tolerances of docs/matching.md and the disclosure policy of the job."""
+    """Tolerances of docs/matching.md, the disclosure policy of the job and k of the
+    small-cell rule (``min_cell_pairs``, docs/matching.md "Disclosure")."""
 
     time_tolerance_s: int
     duration_tolerance_s: int
     charge_tolerance: int
     policy: str = "flags"
+    min_cell_pairs: int = DEFAULT_MIN_CELL_PAIRS
 
     def __post_init__(self) -> None:
         for name in ("time_tolerance_s", "duration_tolerance_s", "charge_tolerance"):
@@ -137,6 +148,11 @@ class ToleranceParams:
             object.__setattr__(self, name, int(value))
         if self.policy not in POLICIES:
             raise MpcConfigError(f"disclosure policy: expected one of {', '.join(POLICIES)}, found {self.policy!r}")
+        k = self.min_cell_pairs
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= MAX_PAIRS:
+            raise MpcConfigError(f"min_cell_pairs: expected an integer 1..{MAX_PAIRS} (1 turns the small-cell "
+                                 f"rule off), found {k!r}")
+        object.__setattr__(self, "min_cell_pairs", int(k))
 
     def tolerance(self, check: str) -> int:
         """The tolerance of one range check: t (start), d (duration), c and r (charges)."""
@@ -197,14 +213,61 @@ class PairValues:
         return {"t": self.start, "d": self.duration_s, "c": self.charge, "r": self.rated_charge}[check]
 
 
+@dataclass(frozen=True)
+class Cell:
+    """A set of candidate pairs of the disclosed totals (docs/matching.md, "Disclosure"):
+    how many pairs it holds (always disclosed) and, when the small-cell rule allows,
+    the two operators' charge sums over them.
+
+    ``charge`` is ``(sum of A's charges, sum of B's charges)``, or ``None`` when the sums
+    are withheld: the cell, or a cell they could be derived from, has fewer than
+    ``min_cell_pairs`` pairs.  ``in_other`` marks a reason class whose sums are counted
+    in the ``other`` cell instead of being given on their own."""
+
+    pairs: int
+    charge: tuple[int, int] | None
+    in_other: bool = False
+
+    @property
+    def withheld(self) -> bool:
+        return self.charge is None
+
+
+@dataclass(frozen=True)
+class ChargeCells:
+    """The charge sums both operators learn, after the small-cell rule.
+
+    ``matched_tolerance`` and ``disputed`` split the candidate pairs; ``candidates`` is
+    all of them.  ``by_reason`` splits the disputed pairs by their *primary* reason, the
+    last of their reason codes in the order of ``REASON_CODES`` (a charge reason if
+    the charge is beyond tolerance, else ``duration``, else ``start_time``), so every
+    disputed pair is in exactly one class.  ``other`` merges the classes marked
+    ``in_other`` (0 pairs when none is).  When the disputed sums are withheld, so are
+    the sums of every class and of ``other``.  protocols.mpc.cells has the rule."""
+
+    min_cell_pairs: int
+    matched_tolerance: Cell
+    disputed: Cell
+    candidates: Cell
+    by_reason: dict[str, Cell]
+    other: Cell
+
+
 @dataclass
 class DiscrepancyResult:
-    """What A and B learn (docs/matching.md, "Disclosure"); H gets ``None``."""
+    """What A and B learn (docs/matching.md, "Disclosure"); H gets ``None``.
+
+    - ``disputed``: per pair, in the common pair order (every policy);
+    - ``reasons``: the reasons bitmask per pair (``flags``, ``differences``), else None;
+    - ``differences``: A - B per value for disputed pairs, 0 elsewhere (``differences``);
+    - ``reason_pairs``: per reason code, the number of disputed pairs with that reason
+      (a pair with several reasons counts in each);
+    - ``cells``: the charge sums after the small-cell rule (:class:`ChargeCells`);
+    - ``stats``: seconds, bytes sent, chunk size of this party."""
 
     disputed: np.ndarray
     reasons: np.ndarray | None
     differences: dict[str, np.ndarray] | None
-    per_reason: dict[str, tuple[int, int, int]]
-    tolerance_charge: tuple[int, int]
-    disputed_charge: tuple[int, int]
+    reason_pairs: dict[str, int]
+    cells: ChargeCells
     stats: dict = field(default_factory=dict)

@@ -2,9 +2,10 @@
 
 Parties A (0), B (1), H (2); Shamir secret sharing over GF(p) (protocols.mpc.field)
 with threshold t = 1 and share points x = 1, 2, 3 -- MPyC's conventions -- and
-MPyC's pseudorandom secret sharing for the randomness parties agree on without
-talking.  The transport is behind :class:`Net` (MPyC's message layer in production,
-:class:`LocalNet` in unit tests); the randomness behind :class:`Randomness`
+pseudorandom secret sharing for the randomness parties agree on without talking.
+The transport is behind :class:`~protocols.mpc.rounds.Net` (MPyC's message layer in
+production, :class:`~protocols.mpc.rounds.LocalNet` in unit tests); the randomness
+behind :class:`~protocols.mpc.rounds.Randomness`
 (protocols.mpc.runtime.PseudorandomSource).
 
 The secure circuit
@@ -41,32 +42,46 @@ sends its opening shares and learns nothing.  Cost per pair and check: 2(D + 1)
 field elements between A and B and 4 in the opening, no secure multiplication,
 no comparison, three message rounds per chunk shared by all checks.
 
-Disclosure-dependent steps:
-- flags / differences: Q_t, Q_d, Q_c are opened; ok_r = |d_r| <= delta_c is only
-  disclosed for pairs with not ok_c, so the opened value is Q_r + R ok_c, with R a
-  PRSS random value and ok_c shared by A and B for free (H's share 0): for ok_c pairs
-  A and B see a uniformly random value.  differences: for each value, d + R' (1 -
-  disputed) is opened, d shared for free as a degree-2 sharing (A's share
-  (x_A + rho)/3, B's (x_B + rho)/3, H's 0, rho from the A-B key).
-- aggregate: per-pair status is opened as Q_t + Q_d + Q_c (independent blinding:
-  zero iff all three are zero, except with probability < 2^-88).  Per-reason counts and
-  sums must not be linkable to pairs, so the pairs are shuffled three times
-  independently (one shuffle for the start reason, one for duration, one for the
-  charge reasons) with pi = pi_2 o pi_1, pi_1 known to A and H, pi_2 to B and H
-  [resharing-based shuffle in the style of Laur, Willemson, Zhang, "Round-efficient
-  oblivious database manipulation", ISC 2011]: afterwards every value is held as
-  beta + eta, beta known to B, eta to H (masked by A-B and A-H keys), and the same
-  bilinear zero test runs with B and H as the two holders.  The shuffled flags are
-  opened to A and B (so they learn the multiset of flags -- the counts -- and nothing
-  linkable); the charge category of a shuffled pair is opened step by step (ok_c,
-  then ok_r masked where ok_c, then ok_d masked where ok_c or ok_r), so only the
-  category is revealed.  Sums per reason are opened as inner products of the
-  (public to A and B) shuffled indicators with the shared charges.
+Disclosure (docs/matching.md, "Disclosure")
+===========================================
+
+- flags / differences, per chunk of the pair order: Q_t, Q_d, Q_c are opened; ok_r =
+  |d_r| <= delta_c is only disclosed for pairs with not ok_c, so the opened value is
+  Q_r + R ok_c, with R a PRSS random value and ok_c shared by A and B for free (H's
+  share 0): for ok_c pairs A and B see a uniformly random value.  differences: for each
+  value, d + R' (1 - disputed) is opened, d shared for free as a degree-2 sharing (A's
+  share (x_A + rho)/3, B's (x_B + rho)/3, H's 0, rho from the A-B key).  The charge
+  sums are each operator's own sums over the cells the small-cell rule gives
+  (protocols.mpc.cells), exchanged by A and B at the end.
+- aggregate: nothing per pair is opened but its status:
+  1. per chunk of the pair order, the status Q_t + Q_d + Q_c (independent blinding:
+     zero iff all three are zero, except with probability < 2^-88);
+  2. one shuffle of all pairs (protocols.mpc.shuffle) of the four differences and the
+     two charges, before any chunking: afterwards B holds beta and H eta with
+     beta + eta the column in shuffled order, and neither operator knows the
+     permutation;
+  3. per chunk of the *shuffled* order, the zero tests with B and H as the holders,
+     opened to A and B like the flags policy (Q_t, Q_d, Q_c, then Q_r masked where
+     ok_c): A and B learn the reason combination of every shuffled position, i.e. the
+     histogram of reason combinations over the job, linked to no pair; and each
+     class's charge sums accumulate as degree-2 shares (the class indicator is known
+     to A and B, H's share of it is 0, so the products need no multiplication
+     protocol);
+  4. once per job: A and B decide from the counts which sums the small-cell rule gives,
+     and all three open a fixed number of values (one per class and charge, and one
+     per charge for ``other``), with a share of 0 for every withheld or merged class:
+     a withheld sum is never computed in the clear, and H, which holds no count,
+     does not learn which sums were given.
+  The status sums (matched_tolerance, disputed, candidates) are each operator's own
+  sums over its own pairs, exchanged by A and B as under the other policies.
+
+What each party sees depends on the chunk size only through the message boundaries:
+the opened values, in order, are the same for any chunk size (tested).
 
 Bit lengths.  Every input satisfies |x| <= 2^62 - 1 (checked, MpcInputError
 otherwise), so |d - j| < 2^63 + 2^12 < p = 2^89 - 1 and R_tau(d) = 0 in GF(p) iff
 some d - j = 0 over the integers: no false match for any difference, however
-large, and no wrap-around.  Chunk sums stay below 2^78 < p/2.
+large, and no wrap-around.  Sums over at most 2^26 pairs stay below 2^88 = p/2.
 """
 
 from __future__ import annotations
@@ -76,161 +91,71 @@ import copy
 import hashlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from protocols.mpc import field as F
-from protocols.mpc.errors import MalformedMessageError, ParameterMismatchError, PeerLostError
+from protocols.mpc.cells import OTHER, STATUS_CELLS, CellPlan, own_sums, plan_from_reasons
+from protocols.mpc.cells import class_counts as count_classes
+from protocols.mpc.cells import primary_reason, reason_pairs
+from protocols.mpc.errors import MpcError, MpcInputError, ParameterMismatchError
 from protocols.mpc.params import (
     DIFFERENCE_KEYS,
+    MAX_PAIRS,
     PARTY_NAMES,
-    REASON_BITS,
     REASON_CODES,
     DiscrepancyResult,
     PairValues,
     ToleranceParams,
 )
 from protocols.mpc.reference import reasons_from_flags
+from protocols.mpc.rounds import LocalNet, Net, Pending, Randomness, Round, TaggedNet, decode_integers, \
+    encode_integers
+from protocols.mpc.shuffle import shuffle
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = b"settlechain-mpc-discrepancy-v1"
+PROTOCOL_VERSION = b"settlechain-mpc-discrepancy-v2"
 A, B, H = 0, 1, 2
 CHECKS = ("t", "d", "c", "r")
 _INV3 = F.inv(3)
+WINDOW = 2
+"""Chunks in flight: one computes while the other waits for messages."""
 
+# phases of the tag space (protocols.mpc.rounds.TaggedNet)
+_PHASE_PAIRS, _PHASE_SHUFFLE, _PHASE_SHUFFLED = 0, 1, 2
 
-class Net(Protocol):
-    """A message layer among the three parties.  Every party calls :meth:`exchange` at
-    the same points of the protocol, in the same order; one call is one message
-    round (a party may send nothing or expect nothing)."""
-
-    pid: int
-
-    async def exchange(self, sends: Mapping[int, bytes], receive_from: Sequence[int],
-                       what: str, tag: int | None = None) -> dict[int, bytes]: ...
-
-    def bytes_sent(self) -> int: ...
-
-
-class Randomness(Protocol):
-    """Pseudorandomness shared along the pairwise PRSS keys, and private randomness."""
-
-    def pair(self, peers: tuple[int, int], label: bytes, count: int) -> np.ndarray: ...
-    def random_shares(self, label: bytes, count: int) -> np.ndarray: ...
-    def zero_shares(self, label: bytes, count: int) -> np.ndarray: ...
-    def permutation(self, peers: tuple[int, int], label: bytes, count: int) -> np.ndarray: ...
-    def private(self, count: int, *, nonzero: bool = False) -> np.ndarray: ...
-
-
-# ---------------------------------------------------------------------------
-# message rounds
-
-
-class _TaggedNet:
-    """The rounds of one chunk get their own tag range, so that several chunks can be
-    in flight at once and still pair up the same messages on every party."""
-
-    def __init__(self, base: Net, chunk: int) -> None:
-        self.base = base
-        self.pid = base.pid
-        self.first = (chunk + 1) * 1024
-        self.step = 0
-
-    async def exchange(self, sends, receive_from, what, tag=None):
-        self.step += 1
-        if self.step >= 1024:
-            raise RuntimeError("too many rounds in one chunk")
-        return await self.base.exchange(sends, receive_from, what, tag=self.first + self.step)
-
-    def bytes_sent(self) -> int:
-        return self.base.bytes_sent()
-
-
-class _Pending:
-    __slots__ = ("value", "peer", "slot", "shape")
-
-    def __init__(self, value=None, peer=None, slot=None, shape=None):
-        self.value, self.peer, self.slot, self.shape = value, peer, slot, shape
-
-
-class _Round:
-    """Collects what this party sends and expects in one message round."""
-
-    def __init__(self, net: Net, what: str) -> None:
-        self.net = net
-        self.what = what
-        self.out: dict[int, list[np.ndarray]] = {}
-        self.sizes: dict[int, list[int]] = {}
-        self.received: dict[int, list[np.ndarray]] = {}
-
-    def send(self, peer: int, values: np.ndarray) -> None:
-        self.out.setdefault(peer, []).append(np.asarray(values, dtype=object).reshape(-1))
-
-    def expect(self, peer: int, count: int, shape) -> _Pending:
-        sizes = self.sizes.setdefault(peer, [])
-        sizes.append(count)
-        return _Pending(peer=peer, slot=len(sizes) - 1, shape=shape)
-
-    async def run(self) -> None:
-        sends = {peer: F.encode(np.concatenate(parts)) for peer, parts in self.out.items()}
-        got = await self.net.exchange(sends, sorted(self.sizes), self.what)
-        for peer, sizes in self.sizes.items():
-            total = sum(sizes)
-            values = F.decode(got[peer], total, what=f"{self.what} from {PARTY_NAMES[peer]}")
-            parts, start = [], 0
-            for size in sizes:
-                parts.append(values[start:start + size])
-                start += size
-            self.received[peer] = parts
-
-    def get(self, pending: _Pending) -> np.ndarray:
-        if pending.slot is None:
-            return pending.value
-        return self.received[pending.peer][pending.slot].reshape(pending.shape)
-
-
-# ---------------------------------------------------------------------------
-# the role object
-
-
-@dataclass
-class _Accumulator:
-    per_reason: dict[str, list[int]]
-    tolerance_local: int = 0
-    disputed_local: int = 0
-
-    @classmethod
-    def empty(cls) -> "_Accumulator":
-        return cls(per_reason={code: [0, 0, 0] for code in REASON_CODES})
+# the columns of the aggregate shuffle: the four differences, then A's and B's charge
+_SHUFFLE_KINDS = ("diff", "diff", "diff", "diff", "a", "b")
+_CHARGE_A, _CHARGE_B = 4, 5
 
 
 def job_digest(n_pairs: int, params: ToleranceParams, chunk_size: int) -> bytes:
     text = (f"{PROTOCOL_VERSION.decode()}|n={n_pairs}|t={params.time_tolerance_s}|"
             f"d={params.duration_tolerance_s}|c={params.charge_tolerance}|policy={params.policy}|"
-            f"chunk={chunk_size}")
+            f"k={params.min_cell_pairs}|chunk={chunk_size}")
     return hashlib.sha256(text.encode()).digest()
 
 
 def chunk_size_for(params: ToleranceParams, budget_elements: int = 1_500_000) -> int:
-    """Pairs per chunk so that the live field elements stay within a fixed budget
-    (about 100 bytes each): the per-party memory does not grow with the input size."""
-    per_pair = sum(2 * params.tolerance(check) + 2 for check in CHECKS)
-    if params.policy == "aggregate":
-        per_pair = 3 * per_pair + 40
-    else:
-        per_pair = 2 * per_pair + 16
+    """Pairs per chunk so that the live field elements (16 bytes each) stay within a fixed
+    budget: the per-party memory does not grow with the input size."""
+    per_pair = 2 * sum(2 * params.tolerance(check) + 2 for check in CHECKS) + 16
     return int(max(64, min(1 << 14, budget_elements // per_pair)))
 
 
 class DiscrepancyParty:
-    """One party's role in the computation over ``n_pairs`` candidate pairs."""
+    """One party's role in the computation over ``n_pairs`` candidate pairs.
+
+    ``openings`` (tests): a list that receives ``(what, values)`` for every value this
+    party opens, in order (A and B only)."""
 
     def __init__(self, net: Net, rand: Randomness, params: ToleranceParams, n_pairs: int,
-                 values: PairValues | None, *, chunk_size: int | None = None) -> None:
+                 values: PairValues | None, *, chunk_size: int | None = None,
+                 openings: list | None = None) -> None:
+        if not 0 <= n_pairs <= MAX_PAIRS:
+            raise MpcInputError(f"n_pairs: expected 0..{MAX_PAIRS} (partition larger jobs), found {n_pairs}")
         self.net = net
         self.rand = rand
         self.pid = net.pid
@@ -238,11 +163,19 @@ class DiscrepancyParty:
         self.n_pairs = n_pairs
         self.values = values
         self.chunk_size = chunk_size or chunk_size_for(params)
+        self.openings = openings
+        self.phase_seconds: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def _lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phase_seconds[phase] = round(now - self._clock, 4)
+        self._clock = now
 
     # -- small building blocks ------------------------------------------------
 
-    def _share_owned(self, rnd: _Round, owner: int, partner: int, values: np.ndarray | None,
-                     shape: tuple[int, ...], label: bytes) -> _Pending:
+    def _share_owned(self, rnd: Round, owner: int, partner: int, values: np.ndarray | None,
+                     shape: tuple[int, ...], label: bytes) -> Pending:
         """Degree-1 sharing of values known to ``owner``: the ``partner``'s share is the
         pairwise pseudorandom value, the remaining party's share is sent by the owner."""
         receiver = 3 - owner - partner
@@ -250,31 +183,31 @@ class DiscrepancyParty:
         peers = (min(owner, partner), max(owner, partner))
         if self.pid == receiver:
             return rnd.expect(owner, count, shape)
-        z = self.rand.pair(peers, label, count).reshape(shape)
+        z = self.rand.pair(peers, label, count).reshape(*shape, 2)
         if self.pid == partner:
-            return _Pending(value=z)
+            return Pending(value=z)
         # f(X) = v + (z - v) X / x_partner, so that f(0) = v and f(x_partner) = z
-        step = z - values
         inv_partner = F.inv(partner + 1)
-        own = (values + step * ((owner + 1) * inv_partner % F.P)) % F.P
-        rnd.send(receiver, (values + step * ((receiver + 1) * inv_partner % F.P)) % F.P)
-        return _Pending(value=own)
+        own, sent = F.affine_pair(values, z, (owner + 1) * inv_partner, (receiver + 1) * inv_partner)
+        rnd.send(receiver, sent)
+        return Pending(value=own)
 
     def _common_shares(self, values: np.ndarray | None, count: int, knowers: tuple[int, int]) -> np.ndarray:
-        """Degree-1 sharing of values known to both ``knowers``, for free: the third party's
-        share is 0, f(X) = v (1 - X / x_third)."""
+        """Degree-1 sharing of field values known to both ``knowers``, for free: the third
+        party's share is 0, f(X) = v (1 - X / x_third)."""
         third = 3 - knowers[0] - knowers[1]
         if self.pid == third:
             return F.zeros(count)
-        factor = (1 - (self.pid + 1) * F.inv(third + 1)) % F.P
-        return values % F.P * factor % F.P
+        return F.scale(values, 1 - (self.pid + 1) * F.inv(third + 1))
 
     async def _open_to_operators(self, shares: list[np.ndarray], label: bytes, what: str) -> list[np.ndarray] | None:
         """Open degree-2 sharings to A and B (re-randomised by a PRSS zero sharing)."""
+        net = self.net
         sizes = [s.shape[0] for s in shares]
         flat = np.concatenate(shares) if shares else F.zeros(0)
-        masked = (flat + self.rand.zero_shares(label, flat.shape[0])) % F.P
-        rnd = _Round(self.net, what)
+        count = flat.shape[0]
+        masked = F.add(flat, self.rand.zero_shares(label, count))
+        rnd = Round(net, what)
         mine = {}
         if self.pid == H:
             rnd.send(A, masked)
@@ -282,34 +215,34 @@ class DiscrepancyParty:
         else:
             other = B if self.pid == A else A
             rnd.send(other, masked)
-            mine[other] = rnd.expect(other, flat.shape[0], flat.shape)
-            mine[H] = rnd.expect(H, flat.shape[0], flat.shape)
+            mine[other] = rnd.expect(other, count, (count,))
+            mine[H] = rnd.expect(H, count, (count,))
         await rnd.run()
         if self.pid == H:
             return None
         points = {self.pid: masked, **{peer: rnd.get(p) for peer, p in mine.items()}}
-        secret = (points[A] * F.LAGRANGE_DEG2[0] + points[B] * F.LAGRANGE_DEG2[1]
-                  + points[H] * F.LAGRANGE_DEG2[2]) % F.P
+        secret = F.add(F.add(F.scale(points[A], F.LAGRANGE_DEG2[0]), F.scale(points[B], F.LAGRANGE_DEG2[1])),
+                       points[H])
         out, start = [], 0
         for size in sizes:
             out.append(secret[start:start + size])
             start += size
+        if self.openings is not None:
+            self.openings.append((what + getattr(net, "label", ""), [x.copy() for x in out]))
         return out
 
-    def _zero_test_vectors(self, rnd: _Round, powers_holder: int, coeff_holder: int,
+    def _zero_test_vectors(self, rnd: Round, powers_holder: int, coeff_holder: int,
                            u: np.ndarray | None, v: np.ndarray | None, tolerance: int, count: int,
-                           label: bytes) -> tuple[_Pending, _Pending]:
+                           label: bytes) -> tuple[Pending, Pending]:
         """Share the two halves of Q = s_X s_Y R_tau(u - v) (u known to the powers
         holder X, v to the coefficient holder Y)."""
         rows = 2 * tolerance + 2
         third = 3 - powers_holder - coeff_holder
         a_vec = b_vec = None
         if self.pid == powers_holder:
-            blind = self.rand.private(count, nonzero=True)
-            a_vec = F.lagrange_basis(u, tolerance) * blind % F.P
+            a_vec = F.lagrange_basis(u, tolerance, self.rand.private(count, nonzero=True))
         if self.pid == coeff_holder:
-            blind = self.rand.private(count, nonzero=True)
-            b_vec = F.shifted_roots_products(v, tolerance) * blind % F.P
+            b_vec = F.shifted_roots_products(v, tolerance, self.rand.private(count, nonzero=True))
         # X's vector: pseudorandom share for the third party, the share of Y is sent;
         # Y's vector: pseudorandom share for the third party, the share of X is sent.
         a_share = self._share_owned(rnd, powers_holder, third, a_vec, (rows, count), label + b":a")
@@ -317,73 +250,63 @@ class DiscrepancyParty:
         return a_share, b_share
 
     @staticmethod
-    def _inner(rnd: _Round, pending: tuple[_Pending, _Pending]) -> np.ndarray:
-        a = rnd.get(pending[0])
-        b = rnd.get(pending[1])
-        return (a * b).sum(axis=0) % F.P
+    def _inner(rnd: Round, pending: tuple[Pending, Pending]) -> np.ndarray:
+        return F.inner_rows(rnd.get(pending[0]), rnd.get(pending[1]))
+
+    def _own_column(self, check: str, lo: int, hi: int) -> np.ndarray | None:
+        if self.values is None:
+            return None
+        return F.from_int64(self.values.column(check)[lo:hi])
+
+    async def _chunked(self, phase: int, work: Callable, n: int | None = None) -> list:
+        """Run ``work(worker, chunk, lo, hi)`` over the chunks of ``n`` positions, WINDOW
+        at a time, each on its own tag range; the outputs in chunk order."""
+        n = self.n_pairs if n is None else n
+
+        async def one(chunk: int, lo: int, hi: int):
+            worker = copy.copy(self)
+            worker.net = TaggedNet(self.net, phase, chunk)
+            return await work(worker, chunk, lo, hi)
+
+        in_flight: list[asyncio.Future] = []
+        outputs = []
+        try:
+            for chunk, lo in enumerate(range(0, n, self.chunk_size)):
+                hi = min(n, lo + self.chunk_size)
+                if len(in_flight) >= WINDOW:
+                    outputs.append(await in_flight.pop(0))
+                in_flight.append(asyncio.ensure_future(one(chunk, lo, hi)))
+            while in_flight:
+                outputs.append(await in_flight.pop(0))
+        finally:
+            for task in in_flight:
+                task.cancel()
+        return outputs
 
     # -- the job --------------------------------------------------------------
 
     async def run(self) -> DiscrepancyResult | None:
         started = time.perf_counter()
         cpu_started = time.process_time()
+        self._clock = started
         await self._agree()
-        acc = _Accumulator.empty()
-        disputed_parts: list[np.ndarray] = []
-        reasons_parts: list[np.ndarray] = []
-        diff_parts: dict[str, list[np.ndarray]] = {key: [] for key in DIFFERENCE_KEYS}
-        window = 2  # chunks in flight: one computes while the other waits for messages
-
-        async def one_chunk(chunk: int, lo: int, hi: int):
-            worker = copy.copy(self)
-            worker.net = _TaggedNet(self.net, chunk)
-            if self.params.policy == "aggregate":
-                return await worker._chunk_aggregate(chunk, lo, hi, acc), None, None
-            return await worker._chunk_flags(chunk, lo, hi, acc)
-
-        in_flight: list[asyncio.Future] = []
-        outputs = []
-        try:
-            for chunk, lo in enumerate(range(0, self.n_pairs, self.chunk_size)):
-                hi = min(self.n_pairs, lo + self.chunk_size)
-                if len(in_flight) >= window:
-                    outputs.append(await in_flight.pop(0))
-                in_flight.append(asyncio.ensure_future(one_chunk(chunk, lo, hi)))
-            while in_flight:
-                outputs.append(await in_flight.pop(0))
-        finally:
-            for task in in_flight:
-                task.cancel()
-        for disputed, reasons, diffs in outputs:
-            if self.pid != H:
-                disputed_parts.append(disputed)
-                if reasons is not None:
-                    reasons_parts.append(reasons)
-                if diffs is not None:
-                    for key in DIFFERENCE_KEYS:
-                        diff_parts[key].append(diffs[key])
-        totals = await self._exchange_totals(acc)
+        self._lap("agree")
+        if self.params.policy == "aggregate":
+            result = await self._run_aggregate()
+        else:
+            result = await self._run_flags()
         if self.pid == H:
             return None
-        stats = {
+        result.stats.update({
             "party": PARTY_NAMES[self.pid],
             "pairs": self.n_pairs,
             "chunk_size": self.chunk_size,
             "seconds": time.perf_counter() - started,
             "cpu_seconds": time.process_time() - cpu_started,
             "bytes_sent": self.net.bytes_sent(),
-        }
-        disputed = np.concatenate(disputed_parts) if disputed_parts else np.zeros(0, dtype=bool)
-        reasons = None
-        if self.params.policy != "aggregate":
-            reasons = np.concatenate(reasons_parts) if reasons_parts else np.zeros(0, dtype=np.uint8)
-        differences = None
-        if self.params.policy == "differences":
-            differences = {key: (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
-                           for key, parts in diff_parts.items()}
-        return DiscrepancyResult(disputed=disputed, reasons=reasons, differences=differences,
-                                 per_reason=totals[0], tolerance_charge=totals[1],
-                                 disputed_charge=totals[2], stats=stats)
+            "phase_seconds": dict(self.phase_seconds),
+        })
+        return result
 
     async def _agree(self) -> None:
         """Every party sends every other the digest of its view of the job."""
@@ -394,53 +317,47 @@ class DiscrepancyParty:
             if theirs != digest:
                 raise ParameterMismatchError(
                     f"party {PARTY_NAMES[peer]} runs a different job: expected the same number of pairs "
-                    f"({self.n_pairs}), tolerances, policy ({self.params.policy}) and protocol version "
+                    f"({self.n_pairs}), tolerances, policy ({self.params.policy}), min_cell_pairs "
+                    f"({self.params.min_cell_pairs}), chunk size ({self.chunk_size}) and protocol version "
                     f"({PROTOCOL_VERSION.decode()}); the job digests differ")
 
-    async def _exchange_totals(self, acc: _Accumulator):
-        """A and B swap their own charge sums (per reason, tolerance, disputed)."""
+    async def _exchange_sums(self, names: Sequence[str], own: dict[str, int]) -> dict[str, tuple[int, int]] | None:
+        """A and B swap their own charge sums over the cells ``names`` (the disclosed ones:
+        both sides derive the same list from the same counts)."""
+        what = "charge sums of the disclosed cells"
         if self.pid == H:
-            await self.net.exchange({}, [], "charge totals")  # keeps the round sequence aligned
+            await self.net.exchange({}, [], what)  # keeps the untagged round sequence aligned
             return None
         other = B if self.pid == A else A
-        # per reason: this party's own charge sum is at index 1 for A and 2 for B
-        own_index = 1 if self.pid == A else 2
-        mine = [acc.per_reason[code][own_index] for code in REASON_CODES]
-        mine += [acc.tolerance_local, acc.disputed_local]
-        payload = ",".join(str(int(x)) for x in mine).encode()
-        got = await self.net.exchange({other: payload}, [other], "charge totals")
-        try:
-            theirs = [int(x) for x in got[other].decode("ascii").split(",")]
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise MalformedMessageError(f"charge totals from {PARTY_NAMES[other]}: expected integers, {exc}") from exc
-        if len(theirs) != len(mine):
-            raise MalformedMessageError(
-                f"charge totals from {PARTY_NAMES[other]}: expected {len(mine)} integers, found {len(theirs)}")
-        other_index = 3 - own_index
-        per_reason = {}
-        for i, code in enumerate(REASON_CODES):
-            entry = list(acc.per_reason[code])
-            entry[other_index] = theirs[i]
-            per_reason[code] = (int(entry[0]), int(entry[1]), int(entry[2]))
+        got = await self.net.exchange({other: encode_integers([own[name] for name in names])}, [other], what)
+        theirs = decode_integers(got[other], len(names), f"{what} from {PARTY_NAMES[other]}")
         if self.pid == A:
-            tolerance = (acc.tolerance_local, theirs[-2])
-            disputed = (acc.disputed_local, theirs[-1])
-        else:
-            tolerance = (theirs[-2], acc.tolerance_local)
-            disputed = (theirs[-1], acc.disputed_local)
-        return per_reason, tolerance, disputed
-
-    def _own_column(self, check: str, lo: int, hi: int) -> np.ndarray | None:
-        if self.values is None:
-            return None
-        return F.from_int64(self.values.column(check)[lo:hi])
+            return {name: (own[name], t) for name, t in zip(names, theirs)}
+        return {name: (t, own[name]) for name, t in zip(names, theirs)}
 
     # -- flags and differences -------------------------------------------------
 
-    async def _chunk_flags(self, chunk: int, lo: int, hi: int, acc: _Accumulator):
+    async def _run_flags(self) -> DiscrepancyResult | None:
+        outputs = await self._chunked(_PHASE_PAIRS, DiscrepancyParty._chunk_flags)
+        self._lap("checks")
+        if self.pid == H:
+            await self._exchange_sums((), {})
+            return None
+        reasons = np.concatenate([o[0] for o in outputs]) if outputs else np.zeros(0, dtype=np.uint8)
+        plan = plan_from_reasons(reasons, self.params.min_cell_pairs)
+        sums = await self._exchange_sums(plan.wire_order, own_sums(plan, reasons, self.values.charge))
+        self._lap("sums")
+        differences = None
+        if self.params.policy == "differences":
+            differences = {key: (np.concatenate([o[1][key] for o in outputs]) if outputs
+                                 else np.zeros(0, dtype=np.int64)) for key in DIFFERENCE_KEYS}
+        return DiscrepancyResult(disputed=reasons != 0, reasons=reasons, differences=differences,
+                                 reason_pairs=reason_pairs(reasons), cells=plan.cells(sums))
+
+    async def _chunk_flags(self, chunk: int, lo: int, hi: int):
         count = hi - lo
-        tag = f"c{chunk}".encode()
-        rnd = _Round(self.net, f"chunk {chunk}: range-check vectors")
+        tag = f"f{chunk}".encode()
+        rnd = Round(self.net, "range-check vectors")
         pending = {}
         for check in CHECKS:
             own = self._own_column(check, lo, hi)
@@ -451,42 +368,39 @@ class DiscrepancyParty:
         q = {check: self._inner(rnd, pending[check]) for check in CHECKS}
         del pending, rnd
         opened = await self._open_to_operators([q["t"], q["d"], q["c"]], tag + b":open1",
-                                               f"chunk {chunk}: opening of the t/d/c range checks")
+                                               "opening of the start, duration and charge checks")
         ok_t = ok_d = ok_c = None
-        if self.pid != H:
-            ok_t, ok_d, ok_c = (x == 0 for x in opened)
-        # round 2: ok_r where the charge is beyond tolerance; differences of disputed pairs
-        mask_c = self._common_shares(None if ok_c is None else ok_c.astype(object), count, (A, B))
-        noise = self.rand.random_shares(tag + b":mask:r", count)
-        items = [(q["r"] + noise * mask_c) % F.P]
+        bits = None
         disputed = None
         if self.pid != H:
+            ok_t, ok_d, ok_c = (F.is_zero(x) for x in opened)
+            bits = F.from_bits(ok_c)
             disputed = ~(ok_t & ok_d & ok_c)
+        # round 2: ok_r where the charge is beyond tolerance; differences of disputed pairs
+        mask_c = self._common_shares(bits, count, (A, B))
+        items = [F.muladd(q["r"], self.rand.random_shares(tag + b":mask:r", count), mask_c)]
         if self.params.policy == "differences":
-            keep = self._common_shares(None if disputed is None else (~disputed).astype(object), count, (A, B))
-            rho_label = tag + b":diff"
+            keep = self._common_shares(None if disputed is None else F.from_bits(~disputed), count, (A, B))
             for check in CHECKS:
-                diff = self._free_difference(check, lo, hi, rho_label + check.encode())
+                diff = self._free_difference(check, lo, hi, tag + b":diff" + check.encode())
                 noise = self.rand.random_shares(tag + b":mask:diff:" + check.encode(), count)
-                items.append((diff + noise * keep) % F.P)
+                items.append(F.muladd(diff, noise, keep))
         opened2 = await self._open_to_operators(items, tag + b":open2",
-                                                f"chunk {chunk}: opening of rate check and differences")
+                                                "opening of the rate check and the differences")
         if self.pid == H:
-            return None, None, None
-        ok_r = opened2[0] == 0
+            return None
         # for pairs with ok_c the opened value is random: ok_r is meaningless there
-        ok_r = np.where(ok_c, False, ok_r)
+        ok_r = F.is_zero(opened2[0]) & ~ok_c
         reasons = reasons_from_flags(ok_t, ok_d, ok_c, ok_r)
-        self._accumulate_local(acc, reasons, lo, hi)
         diffs = None
         if self.params.policy == "differences":
             diffs = {}
             sign = 1 if self.pid == A else -1
             for key, opened_diff in zip(DIFFERENCE_KEYS, opened2[1:]):
-                signed = F.to_signed(opened_diff)
-                signed = np.where(disputed, signed, 0)
+                signed = F.to_int64(np.where(disputed[:, None], opened_diff, np.uint64(0)),
+                                    what=f"difference {key}")
                 diffs[key] = (signed * sign).astype(np.int64)
-        return disputed, reasons, diffs
+        return reasons, diffs
 
     def _free_difference(self, check: str, lo: int, hi: int, label: bytes) -> np.ndarray:
         """Degree-2 sharing of x_A - x_B without communication: A holds (x_A + rho)/3,
@@ -495,261 +409,179 @@ class DiscrepancyParty:
         if self.pid == H:
             return F.zeros(count)
         rho = self.rand.pair((A, B), label, count)
-        return (self._own_column(check, lo, hi) + rho) % F.P * _INV3 % F.P
-
-    def _accumulate_local(self, acc: _Accumulator, reasons: np.ndarray, lo: int, hi: int) -> None:
-        own_charge = self.values.charge[lo:hi]
-        own_index = 1 if self.pid == A else 2
-        for code in REASON_CODES:
-            mask = (reasons & REASON_BITS[code]) != 0
-            acc.per_reason[code][0] += int(mask.sum())
-            acc.per_reason[code][own_index] += int(own_charge[mask].astype(object).sum()) if mask.any() else 0
-        disputed = reasons != 0
-        acc.tolerance_local += int(own_charge[~disputed].astype(object).sum()) if (~disputed).any() else 0
-        acc.disputed_local += int(own_charge[disputed].astype(object).sum()) if disputed.any() else 0
+        return F.scale(F.add(self._own_column(check, lo, hi), rho), _INV3)
 
     # -- aggregate ------------------------------------------------------------
 
-    async def _shuffle(self, tag: bytes, columns: list[tuple[int, np.ndarray | None]], count: int,
-                       what: str) -> list[np.ndarray | None]:
-        """Shuffle columns (owner A or B, values known to the owner) by pi_2 o pi_1.
+    async def _run_aggregate(self) -> DiscrepancyResult | None:
+        n = self.n_pairs
 
-        Returns, for each column, this party's part of the shuffled value: B gets beta,
-        H gets eta with shuffled value = beta + eta; A gets None."""
-        pi1 = self.rand.permutation((A, H), tag + b":pi1", count) if self.pid in (A, H) else None
-        pi2 = self.rand.permutation((B, H), tag + b":pi2", count) if self.pid in (B, H) else None
-        # round 1: B -> H, B-owned columns masked with the A-B key
-        rnd = _Round(self.net, what + " (shuffle, first permutation)")
-        a_part: list[np.ndarray | None] = []
-        expected: dict[int, _Pending] = {}
-        for index, (owner, values) in enumerate(columns):
-            if owner == B:
-                mask = None
-                if self.pid in (A, B):
-                    mask = self.rand.pair((A, B), tag + b":m1:" + str(index).encode(), count)
-                if self.pid == B:
-                    rnd.send(H, (values + mask) % F.P)
-                if self.pid == H:
-                    expected[index] = rnd.expect(B, count, (count,))
-                a_part.append((-mask[pi1]) % F.P if self.pid == A else None)
-            else:
-                a_part.append(values[pi1] if self.pid == A else None)
-        await rnd.run()
-        h_part: list[np.ndarray | None] = [
-            rnd.get(expected[index])[pi1] if index in expected else None for index in range(len(columns))]
-        # round 2: A -> B, every column's A part masked with the A-H key
-        rnd = _Round(self.net, what + " (shuffle, second permutation)")
-        pendings = []
-        masks = []
-        for index in range(len(columns)):
-            mask = None
-            if self.pid in (A, H):
-                mask = self.rand.pair((A, H), tag + b":m2:" + str(index).encode(), count)
-            masks.append(mask)
-            if self.pid == A:
-                rnd.send(B, (a_part[index] + mask) % F.P)
-            if self.pid == B:
-                pendings.append(rnd.expect(A, count, (count,)))
-        await rnd.run()
-        out: list[np.ndarray | None] = []
-        for index in range(len(columns)):
-            if self.pid == B:
-                out.append(rnd.get(pendings[index])[pi2])
-            elif self.pid == H:
-                h = h_part[index] if h_part[index] is not None else F.zeros(count)
-                out.append((h - masks[index])[pi2] % F.P)
-            else:
-                out.append(None)
-        return out
+        async def status_phase():
+            # 1. status per pair, in the pair order
+            started = time.perf_counter()
+            out = await self._chunked(_PHASE_PAIRS, DiscrepancyParty._chunk_status)
+            self.phase_seconds["status"] = round(time.perf_counter() - started, 4)
+            return out
 
-    def _held_difference(self, parts: list[np.ndarray | None], i_a: int, i_b: int) -> np.ndarray | None:
-        """After a shuffle: d = x_A - x_B = u - v with u = beta_A - beta_B (B's) and
-        v = eta_B - eta_A (H's)."""
-        if self.pid == B:
-            return (parts[i_a] - parts[i_b]) % F.P
-        if self.pid == H:
-            return (parts[i_b] - parts[i_a]) % F.P
-        return None
+        async def shuffled_phase():
+            # 2. one shuffle of all pairs
+            started = time.perf_counter()
+            columns = None
+            if self.pid != H:
+                columns = [self.values.column(check) for check in CHECKS] + [self.values.charge] * 2
+            self._held = await shuffle(lambda block: TaggedNet(self.net, _PHASE_SHUFFLE, block), self.rand,
+                                       self.pid, n, b"shuffle", _SHUFFLE_KINDS,
+                                       columns if self.pid == A else None, columns if self.pid == B else None)
+            self.phase_seconds["shuffle"] = round(time.perf_counter() - started, 4)
+            # 3. zero tests over the shuffled order; class sums as shares
+            started = time.perf_counter()
+            out = await self._chunked(_PHASE_SHUFFLED, DiscrepancyParty._chunk_shuffled)
+            self.phase_seconds["shuffled checks"] = round(time.perf_counter() - started, 4)
+            return out
 
-    async def _shuffled_sums(self, rnd_tag: bytes, indicators: list[np.ndarray | None],
-                             parts: list[np.ndarray | None], charge_columns: tuple[int, int], count: int,
-                             what: str) -> list[tuple[int, int]] | None:
-        """For each indicator vector (known to A and B), open sum(ind * charge_A) and
-        sum(ind * charge_B) of the shuffled charges (beta + eta)."""
-        rnd = _Round(self.net, what + " (charge shares)")
-        eta = {}
-        for col in charge_columns:
-            # H's parts are shared by H: A's share pseudorandom (A-H key), B's share sent
-            values = parts[col] if self.pid == H else None
-            eta[col] = self._share_owned(rnd, H, A, values, (count,), rnd_tag + b":eta:" + str(col).encode())
-        await rnd.run()
-        shares = []
-        for indicator in indicators:
-            ind_share = self._common_shares(indicator, count, (A, B))
-            for col in charge_columns:
-                total = (ind_share * rnd.get(eta[col])).sum() % F.P
-                if self.pid == B:
-                    beta_sum = int((indicator * parts[col]).sum() % F.P)
-                    total = (total + beta_sum * F.inv(F.LAGRANGE_DEG2[1])) % F.P
-                shares.append(np.array([total], dtype=object))
-        opened = await self._open_to_operators(shares, rnd_tag + b":sums", what + " (sums)")
-        if opened is None:
-            return None
-        values = [int(F.to_signed(x)[0]) for x in opened]
-        return [(values[i], values[i + 1]) for i in range(0, len(values), 2)]
-
-    async def _chunk_aggregate(self, chunk: int, lo: int, hi: int, acc: _Accumulator):
-        count = hi - lo
-        tag = f"c{chunk}".encode()
-        own = {check: self._own_column(check, lo, hi) for check in CHECKS}
-
-        # status per pair, unshuffled: Q_t + Q_d + Q_c = 0 iff all three within tolerance
-        rnd = _Round(self.net, f"chunk {chunk}: status vectors")
-        pending = {check: self._zero_test_vectors(
-            rnd, A, B, own[check] if self.pid == A else None, own[check] if self.pid == B else None,
-            self.params.tolerance(check), count, tag + b":st:" + check.encode()) for check in ("t", "d", "c")}
-        await rnd.run()
-        q = sum(self._inner(rnd, pending[check]) for check in ("t", "d", "c")) % F.P
-        del pending, rnd
-        opened = await self._open_to_operators([q], tag + b":status", f"chunk {chunk}: opening of the status")
+        # the status and the shuffle are independent: they run side by side (own tag ranges)
+        tasks = [asyncio.ensure_future(status_phase()), asyncio.ensure_future(shuffled_phase())]
+        try:
+            status, outputs = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        self._lap("status, shuffle and shuffled checks")
+        # 4. decide, open the allowed class sums once, swap the status sums
+        plan = None
+        shares = F.zeros(2 * (len(REASON_CODES) + 1))
         disputed = None
         if self.pid != H:
-            disputed = opened[0] != 0
-            own_charge = self.values.charge[lo:hi].astype(object)
-            acc.tolerance_local += int(own_charge[~disputed].sum()) if (~disputed).any() else 0
-            acc.disputed_local += int(own_charge[disputed].sum()) if disputed.any() else 0
-
-        def owned(check: str) -> list[tuple[int, np.ndarray | None]]:
-            return [(A, own[check] if self.pid == A else None), (B, own[check] if self.pid == B else None)]
-
-        # three independent shuffles
-        groups = {
-            "t": owned("t") + owned("c"),
-            "d": owned("d") + owned("c"),
-            "c": owned("c") + owned("r") + owned("d"),
-        }
-        shuffled = {}
-        for name, columns in groups.items():
-            shuffled[name] = await self._shuffle(tag + b":sh:" + name.encode(), columns, count,
-                                                 f"chunk {chunk}: group {name}")
-        # zero-test vectors on shuffled data, B = powers holder, H = coefficient holder
-        rnd = _Round(self.net, f"chunk {chunk}: shuffled range-check vectors")
-        tests = {
-            ("t", "t"): (shuffled["t"], 0, 1),
-            ("d", "d"): (shuffled["d"], 0, 1),
-            ("c", "c"): (shuffled["c"], 0, 1),
-            ("c", "r"): (shuffled["c"], 2, 3),
-            ("c", "d"): (shuffled["c"], 4, 5),
-        }
-        pending = {}
-        for (group, check), (parts, i_a, i_b) in tests.items():
-            diff = self._held_difference(parts, i_a, i_b)
-            pending[(group, check)] = self._zero_test_vectors(
-                rnd, B, H, diff if self.pid == B else None, diff if self.pid == H else None,
-                self.params.tolerance(check), count, tag + b":szt:" + (group + check).encode())
-        await rnd.run()
-        qs = {key: self._inner(rnd, value) for key, value in pending.items()}
-        del pending, rnd
-        opened = await self._open_to_operators([qs[("t", "t")], qs[("d", "d")], qs[("c", "c")]],
-                                               tag + b":sopen1", f"chunk {chunk}: opening of shuffled checks")
-        okc = None
+            disputed = np.concatenate(status) if status else np.zeros(0, dtype=bool)
+            shuffled_reasons = (np.concatenate([o[0] for o in outputs]) if outputs
+                                else np.zeros(0, dtype=np.uint8))
+            if int((shuffled_reasons != 0).sum()) != int(disputed.sum()):
+                raise MpcError(
+                    f"party {PARTY_NAMES[self.pid]}: the shuffled checks find {int((shuffled_reasons != 0).sum())} "
+                    f"disputed pairs, the status {int(disputed.sum())}; the parties computed different things")
+            plan = CellPlan.from_counts(n - int(disputed.sum()), int(disputed.sum()),
+                                        count_classes(shuffled_reasons), self.params.min_cell_pairs)
+            class_shares = F.zeros(len(REASON_CODES), 2)
+            for o in outputs:
+                class_shares = F.add(class_shares, o[1])
+            shares = self._cell_shares(plan, class_shares)
+        opened = await self._open_to_operators([shares], b"cells", "opening of the class charge sums")
+        status_names = [name for name in STATUS_CELLS if plan is None or name in plan.disclosed]
+        own = {}
         if self.pid != H:
-            ok_t_s, ok_d_s, okc = (x == 0 for x in opened)
-        mask = self._common_shares(None if okc is None else okc.astype(object), count, (A, B))
-        noise = self.rand.random_shares(tag + b":smask:r", count)
-        opened = await self._open_to_operators([(qs[("c", "r")] + noise * mask) % F.P], tag + b":sopen2",
-                                               f"chunk {chunk}: opening of the shuffled rate check")
-        okr = None
-        if self.pid != H:
-            okr = (opened[0] == 0) & ~okc
-        hide = None if okr is None else (okc | okr).astype(object)
-        mask = self._common_shares(hide, count, (A, B))
-        noise = self.rand.random_shares(tag + b":smask:d", count)
-        opened = await self._open_to_operators([(qs[("c", "d")] + noise * mask) % F.P], tag + b":sopen3",
-                                               f"chunk {chunk}: opening of the shuffled duration check")
-        indicators_t = indicators_d = indicators_c = [None] * 3
-        if self.pid != H:
-            okd_c = (opened[0] == 0) & ~okc & ~okr
-            unexplained = ~okc & ~okr & ~okd_c
-            rounding = ~okc & ~okr & okd_c
-            indicators_t = [(~ok_t_s).astype(object)]
-            indicators_d = [(~ok_d_s).astype(object)]
-            indicators_c = [(~okc & okr).astype(object), rounding.astype(object), unexplained.astype(object)]
-        sums_t = await self._shuffled_sums(tag + b":sum:t", indicators_t[:1], shuffled["t"], (2, 3), count,
-                                           f"chunk {chunk}: start-time sums")
-        sums_d = await self._shuffled_sums(tag + b":sum:d", indicators_d[:1], shuffled["d"], (2, 3), count,
-                                           f"chunk {chunk}: duration sums")
-        sums_c = await self._shuffled_sums(tag + b":sum:c", indicators_c, shuffled["c"], (0, 1), count,
-                                           f"chunk {chunk}: charge sums")
+            charge = self.values.charge.astype(object)
+            own = {"matched_tolerance": int(charge[~disputed].sum()) if (~disputed).any() else 0,
+                   "disputed": int(charge[disputed].sum()) if disputed.any() else 0,
+                   "candidates": int(charge.sum()) if n else 0}
+        sums = await self._exchange_sums(status_names if self.pid != H else (), own)
+        self._lap("sums")
         if self.pid == H:
             return None
-        for code, indicator, sums in (
-                ("start_time", indicators_t[0], sums_t[0]),
-                ("duration", indicators_d[0], sums_d[0]),
-                ("charge_rate_mismatch", indicators_c[0], sums_c[0]),
-                ("charge_rounding", indicators_c[1], sums_c[1]),
-                ("charge_unexplained", indicators_c[2], sums_c[2])):
-            entry = acc.per_reason[code]
-            entry[0] += int(indicator.sum())
-            # both operators open both sums; keep the remote one here and the own one
-            # is overwritten by the exchange at the end with the same value
-            entry[1] += sums[0]
-            entry[2] += sums[1]
-        return disputed
+        values = [F.to_signed_int(x) for x in opened[0]]
+        for slot, name in enumerate((*REASON_CODES, OTHER)):
+            if name in plan.disclosed:
+                sums[name] = (values[2 * slot], values[2 * slot + 1])
+        return DiscrepancyResult(disputed=disputed, reasons=None, differences=None,
+                                 reason_pairs=reason_pairs(shuffled_reasons), cells=plan.cells(sums))
 
+    @staticmethod
+    def _cell_shares(plan: CellPlan, class_shares: np.ndarray) -> np.ndarray:
+        """This operator's shares of (sum A, sum B) for every class given on its own and for
+        ``other`` (the sum of the merged classes' shares), 0 for everything withheld; the
+        layout is fixed: 5 classes and ``other``, two values each, as a (12, 2) array."""
+        out = F.zeros(len(REASON_CODES) + 1, 2)
+        for slot, code in enumerate(REASON_CODES):
+            if code in plan.disclosed:
+                out[slot] = class_shares[slot]
+            elif code in plan.in_other:
+                out[len(REASON_CODES)] = F.add(out[len(REASON_CODES)], class_shares[slot])
+        return out.reshape(-1, 2)
 
-# ---------------------------------------------------------------------------
-# in-memory message layer (unit tests, single-process experiments)
+    async def _chunk_status(self, chunk: int, lo: int, hi: int):
+        """Status per pair: Q_t + Q_d + Q_c = 0 iff all three values are within tolerance."""
+        count = hi - lo
+        tag = f"s{chunk}".encode()
+        rnd = Round(self.net, "status range-check vectors")
+        pending = {}
+        for check in ("t", "d", "c"):
+            own = self._own_column(check, lo, hi)
+            pending[check] = self._zero_test_vectors(
+                rnd, A, B, own if self.pid == A else None, own if self.pid == B else None,
+                self.params.tolerance(check), count, tag + b":zt:" + check.encode())
+        await rnd.run()
+        q = self._inner(rnd, pending["t"])
+        for check in ("d", "c"):
+            q = F.add(q, self._inner(rnd, pending[check]))
+        opened = await self._open_to_operators([q], tag + b":status", "opening of the status")
+        if self.pid == H:
+            return None
+        return ~F.is_zero(opened[0])
 
-
-class LocalNet:
-    """Three parties in one event loop, messages through queues.  ``log`` (optional)
-    receives every (sender, receiver, what, payload) for inspection in tests."""
-
-    def __init__(self, hub: dict, pid: int, log: list | None = None) -> None:
-        self.hub = hub
-        self.pid = pid
-        self.tag = 0
-        self.sent = 0
-        self.log = log
-
-    @classmethod
-    def mesh(cls, log: list | None = None) -> list["LocalNet"]:
-        hub: dict = {}
-        return [cls(hub, pid, log) for pid in (A, B, H)]
-
-    def _queue(self, src: int, dst: int, tag: int) -> asyncio.Queue:
-        return self.hub.setdefault((src, dst, tag), asyncio.Queue())
-
-    async def exchange(self, sends, receive_from, what, tag=None):
-        if tag is None:
-            self.tag += 1
-            tag = self.tag
-        for peer, payload in sends.items():
-            if peer == self.pid:
-                raise ValueError("a party does not send to itself")
-            self.sent += len(payload)
-            if self.log is not None:
-                self.log.append((self.pid, peer, what, bytes(payload)))
-            self._queue(self.pid, peer, tag).put_nowait(bytes(payload))
-        out = {}
-        for peer in receive_from:
-            try:
-                out[peer] = await asyncio.wait_for(self._queue(peer, self.pid, tag).get(), 30)
-            except TimeoutError as exc:
-                raise PeerLostError(f"{what}: no message from {PARTY_NAMES[peer]}") from exc
-        return out
-
-    def bytes_sent(self) -> int:
-        return self.sent
+    async def _chunk_shuffled(self, chunk: int, lo: int, hi: int):
+        """Zero tests over positions lo..hi of the shuffled order (B: powers, H: coefficients),
+        the reasons of these positions (A, B) and this party's shares of every class's sums."""
+        count = hi - lo
+        tag = f"x{chunk}".encode()
+        held = self._held
+        rnd = Round(self.net, "shuffled range-check vectors and charges")
+        pending = {}
+        for index, check in enumerate(CHECKS):
+            # d = beta + eta = u - v with u = beta (B's) and v = -eta (H's)
+            u = held[index][lo:hi] if self.pid == B else None
+            v = F.neg(held[index][lo:hi]) if self.pid == H else None
+            pending[check] = self._zero_test_vectors(rnd, B, H, u, v, self.params.tolerance(check), count,
+                                                     tag + b":zt:" + check.encode())
+        # H's parts of the two charges, shared: A's share pseudorandom (A-H key), B's sent
+        charges = [self._share_owned(rnd, H, A, held[col][lo:hi] if self.pid == H else None, (count,),
+                                     tag + b":eta:" + str(col).encode()) for col in (_CHARGE_A, _CHARGE_B)]
+        await rnd.run()
+        q = {check: self._inner(rnd, pending[check]) for check in CHECKS}
+        eta_shares = [rnd.get(p) for p in charges]
+        del pending, rnd
+        opened = await self._open_to_operators([q["t"], q["d"], q["c"]], tag + b":open1",
+                                               "opening of the shuffled start, duration and charge checks")
+        ok_t = ok_d = ok_c = bits = None
+        if self.pid != H:
+            ok_t, ok_d, ok_c = (F.is_zero(x) for x in opened)
+            bits = F.from_bits(ok_c)
+        mask_c = self._common_shares(bits, count, (A, B))
+        opened = await self._open_to_operators(
+            [F.muladd(q["r"], self.rand.random_shares(tag + b":mask:r", count), mask_c)], tag + b":open2",
+            "opening of the shuffled rate check")
+        if self.pid == H:
+            return None
+        ok_r = F.is_zero(opened[0]) & ~ok_c
+        reasons = reasons_from_flags(ok_t, ok_d, ok_c, ok_r)
+        primary = primary_reason(reasons)
+        # share of sum over the class of (beta + eta): the indicator is known to A and B
+        # (degree-1 sharing with H's share 0: A's share ind 2/3, B's ind/3); H's eta is
+        # degree-1 shared; B adds its beta sum divided by the Lagrange coefficient -3.
+        factor = 1 - (self.pid + 1) * _INV3
+        class_shares = F.zeros(len(REASON_CODES), 2)
+        for slot in range(len(REASON_CODES)):
+            members = primary == slot
+            if not members.any():
+                continue
+            for side, col in enumerate((_CHARGE_A, _CHARGE_B)):
+                share = F.scale(F.total(eta_shares[side][members]), factor)
+                if self.pid == B:
+                    share = F.add(share, F.scale(F.total(held[col][lo:hi][members]), F.inv(F.LAGRANGE_DEG2[1])))
+                class_shares[slot, side] = share
+        return reasons, class_shares
 
 
 async def run_local(params: ToleranceParams, values_a: PairValues, values_b: PairValues,
                     rands: Sequence[Randomness], *, chunk_size: int | None = None,
-                    log: list | None = None) -> list[DiscrepancyResult | None]:
-    """All three roles in one event loop (tests)."""
+                    log: list | None = None, openings: Sequence[list] | None = None) -> list[DiscrepancyResult | None]:
+    """All three roles in one event loop (tests).  ``openings``: three lists that receive
+    what each party opened."""
     nets = LocalNet.mesh(log)
     n = len(values_a)
-    parties = [DiscrepancyParty(nets[pid], rands[pid], params, n, values, chunk_size=chunk_size)
+    parties = [DiscrepancyParty(nets[pid], rands[pid], params, n, values, chunk_size=chunk_size,
+                                openings=None if openings is None else openings[pid])
                for pid, values in ((A, values_a), (B, values_b), (H, None))]
     return list(await asyncio.gather(*(p.run() for p in parties)))
+
+
+__all__ = ["DiscrepancyParty", "PROTOCOL_VERSION", "chunk_size_for", "job_digest", "run_local"]

@@ -2,17 +2,20 @@
 evaluation of candidate pairs", "Disclosure", "Totals").
 
 Both sides' values in one process, no privacy: used by the tests, by ``settlechain mpc
---check`` and as the written-out meaning of every output field.
+--check`` and as the written-out meaning of every output field.  It returns the same
+:class:`~protocols.mpc.params.DiscrepancyResult` as the protocol, small-cell rule
+included (protocols.mpc.cells).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from protocols.mpc.cells import own_sums, plan_from_reasons, reason_pairs
 from protocols.mpc.params import (
     DIFFERENCE_KEYS,
     REASON_BITS,
-    REASON_CODES,
+    ChargeCells,
     DiscrepancyResult,
     PairValues,
     ToleranceParams,
@@ -37,19 +40,14 @@ def reasons_from_flags(ok_t: np.ndarray, ok_d: np.ndarray, ok_c: np.ndarray, ok_
     return reasons
 
 
-def charge_sums(mask: np.ndarray, charge_a: np.ndarray, charge_b: np.ndarray) -> tuple[int, int]:
-    return (int(sum(int(x) for x in charge_a[mask])), int(sum(int(x) for x in charge_b[mask])))
-
-
-def summarize(reasons: np.ndarray, charge_a: np.ndarray, charge_b: np.ndarray) -> tuple[
-        dict[str, tuple[int, int, int]], tuple[int, int], tuple[int, int]]:
-    """per_reason, tolerance_charge and disputed_charge from the per-pair reasons."""
-    disputed = reasons != 0
-    per_reason = {}
-    for code in REASON_CODES:
-        mask = (reasons & REASON_BITS[code]) != 0
-        per_reason[code] = (int(mask.sum()), *charge_sums(mask, charge_a, charge_b))
-    return per_reason, charge_sums(~disputed, charge_a, charge_b), charge_sums(disputed, charge_a, charge_b)
+def summarize(reasons: np.ndarray, charge_a: np.ndarray, charge_b: np.ndarray,
+              min_cell_pairs: int) -> tuple[dict[str, int], ChargeCells]:
+    """``reason_pairs`` and the cells after the small-cell rule, from the per-pair reasons
+    and both sides' charges."""
+    plan = plan_from_reasons(reasons, min_cell_pairs)
+    sums_a = own_sums(plan, reasons, charge_a)
+    sums_b = own_sums(plan, reasons, charge_b)
+    return reason_pairs(reasons), plan.cells({name: (sums_a[name], sums_b[name]) for name in sums_a})
 
 
 def plaintext_discrepancy(a: PairValues, b: PairValues, params: ToleranceParams) -> DiscrepancyResult:
@@ -60,7 +58,7 @@ def plaintext_discrepancy(a: PairValues, b: PairValues, params: ToleranceParams)
           for check in ("t", "d", "c", "r")}
     reasons = reasons_from_flags(ok["t"], ok["d"], ok["c"], ok["r"])
     disputed = reasons != 0
-    per_reason, tolerance_charge, disputed_charge = summarize(reasons, a.charge, b.charge)
+    counts, cells = summarize(reasons, a.charge, b.charge, params.min_cell_pairs)
     differences = None
     if params.policy == "differences":
         differences = {}
@@ -71,8 +69,7 @@ def plaintext_discrepancy(a: PairValues, b: PairValues, params: ToleranceParams)
         disputed=disputed,
         reasons=reasons if params.policy in ("flags", "differences") else None,
         differences=differences,
-        per_reason=per_reason,
-        tolerance_charge=tolerance_charge,
-        disputed_charge=disputed_charge,
+        reason_pairs=counts,
+        cells=cells,
         stats={},
     )

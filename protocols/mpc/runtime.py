@@ -25,17 +25,19 @@ Pickle.  MPyC's own ``input``/``output``/``_reshare`` of secure NumPy arrays and
 ``transfer`` unmarshal peers' data with ``pickle.loads``: a peer that can send bytes can
 make the receiver execute code.  The discrepancy protocol does not use those paths:
 its messages are fixed-width field elements (``protocols.mpc.field.decode``, which
-rejects any wrong size or out-of-range value) over MPyC's framing (``struct``), and
-peers are mutually authenticated before the first message; a test asserts that no
-``pickle.loads`` runs during a job.  Anyone adding MPyC secure-array operations to
-this package reintroduces the risk and must keep the peers restricted to CA-authenticated
-consortium members.
+rejects any wrong size or out-of-range value) or ASCII decimal integers, framed by
+:class:`_Exchanger` with ``struct`` (every frame's size checked against
+:data:`MAX_MESSAGE_BYTES` before it is buffered), and peers are mutually authenticated
+before the first message; a test asserts that no ``pickle.loads`` runs during a job.
+Anyone adding MPyC secure-array operations to this package reintroduces the risk and
+must keep the peers restricted to CA-authenticated consortium members.
 
-MPyC provides: the runtime and its party table, the message layer (program-counter
-tagged frames, ``asyncoro.MessageExchanger``), the pairwise PRSS keys exchanged at
-connection time, the PRF (``thresha.PRF``, SHAKE-128), pseudorandom secret sharing
-and pseudorandom zero sharing (``thresha.np_pseudorandom_share``/``_0``, Cramer,
-Damgard, Ishai, TCC 2005) over ``finfields.GF(2^89 - 1)``.
+MPyC provides: the runtime and its party table, the connections and the frame
+format (program-counter tagged frames, ``asyncoro.MessageExchanger``), and the
+pairwise PRSS keys exchanged at connection time.  The pseudorandom secret sharing
+and zero sharing over those keys [Cramer, Damgard, Ishai, TCC 2005] are computed by
+protocols.mpc.field on vectorised field arrays, with MPyC's formulas (a test checks
+them against ``mpyc.thresha.np_pseudorandom_share``/``_0``).
 """
 
 from __future__ import annotations
@@ -45,10 +47,12 @@ import hashlib
 import logging
 import os
 import ssl
+import struct
 import sys
 from collections.abc import Mapping
 
 import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from protocols.mpc import field as F
 from protocols.mpc.errors import (
@@ -74,23 +78,23 @@ def _import_mpyc():
     try:
         import mpyc  # noqa: F401
         import mpyc.runtime as mpyc_runtime
-        from mpyc import asyncoro, finfields, thresha
+        from mpyc import asyncoro
     finally:
         sys.argv = saved_argv
         if shield is not None:
             root.removeHandler(shield)
-    return mpyc, mpyc_runtime, asyncoro, finfields, thresha
+    return mpyc, mpyc_runtime, asyncoro
 
 
-_mpyc, _mpyc_runtime, _asyncoro, _finfields, _thresha = _import_mpyc()
+_mpyc, _mpyc_runtime, _asyncoro = _import_mpyc()
 
 logger = logging.getLogger(__name__)
 
 MPYC_VERSION = _mpyc.__version__
-GF = _finfields.GF(F.P)
-"""MPyC's prime field GF(2^89 - 1)."""
 
 MAX_MESSAGE_BYTES = 512 << 20
+"""Largest payload of one frame a party accepts; a larger announced size ends the job."""
+_FRAME_HEADER = struct.Struct("<qI")
 _TAG_BASE = 1 << 48
 _BYE_TAG = (1 << 62) + 7
 
@@ -102,39 +106,63 @@ _BYE_TAG = (1 << 62) + 7
 class PseudorandomSource:
     """Randomness for one party: pairwise pseudorandom values from the PRSS keys it
     holds (MPyC: one 128-bit key per pair of parties, the key of {i, j} known to i and
-    j only), PRSS shares of random values and of zero, and private randomness from
-    ``os.urandom``."""
+    j only, exchanged when the connections are made), PRSS shares of random values and
+    of zero (protocols.mpc.field.prss_share / przs_share over those values), pairwise
+    permutations, and private randomness from ``os.urandom``.
+
+    Each stream is AES-128-CTR (zero initial counter) under a key derived as the first 16
+    bytes of SHAKE-128(pair key || domain || label): MPyC's PRF construction
+    (``thresha.PRF`` is SHAKE-128 of key || input) used as a key derivation, with AES-CTR
+    as the generator because SHAKE-128 was the largest CPU cost of a job (NIST SP 800-108
+    style derivation, SP 800-90A CTR generation; every derived key is used for one stream
+    only).  A domain separates the four uses.  Private randomness is AES-CTR under a key
+    from ``os.urandom``, one key per call."""
 
     def __init__(self, pid: int, keys: Mapping[tuple[int, ...], bytes]) -> None:
         self.pid = pid
         self.keys = {tuple(sorted(k)): bytes(v) for k, v in keys.items() if pid in k}
         if len(self.keys) != 2:
             raise MpcConfigError(f"party {pid}: expected two pairwise keys, found {sorted(self.keys)}")
-        self._prfs = {subset: _thresha.PRF(key, F.P) for subset, key in self.keys.items()}
 
-    def _stream(self, peers: tuple[int, int], label: bytes, nbytes: int) -> bytes:
+    def _stream(self, peers: tuple[int, int], domain: bytes, label: bytes, nbytes: int) -> bytes:
         subset = tuple(sorted(peers))
         if subset not in self.keys:
             raise MpcError(f"party {self.pid} holds no key for the pair {subset}")
-        # the construction of mpyc.thresha.PRF (SHAKE-128 of key || input), read in bulk
-        return hashlib.shake_128(self.keys[subset] + b"|settlechain|" + label).digest(nbytes)
+        key = hashlib.shake_128(self.keys[subset] + b"|settlechain|" + domain + b"|" + label).digest(16)
+        return keystream(key, nbytes)
 
     def pair(self, peers: tuple[int, int], label: bytes, count: int) -> np.ndarray:
         """``count`` pseudorandom field elements known to the two ``peers`` only."""
-        return F.from_random_bytes(self._stream(peers, label, F.RANDOM_BYTES * count), count)
+        return F.from_random_bytes(self._stream(peers, b"pair", label, F.RANDOM_BYTES * count), count)
+
+    def _streams(self, domain: bytes, label: bytes, count: int) -> dict[tuple[int, int], np.ndarray]:
+        return {subset: F.from_random_bytes(self._stream(subset, domain, label, F.RANDOM_BYTES * count), count)
+                for subset in self.keys}
 
     def random_shares(self, label: bytes, count: int) -> np.ndarray:
-        return _thresha.np_pseudorandom_share(GF, 3, self.pid, self._prfs, label, count).value
+        """This party's shares of ``count`` pseudorandom values (degree 1), for free."""
+        return F.prss_share(self.pid, self._streams(b"prss", label, count))
 
     def zero_shares(self, label: bytes, count: int) -> np.ndarray:
-        return _thresha.np_pseudorandom_share_0(GF, 3, self.pid, self._prfs, label, count).value
+        """This party's shares of ``count`` pseudorandom degree-2 sharings of zero."""
+        return F.przs_share(self.pid, self._streams(b"przs", label, count))
 
     def permutation(self, peers: tuple[int, int], label: bytes, count: int) -> np.ndarray:
-        keys = np.frombuffer(self._stream(peers, label + b":perm", 8 * count), dtype="<u8")
+        """A pseudorandom permutation of range(count) known to the two ``peers`` only."""
+        keys = np.frombuffer(self._stream(peers, b"perm", label, 8 * count), dtype="<u8")
         return np.argsort(keys, kind="stable")
 
     def private(self, count: int, *, nonzero: bool = False) -> np.ndarray:
-        return F.from_random_bytes(os.urandom(F.RANDOM_BYTES * count), count, nonzero=nonzero)
+        """``count`` field elements known to this party only."""
+        return F.from_random_bytes(keystream(os.urandom(16), F.RANDOM_BYTES * count), count, nonzero=nonzero)
+
+
+def keystream(key: bytes, nbytes: int) -> bytes:
+    """The first ``nbytes`` of AES-128-CTR under ``key`` with a zero initial counter block."""
+    out = bytearray(nbytes + 15)
+    encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
+    length = encryptor.update_into(bytes(nbytes), out)
+    return bytes(memoryview(out)[:length])
 
 
 def local_sources(keys: Mapping[tuple[int, int], bytes] | None = None) -> list[PseudorandomSource]:
@@ -182,12 +210,20 @@ def _cert_dns_names(transport) -> list[str]:
 
 
 class _Exchanger(_asyncoro.MessageExchanger):
-    """MPyC's message exchanger with a size limit, peer authentication by party index,
-    activity tracking and a clean failure instead of an exception in a callback."""
+    """MPyC's message exchanger with our own framing of what arrives: peer authentication
+    by party index, a size limit on every frame, activity tracking and a clean failure
+    instead of an exception in a callback.
+
+    MPyC's frame is an 8-byte signed program counter, a 4-byte unsigned payload size and
+    the payload (``asyncoro.MessageExchanger.send``); a client's first bytes are its party
+    index (2 bytes) and its PRSS keys.  Each frame header is checked as soon as its 12
+    bytes are here, wherever the reads split: a header cut across two reads, several
+    frames in one read, a header right after the handshake or after another frame."""
 
     def __init__(self, session: "MpcSession", peer_pid: int | None = None) -> None:
         super().__init__(session.rt, peer_pid)
         self.session = session
+        self.claimed: int | None = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -195,30 +231,67 @@ class _Exchanger(_asyncoro.MessageExchanger):
             self.session.note_connected(self, self.peer_pid)
         super().connection_made(transport)
 
+    def _refuse(self, error: MpcError) -> None:
+        self.session.fail(error)
+        self.bytes.clear()
+        self.transport.abort()
+
+    def _handshake(self) -> bool:
+        """A client's party index and PRSS keys; True once they are complete."""
+        buffer = self.bytes
+        if len(buffer) < 2:
+            return False
+        rt = self.session.rt
+        if self.claimed is None:
+            claimed = int.from_bytes(buffer[:2], "little")
+            problem = self.session.check_incoming(self, claimed)
+            if problem is not None:
+                self._refuse(problem)
+                return False
+            self.claimed = claimed
+            self.session.note_connected(self, claimed)
+        keys_length = rt._prss_keys_from_peer(self.claimed)
+        if len(buffer) < 2 + keys_length:
+            return False
+        del buffer[:2]
+        rt._prss_keys_from_peer(self.claimed, buffer)
+        del buffer[:keys_length]
+        self.peer_pid = self.claimed
+        rt.set_protocol(self.peer_pid, self)
+        return True
+
     def data_received(self, data) -> None:
         session = self.session
         if session.failed is not None:
             return
-        if self.peer_pid is None:
-            head = bytes(self.bytes[:2]) + bytes(data[: max(0, 2 - len(self.bytes))])
-            if len(head) >= 2:
-                claimed = int.from_bytes(head[:2], "little")
-                problem = session.check_incoming(self, claimed)
-                if problem is not None:
-                    session.fail(problem)
-                    self.transport.abort()
-                    return
-                session.note_connected(self, claimed)
-        elif len(self.bytes) == 0 and len(data) >= 12:
-            # at a frame boundary: refuse an oversized frame before buffering it
-            size = int.from_bytes(bytes(data[8:12]), "little")
+        self.bytes.extend(data)
+        if self.peer_pid is None and not self._handshake():
+            return
+        buffer = self.bytes
+        offset = 0
+        while len(buffer) - offset >= _FRAME_HEADER.size:
+            pc, size = _FRAME_HEADER.unpack_from(buffer, offset)
             if size > MAX_MESSAGE_BYTES:
-                session.fail(MalformedMessageError(
+                self._refuse(MalformedMessageError(
                     f"party {session.name_of(self.peer_pid)} announced a message of {size} bytes, "
                     f"more than the limit of {MAX_MESSAGE_BYTES}"))
-                self.transport.abort()
                 return
-        super().data_received(data)
+            end = offset + _FRAME_HEADER.size + size
+            if len(buffer) < end:
+                break
+            payload = bytes(buffer[offset + _FRAME_HEADER.size:end])
+            offset = end
+            waiting = self.buffers.get(pc)
+            if waiting is None:
+                self.buffers[pc] = payload
+            elif isinstance(waiting, asyncio.Future) and not waiting.done():
+                del self.buffers[pc]
+                waiting.set_result(payload)
+            else:
+                self._refuse(MalformedMessageError(
+                    f"party {session.name_of(self.peer_pid)} sent two messages with the same tag {pc}"))
+                return
+        del buffer[:offset]
 
     def connection_lost(self, exc) -> None:
         self.session.note_lost(self, exc)

@@ -20,7 +20,11 @@ def party_main(index, addresses, params, n_pairs, values, timeout_s, tls, out_pa
     original_loads = pickle.loads
 
     def counting_loads(*args, **kwargs):
-        loads_calls.append(1)
+        # count the calls made from MPyC's code (its array and transfer paths unpickle peer
+        # data); numba unpickles its own on-disk kernel cache, which is not peer data
+        import inspect
+        if any("/mpyc/" in frame.filename.replace("\\", "/") for frame in inspect.stack()):
+            loads_calls.append(1)
         return original_loads(*args, **kwargs)
 
     pickle.loads = counting_loads  # MPyC's own array paths would call this on peer data
@@ -33,6 +37,11 @@ def party_main(index, addresses, params, n_pairs, values, timeout_s, tls, out_pa
             return original(self, data)
 
         runtime._Exchanger.data_received = recording
+    if options.get("progress_marker"):
+        _mark_progress(runtime, *options["progress_marker"])
+    oversized_to = options.get("oversized_frame_to")
+    if oversized_to is not None:
+        _send_oversized_frame(runtime, oversized_to)
     try:
         result = run_discrepancy(MpcParties(tuple(addresses), index, tls), params, n_pairs, values, timeout_s,
                                  chunk_size=options.get("chunk_size"))
@@ -43,6 +52,40 @@ def party_main(index, addresses, params, n_pairs, values, timeout_s, tls, out_pa
     payload["pickle_loads_calls"] = len(loads_calls)
     pickle.loads = original_loads
     Path(out_path).write_bytes(pickle.dumps(payload))
+
+
+def _mark_progress(runtime, path: str, what: str) -> None:
+    """Create ``path`` when the first round whose description contains ``what`` starts."""
+    original = runtime.MpcSession.exchange
+
+    async def exchange(self, sends, receive_from, description, tag=None):
+        if what in description and not Path(path).exists():
+            Path(path).write_text(description)
+        return await original(self, sends, receive_from, description, tag)
+
+    runtime.MpcSession.exchange = exchange
+
+
+def _send_oversized_frame(runtime, peer: int) -> None:
+    """Misbehave at the first round: send ``peer`` a valid frame followed, in the same
+    write, by the first half of a header announcing MAX_MESSAGE_BYTES + 1 bytes, and
+    the second half of the header in a later write (so the header is split across
+    reads and follows another frame)."""
+    import asyncio
+    import struct
+
+    original = runtime.MpcSession.exchange
+
+    async def exchange(self, sends, receive_from, what, tag=None):
+        if what == "job parameters":
+            transport = self.rt.parties[peer].protocol.transport
+            header = struct.pack("<qI", (1 << 48) + 999_999, runtime.MAX_MESSAGE_BYTES + 1)
+            transport.write(struct.pack("<qI", (1 << 48) + 999_998, 3) + b"abc" + header[:6])
+            await asyncio.sleep(0.3)
+            transport.write(header[6:])
+        return await original(self, sends, receive_from, what, tag)
+
+    runtime.MpcSession.exchange = exchange
 
 
 def _is_protocol_error(exc) -> bool:

@@ -194,6 +194,7 @@ def brute_force(a: Side, b: Side, rules: Any) -> dict[str, Any]:
     tol_sum = {"A": 0, "B": 0}
     disp_sum = {"A": 0, "B": 0}
     per_reason = {c: [0, 0, 0] for c in REASONS}
+    by_class = {c: [0, 0, 0] for c in REASONS}
     for k, (ra, rb, name, stage) in enumerate(pairs):
         reasons: list[str] = []
         if stage == "exact":
@@ -215,8 +216,11 @@ def brute_force(a: Side, b: Side, rules: Any) -> dict[str, Any]:
                 disp_sum["B"] += rb.charge
                 for code in reasons:
                     per_reason[code][0] += 1
-                    per_reason[code][1] += ra.charge
-                    per_reason[code][2] += rb.charge
+                # charges by primary reason: the last of the pair's codes in REASONS order
+                primary = max(reasons, key=REASONS.index)
+                by_class[primary][0] += 1
+                by_class[primary][1] += ra.charge
+                by_class[primary][2] += rb.charge
             else:
                 status = "matched_tolerance"
                 n_tol += 1
@@ -293,8 +297,12 @@ def brute_force(a: Side, b: Side, rules: Any) -> dict[str, Any]:
             },
             "pairs": {"matched_exact": n_exact, "matched_tolerance": n_tol,
                       "disputed": n_disp},
-            "reasons": {c: {"pairs": v[0], "local_charge": v[li], "remote_charge": v[ri]}
-                        for c, v in per_reason.items()},
+            # min_cell_pairs = 1 in these scenarios: every cell is given
+            "reasons": {**{c: {"pairs": per_reason[c][0], "class_pairs": v[0],
+                               "local_charge": v[li], "remote_charge": v[ri], "in_other": False}
+                           for c, v in by_class.items()},
+                        "other": {"pairs": 0, "class_pairs": 0, "local_charge": 0,
+                                  "remote_charge": 0, "in_other": False}},
             "totals": {
                 "local_charge": facts[party]["local_charge"],
                 "remote_charge": facts[other]["local_charge"],
@@ -330,6 +338,9 @@ def make_rules(delta: int, window: int, duration_tol: int, charge_tol: int,
         tolerances=Tolerances(time_tolerance_s=delta, time_window_s=window,
                               duration_tolerance_s=duration_tol, charge_tolerance=charge_tol),
         disclosure=policy,
+        # the small-cell rule has its own tests (tests/unit/mpc/test_mpc_cells.py); here every
+        # sum is given, so that the brute force can check each one
+        min_cell_pairs=1,
         circuit_breaker=dataclasses.replace(base.circuit_breaker,
                                             max_disputed_share=max_disputed_share,
                                             max_unmatched_share=max_unmatched_share,

@@ -110,17 +110,27 @@ def test_candidate_values_are_in_the_common_order(tmp_path) -> None:
     assert va.charge.dtype == np.int64 and len(va) == 3
 
 
+def _cell(result, name, **change):
+    from protocols.mpc.params import Cell
+
+    cell = getattr(result.cells, name)
+    return dataclasses.replace(result, cells=dataclasses.replace(
+        result.cells, **{name: Cell(**{"pairs": cell.pairs, "charge": cell.charge,
+                                       "in_other": cell.in_other, **change})}))
+
+
 @pytest.mark.parametrize("mutation, message", [
     (lambda r: dataclasses.replace(r, disputed=r.disputed[:-1]), "one disputed flag"),
-    (lambda r: dataclasses.replace(r, tolerance_charge=(r.tolerance_charge[0] + 1,
-                                                        r.tolerance_charge[1])),
-     "charge over matched_tolerance"),
-    (lambda r: dataclasses.replace(r, disputed_charge=(0, 0)), "charge over disputed"),
+    (lambda r: _cell(r, "matched_tolerance", charge=(r.cells.matched_tolerance.charge[0] + 1,
+                                                     r.cells.matched_tolerance.charge[1])),
+     "charge over the matched_tolerance"),
+    (lambda r: _cell(r, "disputed", charge=(0, 0)), "charge over the disputed"),
+    (lambda r: _cell(r, "candidates", pairs=99), "candidates pairs"),
     (lambda r: dataclasses.replace(r, reasons=None), "reasons are required"),
     (lambda r: dataclasses.replace(r, reasons=r.reasons ^ 1), "reasons must be non-empty"),
-    (lambda r: dataclasses.replace(r, per_reason={**r.per_reason, "start_time": (0, 0, 0)}),
-     "per_reason"),
-    (lambda r: dataclasses.replace(r, per_reason={**r.per_reason, "bogus": (0, 0, 0)}),
+    (lambda r: dataclasses.replace(r, reason_pairs={**r.reason_pairs, "start_time": 9}),
+     "reason_pairs"),
+    (lambda r: dataclasses.replace(r, reason_pairs={**r.reason_pairs, "bogus": 0}),
      "unknown reason code"),
 ])
 def test_inconsistent_evaluations_are_refused(tmp_path, mutation, message) -> None:
@@ -139,9 +149,10 @@ def test_differences_policy_needs_differences(tmp_path) -> None:
 def test_sums_need_consistent_counterparty_facts(tmp_path) -> None:
     side_a, side_b, _, _, result = _evaluated(tmp_path)
     ta, tb = side_a.finish(result), side_b.finish(result)
-    fa, fb = ta.side_facts(), tb.side_facts()
+    fa, fb = ta.side_facts(side_a.evaluation), tb.side_facts(side_b.evaluation)
     assert fa == SideFacts("A", rows=10, considered=6, unmatched_records=1, unmatched_rows=2,
-                           unmatched_charge=9, local_charge=43)
+                           unmatched_charge=9, local_charge=43,
+                           tolerance_classes=fa.tolerance_classes)
     with pytest.raises(MatchingError, match="wrong party"):
         ta.outcome(fa, side_a.evaluation, RULES)
     with pytest.raises(MatchingError, match="do not add up"):
@@ -158,7 +169,7 @@ def test_lost_rows_are_caught(tmp_path) -> None:
     ta, tb = side_a.finish(result), side_b.finish(result)
     ta.input_rows += 1  # one row more than the buckets and pass 1 account for
     with pytest.raises(MatchingError, match="rows lost"):
-        ta.outcome(tb.side_facts(), side_a.evaluation, RULES)
+        ta.outcome(tb.side_facts(side_b.evaluation), side_a.evaluation, RULES)
 
 
 def test_no_candidates_needs_no_evaluation(tmp_path) -> None:
@@ -172,10 +183,11 @@ def test_no_candidates_needs_no_evaluation(tmp_path) -> None:
     side.save_psi(ma)
     from engine.matching.evaluation import empty_evaluation
 
-    tally = side.finish(empty_evaluation())
+    tally = side.finish(empty_evaluation(RULES))
     remote = SideFacts("B", rows=0, considered=0, unmatched_records=0, unmatched_rows=0,
                        unmatched_charge=0, local_charge=0)
     outcome = tally.outcome(remote, side.evaluation, RULES)
+    assert outcome.held is None and outcome.totals["agreed_charge"] == 0
     assert outcome.counts["unmatched_local"] == 7
     assert outcome.pairs == {"matched_exact": 0, "matched_tolerance": 0, "disputed": 0}
 
@@ -271,3 +283,37 @@ def test_plaintext_intersection_survives_mix_collisions(monkeypatch) -> None:
 def test_job_tally_starts_empty() -> None:
     tally = JobTally(party="A", input_rows=0)
     assert tally.side_facts().considered == 0
+
+
+def test_small_cells_are_held_back_from_the_statement(tmp_path) -> None:
+    """With the example's 3 candidate pairs and k = 5 every candidate sum is withheld: the
+    agreed money leaves out the key-matched pairs, the statement says how many pairs are
+    held, names no charge of the other side for them, and goes to manual review."""
+    import dataclasses as dc
+
+    from engine.outputs import statement_document
+
+    rules = dc.replace(make_rules(5, 12, 2, 2), min_cell_pairs=5)
+    side_a, side_b = _sides(tmp_path, rules)
+    ma, mb = side_a.matcher(0), side_b.matcher(0)
+    _run_passes(ma, mb)
+    side_a.save_psi(ma)
+    side_b.save_psi(mb)
+    result = plaintext_evaluation(ma.candidate_values(), mb.candidate_values(), rules)
+    assert result.cells.candidates.pairs == 3 and result.cells.candidates.charge is None
+    ta, tb = side_a.finish(result), side_b.finish(result)
+    fa, fb = ta.side_facts(side_a.evaluation), tb.side_facts(side_b.evaluation)
+    assert fa.local_charge is None and fa.tolerance_classes is None  # would give them away
+    oa = ta.outcome(fb, side_a.evaluation, rules)
+    ob = tb.outcome(fa, side_b.evaluation, rules)
+    assert oa.held == {"pairs": 3, "local_charge": None, "remote_charge": None}
+    assert oa.totals["disputed_remote_charge"] is None and oa.totals["remote_charge"] is None
+    assert oa.totals["agreed_charge"] == ta.exact_charge + ta.values_charge
+    assert oa.review.settlement == "manual_review"
+    assert any(r.startswith("small_cells: the amounts of 3 candidate pairs") for r in oa.review.reasons)
+    statements = [statement_document(o, job_id="j", period="2026-10", rules_sm3="r",
+                                     operators={"A": "a", "B": "b"}, commitments={}, outputs={})
+                  for o in (oa, ob)]
+    assert statements[0] == statements[1]
+    assert statements[0]["held"] == {"pairs": 3, "a_charge": None, "b_charge": None}
+    assert statements[0]["totals"]["a_charge"] is None

@@ -62,9 +62,11 @@ def test_policy_outputs(policy: str) -> None:
     # per-reason aggregates and sums are there under every policy
     s = result.a.summary
     assert s["disclosure"] == policy and s["rules_sm3"] == rules.sm3_hash()
-    assert s["reasons"]["start_time"] == {"pairs": 1, "local_charge": 6, "remote_charge": 6}
-    assert s["reasons"]["charge_rate_mismatch"] == {"pairs": 1, "local_charge": 10,
-                                                   "remote_charge": 13}
+    assert s["reasons"]["start_time"] == {"pairs": 1, "class_pairs": 1, "local_charge": 6,
+                                          "remote_charge": 6, "in_other": False}
+    assert s["reasons"]["charge_rate_mismatch"] == {"pairs": 1, "class_pairs": 1,
+                                                   "local_charge": 10, "remote_charge": 13,
+                                                   "in_other": False}
     assert s["pairs"] == {"matched_exact": 1, "matched_tolerance": 2, "disputed": 2}
     assert s["totals"] == {
         "local_charge": 6 + 6 + 6 + 10 + 6 + 9, "remote_charge": 6 + 6 + 6 + 13 + 7 + 4,

@@ -16,7 +16,7 @@ from engine.reference import reconcile_plain
 
 SUMMARY_KEYS = ["job_id", "party", "member", "counterparty", "counterparty_member", "period",
                 "period_window", "rules_sm3", "disclosure", "counts", "excluded_by_reason", "invalid_by_reason",
-                "pairs", "reasons", "totals", "review", "statement_sm3", "outputs",
+                "pairs", "reasons", "totals", "held", "review", "statement_sm3", "outputs",
                 "partition", "stages"]
 COUNT_KEYS = ["records", "invalid", "excluded", "duplicate", "matched_exact",
               "matched_tolerance", "disputed", "unmatched_local", "unmatched_remote"]
@@ -26,10 +26,10 @@ TOTAL_KEYS = ["local_charge", "remote_charge", "agreed_charge", "agreed_local_ch
 STAGE_KEYS = ["ingest", "agree", "commit", "psi_exact", "psi_key", "mpc", "report", "total",
               "peak_memory_mib"]
 REASON_KEYS = ["start_time", "duration", "charge_rate_mismatch", "charge_rounding",
-               "charge_unexplained"]
+               "charge_unexplained", "other"]
 STATEMENT_KEYS = ["kind", "job_id", "period", "rules_sm3", "disclosure", "operators",
-                  "commitments", "outputs", "records", "pairs", "totals", "settlement",
-                  "settlement_reasons", "signatures"]
+                  "commitments", "outputs", "records", "pairs", "totals", "held", "classes",
+                  "settlement", "settlement_reasons", "signatures"]
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +77,8 @@ def test_summary_json(written) -> None:
         assert list(summary["totals"]) == TOTAL_KEYS
         assert list(summary["pairs"]) == ["matched_exact", "matched_tolerance", "disputed"]
         assert list(summary["reasons"]) == REASON_KEYS
-        assert all(list(v) == ["pairs", "local_charge", "remote_charge"]
-                   for v in summary["reasons"].values())
+        assert all(list(v) == ["pairs", "class_pairs", "local_charge", "remote_charge",
+                               "in_other"] for v in summary["reasons"].values())
         assert list(summary["stages"]) == STAGE_KEYS
         for stage in STAGE_KEYS[:-1]:
             assert list(summary["stages"][stage])[:2] == ["seconds", "items"]

@@ -59,19 +59,18 @@ def test_reason_codes_and_sums(policy: str) -> None:
         assert result.differences is None
     for code, bit in REASON_BITS.items():
         has = [bool(m & bit) for m in expected_masks]
-        assert result.per_reason[code] == (
-            sum(has), sum(c[0][2] for c, h in zip(CASES, has) if h),
-            sum(c[1][2] for c, h in zip(CASES, has) if h))
-    assert result.tolerance_charge == (sum(c[0][2] for c in CASES if not c[2]),
-                                       sum(c[1][2] for c in CASES if not c[2]))
-    assert result.disputed_charge == (sum(c[0][2] for c in CASES if c[2]),
-                                      sum(c[1][2] for c in CASES if c[2]))
+        assert result.reason_pairs[code] == sum(has)
+    cells = result.cells  # k = 1 (matching_oracle.make_rules): every sum is given
+    assert cells.matched_tolerance.charge == (sum(c[0][2] for c in CASES if not c[2]),
+                                              sum(c[1][2] for c in CASES if not c[2]))
+    assert cells.disputed.charge == (sum(c[0][2] for c in CASES if c[2]),
+                                     sum(c[1][2] for c in CASES if c[2]))
 
 
 def test_no_pairs() -> None:
     result = evaluate_pairs(_values([]), _values([]), TOL, "flags")
-    assert result.disputed.shape == (0,) and result.tolerance_charge == (0, 0)
-    assert all(v == (0, 0, 0) for v in result.per_reason.values())
+    assert result.disputed.shape == (0,) and result.cells.matched_tolerance.charge == (0, 0)
+    assert all(v == 0 for v in result.reason_pairs.values())
 
 
 def test_sides_of_different_length_are_refused() -> None:

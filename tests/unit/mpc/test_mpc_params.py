@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from protocols.mpc.errors import MpcConfigError, MpcInputError
-from protocols.mpc.params import MAX_ABS_VALUE, MpcParties, PairValues, ToleranceParams
+from protocols.mpc.params import MAX_ABS_VALUE, MAX_PAIRS, MpcParties, PairValues, ToleranceParams
 
 
 def test_value_beyond_the_public_bound_is_refused_with_its_index() -> None:
@@ -28,6 +28,14 @@ def test_tolerances_and_policy() -> None:
         ToleranceParams(1, 1, -1)
     with pytest.raises(MpcConfigError, match="disclosure policy"):
         ToleranceParams(1, 1, 1, "everything")
+
+
+def test_min_cell_pairs() -> None:
+    assert ToleranceParams(1, 1, 1).min_cell_pairs == 5
+    assert ToleranceParams(1, 1, 1, "aggregate", np.int64(3)).min_cell_pairs == 3
+    for bad in (0, -1, True, 2.5, MAX_PAIRS + 1):
+        with pytest.raises(MpcConfigError, match="min_cell_pairs: expected an integer"):
+            ToleranceParams(1, 1, 1, "flags", bad)
 
 
 def test_no_tls_outside_loopback() -> None:

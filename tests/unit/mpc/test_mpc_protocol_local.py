@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols.mpc import field as F
-from protocols.mpc.params import MAX_ABS_VALUE, POLICIES, PairValues, ToleranceParams
+from protocols.mpc.params import MAX_ABS_VALUE, POLICIES, REASON_BITS, REASON_CODES, PairValues, ToleranceParams
 from protocols.mpc.protocol import run_local
 from protocols.mpc.reference import plaintext_discrepancy
 from protocols.mpc.runtime import local_sources
@@ -24,9 +24,8 @@ def assert_matches_reference(params, a, b, results) -> None:
     expected = plaintext_discrepancy(a, b, params)
     for result in (ra, rb):
         assert np.array_equal(result.disputed, expected.disputed)
-        assert result.per_reason == expected.per_reason
-        assert result.tolerance_charge == expected.tolerance_charge
-        assert result.disputed_charge == expected.disputed_charge
+        assert result.reason_pairs == expected.reason_pairs
+        assert result.cells == expected.cells
         if params.policy == "aggregate":
             assert result.reasons is None and result.differences is None
         else:
@@ -51,11 +50,11 @@ pair_strategy = st.tuples(
     st.integers(0, 10**9), st.integers(0, 10**5), st.integers(0, 10**7))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.sampled_from(POLICIES), st.integers(0, 6), st.integers(0, 3), st.integers(0, 3),
-       st.lists(pair_strategy, min_size=1, max_size=40), st.integers(3, 17))
-def test_random_pairs_equal_plaintext(policy, dt, dd, dc, rows, chunk) -> None:
-    params = ToleranceParams(dt, dd, dc, policy)
+       st.lists(pair_strategy, min_size=1, max_size=40), st.integers(3, 17), st.integers(1, 6))
+def test_random_pairs_equal_plaintext(policy, dt, dd, dc, rows, chunk, k) -> None:
+    params = ToleranceParams(dt, dd, dc, policy, k)
     offsets = [[r[i] for r in rows] for i in range(4)]
     base = [[1_700_000_000 + r[4] for r in rows], [r[5] for r in rows], [r[6] for r in rows], [r[6] for r in rows]]
     a, b = offsets_pairs(base, offsets)
@@ -93,11 +92,12 @@ def test_one_pair(policy) -> None:
     assert_matches_reference(params, a, b, run(params, a, b))
 
 
-def test_ten_thousand_pairs_flags() -> None:
+@pytest.mark.parametrize("policy", POLICIES)
+def test_ten_thousand_pairs(policy) -> None:
     from protocols.mpc.cli import generate_pairs
-    params = ToleranceParams(5, 2, 2, "flags")
+    params = ToleranceParams(5, 2, 2, policy)
     a, b = generate_pairs(10_000, seed=11)
-    assert_matches_reference(params, a, b, run(params, a, b))
+    assert_matches_reference(params, a, b, run(params, a, b, chunk_size=3000))
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -121,9 +121,62 @@ def test_helper_receives_no_operator_value(policy) -> None:
     received = b"".join(payload for _, payload in to_h)
     for value in canary + [v + 9 for v in canary] + [9, -9]:
         encodings = [value.to_bytes(8, "little", signed=True), value.to_bytes(8, "big", signed=True),
-                     str(value).encode(), F.encode(np.array([value % F.P], dtype=object))]
+                     str(value).encode(), F.encode(F.from_ints([value]))]
         if abs(value) > 255:
             for encoding in encodings:
                 assert encoding not in received
         else:  # a small difference: look for it as a whole field element only
             assert encodings[3] not in received
+
+
+def pairs_with_reasons(masks):
+    """A's and B's values such that pair i has exactly the reasons bitmask masks[i]."""
+    n = len(masks)
+    base = [np.full(n, 1_767_225_600), np.full(n, 300), np.arange(5_000, 5_000 + n), np.arange(5_000, 5_000 + n)]
+    offsets = [np.zeros(n, np.int64) for _ in range(4)]
+    for i, mask in enumerate(masks):
+        if mask & REASON_BITS["start_time"]:
+            offsets[0][i] = 100
+        if mask & (REASON_BITS["duration"] | REASON_BITS["charge_unexplained"]):
+            offsets[1][i] = 10
+        if mask & REASON_BITS["charge_rate_mismatch"]:
+            offsets[2][i] = 10
+        if mask & (REASON_BITS["charge_rounding"] | REASON_BITS["charge_unexplained"]):
+            offsets[2][i] = offsets[3][i] = 10
+    return offsets_pairs(base, offsets)
+
+
+T, D, R, G, U = (REASON_BITS[c] for c in ("start_time", "duration", "charge_rate_mismatch", "charge_rounding",
+                                          "charge_unexplained"))
+SCENARIOS = {
+    # name: (reason masks, classes expected in "other", cells whose sums are withheld)
+    "one disputed pair in the job": ([0] * 30 + [R], (), {"matched_tolerance", "disputed", *REASON_CODES}),
+    "one pair in a reason class": ([0] * 30 + [T] * 10 + [D] * 8 + [R], ("duration", "charge_rate_mismatch"),
+                                   set()),
+    "k - 1 pairs": ([0] * 30 + [T] * 20 + [D] * 4 + [G] * 6, ("duration", "charge_rounding"), set()),
+    "k pairs": ([0] * 30 + [T] * 20 + [D] * 5 + [G] * 6, (), set()),
+    "other merge": ([0] * 30 + [T] * 20 + [D] * 3 + [U | D] * 3, ("duration", "charge_unexplained"), set()),
+    "count only": ([0] * 100 + [D] * 2 + [G], (), {"matched_tolerance", "disputed", *REASON_CODES}),
+    "few matched_tolerance": ([0] * 2 + [T | R] * 12 + [D] * 9, (), {"matched_tolerance", "disputed",
+                                                                      *REASON_CODES}),
+}
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_small_cells_through_the_protocol(policy, scenario) -> None:
+    masks, merged, withheld = SCENARIOS[scenario]
+    a, b = pairs_with_reasons(masks)
+    params = ToleranceParams(5, 2, 2, policy)
+    results = run(params, a, b, chunk_size=16)
+    assert_matches_reference(params, a, b, results)
+    cells = results[0].cells
+    assert list(results[0].disputed) == [m != 0 for m in masks]
+    assert tuple(code for code, cell in cells.by_reason.items() if cell.in_other) == merged
+    named = {"matched_tolerance": cells.matched_tolerance, "disputed": cells.disputed, **cells.by_reason}
+    assert {name for name, cell in named.items() if cell.charge is None and not cell.in_other} == withheld
+    assert cells.candidates.charge == (int(a.charge.sum()), int(b.charge.sum()))
+    if merged:
+        members = [i for i, m in enumerate(masks) if m and REASON_CODES[m.bit_length() - 1] in merged]
+        assert cells.other.pairs == len(members) >= 5
+        assert cells.other.charge == (int(a.charge[members].sum()), int(b.charge[members].sum()))
