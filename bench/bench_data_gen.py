@@ -1,18 +1,32 @@
-"""Benchmarks of data_gen: generation and file writing measured separately, and the peak
-memory of a whole `settlechain gen` run at 10^7 rows per side.
+"""Benchmarks of data_gen: `settlechain gen` end to end (generate and write every file),
+wall time and peak memory of the process, at 10^6, 10^7 and (on request) 10^8 events.
 
-Run under the global lock (it needs ~5 GB at 10^7):
+Run under the global lock:
 
     flock /tmp/settlechain-bench.lock .venv/bin/python -m pytest bench/bench_data_gen.py \\
-        -o python_files='bench_*.py' --benchmark-enable --benchmark-columns=min,median,max,rounds -s
+        -o python_files='bench_*.py' --benchmark-enable \\
+        --benchmark-columns=min,median,max,rounds -s
 
-No peer: no installed or registry tool generates paired billing exports with their
-true reconciliation; generic fake-data libraries (Faker, mimesis) make one value
+Each run is a fresh `settlechain gen` process under `/usr/bin/time -f "%e s %M KiB"`
+(its wall time and peak resident set).  Options, by environment variable:
+
+- ``SETTLECHAIN_BENCH_GEN_BEFORE=DIR``: also run the same commands with the code of
+  another checkout (``git worktree add DIR <commit>``): the "before" of a change, in
+  the same run.  A checkout without a given format or size limit is skipped for it.
+- ``SETTLECHAIN_BENCH_GEN_1E8=1``: also 10^8 events (Parquet), written under
+  ``SETTLECHAIN_BENCH_DATA`` (default /work/bench-data; about 7.5 GB, deleted after).
+
+No other peer: no installed or registry tool generates paired billing exports with
+their true reconciliation; generic fake-data libraries (Faker, mimesis) make one value
 per Python call and would measure something else.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,67 +34,62 @@ from typing import Any
 
 import pytest
 
-from data_gen.config import GenConfig
-from data_gen.dataset import Dataset, generate, write_dataset
-
-#: Events per scenario; each side has about as many rows (10.1M events: >= 10^7 rows per side).
-SIZES = [1_000_000, 10_100_000]
-
-
-def _rows(dataset: Dataset) -> int:
-    return len(dataset.views.a) + len(dataset.views.b)
-
-
-@pytest.mark.parametrize("records", SIZES, ids=["1e6", "1e7"])
-def test_generate(benchmark: Any, records: int) -> None:
-    config = GenConfig(records=records, seed=1)
-    dataset = benchmark.pedantic(generate, args=(config, "parquet"), rounds=3, iterations=1)
-    median = benchmark.stats.stats.median
-    rows = _rows(dataset)
-    benchmark.extra_info.update(events=records, rows_a=len(dataset.views.a),
-                                rows_b=len(dataset.views.b),
-                                events_per_s=round(records / median),
-                                rows_per_s=round(rows / median))
-    print(f"\ngenerate {records} events ({rows} rows): median {median:.2f} s, "
-          f"{records / median / 1e6:.2f} M events/s, {rows / median / 1e6:.2f} M rows/s")
-    assert rows / median >= 1_000_000
+ROOT = Path(__file__).resolve().parent.parent
+BEFORE = os.environ.get("SETTLECHAIN_BENCH_GEN_BEFORE")
+DATA = Path(os.environ.get("SETTLECHAIN_BENCH_DATA", "/work/bench-data"))
+CASES = [pytest.param(1_000_000, "parquet", id="1e6-parquet"),
+         pytest.param(1_000_000, "csv", id="1e6-csv"),
+         pytest.param(10_000_000, "parquet", id="1e7-parquet"),
+         pytest.param(10_000_000, "csv", id="1e7-csv")]
+if os.environ.get("SETTLECHAIN_BENCH_GEN_1E8") == "1":
+    CASES.append(pytest.param(100_000_000, "parquet", id="1e8-parquet"))
+CODE = {"after": ROOT, **({"before": Path(BEFORE).resolve()} if BEFORE else {})}
+_TIME = re.compile(r"^([0-9.]+) s ([0-9]+) KiB$", re.M)
+#: The peak memory target: 2 GiB whatever the size.
+PEAK_LIMIT_KIB = 2 * 2**20
 
 
-@pytest.mark.parametrize("fmt", ["csv", "parquet"])
-@pytest.mark.parametrize("records", SIZES, ids=["1e6", "1e7"])
-def test_write(benchmark: Any, tmp_path: Path, records: int, fmt: str) -> None:
-    dataset = generate(GenConfig(records=records, seed=1), fmt)
-    rounds = 3 if records <= 1_000_000 else 2
-    seconds = benchmark.pedantic(write_dataset, args=(dataset, tmp_path), rounds=rounds,
-                                 iterations=1)
-    median = benchmark.stats.stats.median
-    rows = _rows(dataset)
-    sizes = {p.name: p.stat().st_size for p in tmp_path.iterdir()}
-    benchmark.extra_info.update(events=records, rows=rows, rows_per_s=round(rows / median),
-                                seconds_last_round=seconds, bytes=sizes)
-    print(f"\nwrite {fmt} {records} events ({rows} rows + truth): median {median:.2f} s, "
-          f"{rows / median / 1e6:.2f} M rows/s; last round {seconds}; bytes {sizes}")
+def gen(code: Path, records: int, fmt: str, out: Path) -> dict[str, Any]:
+    """One `settlechain gen` process with the code of checkout ``code``."""
+    command = ["/usr/bin/time", "-f", "%e s %M KiB", sys.executable, "-c",
+               "import sys; from engine.cli import main; sys.exit(main(sys.argv[1:]))",
+               "gen", "--records", str(records), "--seed", "1", "--format", fmt,
+               "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=7200,
+                          cwd=code)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    match = _TIME.findall(proc.stderr)[-1]
+    manifest = json.loads((out / "manifest.json").read_text())
+    sizes = {p.name: p.stat().st_size for p in out.iterdir()}
+    return {"wall_s": float(match[0]), "peak_kib": int(match[1]), "rows": manifest["rows"],
+            "events": manifest["events"], "bytes": sizes, "stdout": proc.stdout.strip()}
 
 
-_PEAK = """
-import sys
-from data_gen.config import GenConfig
-from data_gen.dataset import generate, write_dataset
-dataset = generate(GenConfig(records={records}, seed=1), "{fmt}")
-write_dataset(dataset, sys.argv[1])
-rows = (len(dataset.views.a), len(dataset.views.b))
-hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
-print(rows[0], rows[1], hwm)
-"""
+@pytest.mark.parametrize("code", list(CODE))
+@pytest.mark.parametrize(("records", "fmt"), CASES)
+def test_gen(benchmark: Any, tmp_path: Path, records: int, fmt: str, code: str) -> None:
+    if code == "before" and records > 50_000_000:
+        pytest.skip("the code before block-wise generation allowed at most 5 * 10^7 events")
+    folder = DATA if records >= 100_000_000 else tmp_path
+    runs: list[dict[str, Any]] = []
 
+    def one() -> None:
+        out = folder / f"gen-{code}-{records}-{fmt}-{len(runs)}"
+        try:
+            runs.append(gen(CODE[code], records, fmt, out))
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
 
-@pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_peak_memory_at_1e7_per_side(tmp_path: Path, fmt: str) -> None:
-    """Generate and write 10^7+ rows per side in a fresh process; its peak RSS."""
-    code = _PEAK.format(records=SIZES[-1], fmt=fmt)
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
-                          text=True, timeout=1800, check=True)
-    rows_a, rows_b, hwm_kib = (int(x) for x in proc.stdout.split())
-    print(f"\npeak memory {fmt}: {hwm_kib / 2**20:.2f} GiB for {rows_a} + {rows_b} rows")
-    assert min(rows_a, rows_b) >= 10_000_000
-    assert hwm_kib < 8 * 2**20
+    rounds = 3 if records <= 1_000_000 else 2 if records <= 10_000_000 else 1
+    benchmark.pedantic(one, rounds=rounds, iterations=1)
+    walls = sorted(r["wall_s"] for r in runs)
+    peaks = sorted(r["peak_kib"] for r in runs)
+    last = runs[-1]
+    benchmark.extra_info.update(code=code, events=records, format=fmt, rows=last["rows"],
+                                wall_s=walls, peak_kib=peaks, bytes=last["bytes"])
+    print(f"\n{code} gen {records} {fmt}: wall {walls} s (median "
+          f"{walls[len(walls) // 2]:.1f} s), peak {[round(p / 2**20, 2) for p in peaks]} GiB, "
+          f"rows {last['rows']}, bytes {last['bytes']}\n{last['stdout']}")
+    if code == "after":
+        assert max(peaks) < PEAK_LIMIT_KIB

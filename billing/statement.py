@@ -37,7 +37,7 @@ from typing import Any
 
 from billing.errors import BillingInputError, StatementError
 from ledger_anchor import sm2
-from ledger_anchor.commitment import document_bytes, open_document
+from ledger_anchor.commitment import document_bytes, document_signatures, open_document
 from ledger_anchor.entries import canonical_entry_bytes, parse_signature_list
 from ledger_anchor.errors import LedgerError
 from ledger_anchor.sm3 import sm3
@@ -178,9 +178,10 @@ def settled_statement(statement: Mapping[str, Any], entry: Mapping[str, Any], in
         raise BillingInputError("malformed operators", file=source, column="operators",
                                 expected="{\"A\": member id, \"B\": member id}", found=repr(operators))
     for what, signed_list, signed in (("entry", entry.get("signatures"), canonical_entry_bytes(entry)),
-                                      ("statement", statement.get("signatures"), signing_bytes(statement))):
+                                      ("statement", None, signing_bytes(statement))):
         try:
-            signatures = parse_signature_list(signed_list)
+            signatures = parse_signature_list(signed_list) if what == "entry" \
+                else document_signatures(statement)
         except LedgerError as exc:
             raise StatementError(f"{source if what == 'statement' else f'ledger entry {index}'}: {exc}") from None
         for role in ROLES:

@@ -13,7 +13,11 @@ Which side carries which quirk is fixed, so that a scenario reads like a story:
 - B bills a share of its voice records in its own increment (``increment_quirk_*``);
 - B's switch writes long calls as partial records (``split_share``);
 - either side may lose records, duplicate them, write a wrong UTC offset, or
-  carry invalid rows (one of each kind, ``invalid_per_kind``).
+  carry invalid rows (one of each kind, ``invalid_per_kind``);
+- a few calls happened outside the period (``out_of_period_share``): both sides
+  carry them and the job excludes them (``out_of_period``);
+- for the circuit breaker's tests, a side can write its whole export invalid
+  (``yuan_charges``).
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ class GenConfig:
     records: int = _knob(100_000, "number of true call events; each side's file has about "
                                   "this many rows (fewer missing, more parts/duplicates)")
     seed: int = _knob(0, "seed of numpy's Generator; the same seed and knobs give identical files")
-    period: str = _knob("2026-10", "settlement month YYYY-MM; start times fall in it "
-                                   "(Beijing local time, +08:00)")
+    period: str = _knob("2026-10", "settlement month YYYY-MM (the job's period); start times "
+                                   "fall in it (Beijing local time, +08:00) except those of "
+                                   "out_of_period_share")
     operator_a: str = _knob("CMCC", "operator of side A (CMCC | CUCC | CTCC)")
     operator_b: str = _knob("CUCC", "operator of side B (CMCC | CUCC | CTCC), not A's")
 
@@ -62,9 +67,13 @@ class GenConfig:
     zero_duration_share: float = _knob(0.02, "share of voice events that are unanswered "
                                              "attempts with duration 0 on both sides (excluded "
                                              "by the rules)")
-    repeat_pair_share: float = _knob(0.05, "share of events that reuse the numbers of another "
-                                           "event "
-                                           "(repeat calls between the same two subscribers)")
+    repeat_pair_share: float = _knob(0.05, "share of events that reuse the numbers of an event "
+                                           "of the previous day or so (repeat calls between the "
+                                           "same two subscribers)")
+    out_of_period_share: float = _knob(0.002, "share of events that happened outside the period: "
+                                              "1-2 h before or after it, in the month before or "
+                                              "after it, or on 9999-12-31 (always at least an hour "
+                                              "away); their records are excluded (out_of_period)")
 
     # -- agreed rules (written to rules.toml) ----------------------------------------
     time_tolerance_s: int = _knob(5, "rules: time_tolerance_s (δ)")
@@ -108,6 +117,10 @@ class GenConfig:
                                             "reads +08:00 local time")
     invalid_per_kind: int = _knob(1, "invalid rows of each kind per side (every kind of "
                                      "docs/records.md that the file format can express)")
+    yuan_charges: str = _knob("none", "none | A | B | both: that side writes every charge in "
+                                      "yuan with a decimal point (\"0.06\" for 6 fen; a float "
+                                      "column in Parquet), so every row of its file is invalid "
+                                      "(wrong_type:charge): an all-invalid export")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -136,6 +149,8 @@ class GenConfig:
         for name in ("operator_a", "operator_b"):
             if getattr(self, name) not in KNOWN_OPERATORS:
                 _bad(name, " | ".join(KNOWN_OPERATORS), getattr(self, name))
+        if self.yuan_charges not in YUAN_SIDES:
+            _bad("yuan_charges", " | ".join(YUAN_SIDES), self.yuan_charges)
         if self.operator_a == self.operator_b:
             _bad("operator_b", "an operator other than operator_a", self.operator_b)
         if self.voice_share + self.sms_share > 1.0:
@@ -202,6 +217,10 @@ class GenConfig:
         seconds = int(match.group(2)) * 3600 + int(match.group(3)) * 60  # type: ignore[union-attr]
         return -seconds if match.group(1) == "-" else seconds  # type: ignore[union-attr]
 
+    def yuan_side(self, side: str) -> bool:
+        """Whether ``side`` ("A" or "B") writes its charges in yuan (all rows invalid)."""
+        return self.yuan_charges in (side, "both")
+
     def isolation_gap_s(self) -> int:
         """Two different events of the same (service, calling, called) are at least this far
         apart on both sides, so that every true pair is isolated (docs/matching.md)."""
@@ -212,9 +231,13 @@ class GenConfig:
         return dataclasses.asdict(self)
 
 
-#: Most events per scenario: called numbers are unique (numbers.UniqueSubscribers draws at
-#: most 10^8), with room left for renumbering.  Larger volumes are partitioned anyway.
-MAX_RECORDS = 50_000_000
+#: Most events per scenario: called numbers are unique per called operator
+#: (numbers.CalledNumbers: at most 10^8 per operator, fresh and renumbered together), and
+#: each operator is called in about half of the events.
+MAX_RECORDS = 150_000_000
+
+#: Values of the ``yuan_charges`` knob.
+YUAN_SIDES: tuple[str, ...] = ("none", "A", "B", "both")
 
 #: Local time of both operators (Beijing) and of the rules' time bands.
 LOCAL_OFFSET_S = 8 * 3600

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from data_gen.errors import DataGenError
+
 OPERATOR_NAMES: dict[str, str] = {
     "CMCC": "China Mobile",
     "CUCC": "China Unicom",
@@ -58,27 +60,58 @@ def random_subscribers(rng: np.random.Generator, count: int) -> np.ndarray:
     return rng.integers(0, _SUBSCRIBER, size=count)
 
 
-class UniqueSubscribers:
-    """Subscriber digits that never repeat within a scenario: a bijection of 0..10^8-1
-    (i ↦ (i·M + c) mod 10^8, M coprime to 10, c from the seed) applied to a counter.
+class CalledNumbers:
+    """Subscriber digits of called numbers that never repeat within a scenario.
 
-    With up to 10^8 draws, no two draws are equal, so numbers built from them are
-    distinct whatever their segment.  For the sizes generated here this is
-    statistically the same as drawing uniformly (which would repeat a number with
-    probability ~n/10^8 per pair, without any realism to gain)."""
+    One counter per called operator (0: operator A's subscriber is called, 1: B's): the
+    k-th fresh number of an operator gets the digits (k·M + c) mod 10^8, a bijection of
+    0..10^8-1 (M coprime to 10, c from the seed, one per operator); numbers given to
+    renumbered events count down from the top (k = 10^8 - 1, 10^8 - 2, ...), so the two
+    never meet while an operator has at most 10^8 of them.  Numbers of two different
+    operators differ in their segment, so no two called numbers are equal.  Draws are
+    made in event order, hence the same whatever the block size.
+
+    For the sizes generated here this is statistically the same as drawing uniformly
+    (which would repeat a number with probability ~n/10^8 per pair, without any realism
+    to gain)."""
 
     MULTIPLIER = 54_435_761  # odd, not a multiple of 5: coprime to 10^8
 
     def __init__(self, rng: np.random.Generator) -> None:
-        self._offset = int(rng.integers(0, _SUBSCRIBER))
-        self._next = 0
+        self._offset = [int(x) for x in rng.integers(0, _SUBSCRIBER, size=2)]
+        self._fresh = [0, 0]
+        self._renumbered = [0, 0]
 
-    def take(self, count: int) -> np.ndarray:
-        if self._next + count > _SUBSCRIBER:
-            raise ValueError("more than 10^8 unique subscriber numbers requested")
-        index = np.arange(self._next, self._next + count, dtype=np.int64)
-        self._next += count
-        return (index * self.MULTIPLIER + self._offset) % _SUBSCRIBER
+    def fresh(self, operator: np.ndarray) -> np.ndarray:
+        """Digits for events in order whose called operator is ``operator`` (uint8 0/1)."""
+        out = np.empty(operator.shape[0], dtype=np.int64)
+        for op in (0, 1):
+            where = np.flatnonzero(operator == op)
+            index = self._fresh[op] + np.arange(where.shape[0], dtype=np.int64)
+            self._fresh[op] += where.shape[0]
+            self._check(op)
+            out[where] = self._digits(op, index)
+        return out
+
+    def renumber(self, operator: np.ndarray) -> np.ndarray:
+        """Fresh digits for renumbered events in order (from the top of the range)."""
+        out = np.empty(operator.shape[0], dtype=np.int64)
+        for op in (0, 1):
+            where = np.flatnonzero(operator == op)
+            index = (_SUBSCRIBER - 1 - self._renumbered[op]
+                     - np.arange(where.shape[0], dtype=np.int64))
+            self._renumbered[op] += where.shape[0]
+            self._check(op)
+            out[where] = self._digits(op, index)
+        return out
+
+    def _digits(self, op: int, index: np.ndarray) -> np.ndarray:
+        return (index * self.MULTIPLIER + self._offset[op]) % _SUBSCRIBER
+
+    def _check(self, op: int) -> None:
+        if self._fresh[op] + self._renumbered[op] > _SUBSCRIBER:
+            raise DataGenError("more than 10^8 unique called numbers of one operator: fewer "
+                               "records, please")
 
 
 def with_subscribers(numbers: np.ndarray, subscribers: np.ndarray) -> np.ndarray:

@@ -20,7 +20,11 @@ def prefix(operator: str, period: str) -> str:
     return f"{operator}{period.replace('-', '')}"
 
 
+def digits_expr(row: pl.Expr) -> pl.Expr:
+    """The 10 digits of the record_id of 1-based row number ``row`` (an Int64 expression)."""
+    return ((row * MULTIPLIER + OFFSET) % 10**10).cast(pl.String).str.zfill(10)
+
+
 def id_expr(id_prefix: str, row: pl.Expr) -> pl.Expr:
     """The record_id of 1-based row number ``row`` (an Int64 expression)."""
-    digits = ((row * MULTIPLIER + OFFSET) % 10**10).cast(pl.String).str.zfill(10)
-    return pl.lit(id_prefix) + digits
+    return pl.lit(id_prefix) + digits_expr(row)

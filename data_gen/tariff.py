@@ -27,6 +27,10 @@ from data_gen.numbers import OPERATOR_NAMES, OPERATOR_SEGMENTS
 SERVICES: tuple[str, ...] = ("voice", "sms", "data")
 VOICE, SMS, DATA = 0, 1, 2
 WILDCARD = "*"
+#: A call type that no voice tariff row names: a voice call to a number with this prefix
+#: (satellite phones, segment 1740) has no tariff, inside the period as outside it.
+#: No generated number is in it; data_gen writes it into the ``no_tariff`` invalid rows.
+NO_TARIFF_CALL_TYPE, NO_TARIFF_PREFIX = "satellite", "861740"
 #: Voice rates, fen per 60 s: peak before and after the change, off-peak.
 VOICE_PEAK_OLD, VOICE_PEAK_NEW, VOICE_OFFPEAK = 6, 5, 3
 
@@ -149,7 +153,7 @@ class ScenarioRules:
             out += [f"field = {_q(ex.field)}", f"equals = {ex.equals}", ""]
         out += [
             "[circuit_breaker]",
-            "max_records = 100000000",
+            "max_records = 200000000",
             "max_size_ratio = 2.0",
             "min_records_for_ratio = 1000",
             "max_disputed_share = 0.05",
@@ -216,7 +220,7 @@ def build_rules(config: GenConfig) -> ScenarioRules:
         operators=tuple((op, OPERATOR_NAMES[op], tuple(f"86{seg}" for seg in segs))
                         for op, segs in OPERATOR_SEGMENTS.items()),
         default_call_type="international",
-        call_types=(("domestic", ("86",)),),
+        call_types=(("domestic", ("86",)), (NO_TARIFF_CALL_TYPE, (NO_TARIFF_PREFIX,))),
         time_bands=(TimeBand("peak", 7 * 60, 23 * 60), TimeBand("offpeak", 23 * 60, 7 * 60)),
         tariffs=(
             TariffRow("*", "*", "voice", "domestic", "peak", change, None, VOICE_PEAK_NEW, 60, 60,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -85,6 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("settlechain: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`settlechain ledger show | head`): not an error of ours;
+        # point stdout at devnull so the interpreter's final flush does not complain
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except root_errors as exc:  # type: ignore[misc]
         diagnose = getattr(exc, "diagnostics", None)
         text = diagnose() if callable(diagnose) else str(exc)

@@ -168,7 +168,7 @@ def _register_audit(subparsers) -> None:
 
 
 def _open(args: argparse.Namespace):
-    from ledger_anchor.client import open_ledger  # noqa: PLC0415
+    from ledger_anchor.opening import open_ledger  # noqa: PLC0415
 
     member = getattr(args, "member", None) or getattr(args, "author", None)
     return open_ledger(args.config, member_id=member)

@@ -20,7 +20,8 @@ Modules, in topological order of their imports:
 ``witness``     what a member checks before it relies on the log; the cosigning step
 ``verify``      full verification of a ledger file
 ``bundle``      C2SP tlog-proof style offline bundles (``ledger prove`` / ``check``)
-``client``      ``open_ledger``: one API, embedded SQLite or remote gRPC
+``client``      the ledger clients: embedded SQLite (and the base of the gRPC one)
+``opening``     ``open_ledger``: one call, embedded SQLite or remote gRPC
 ``remote``      the gRPC client; ``service`` the gRPC server (mutual TLS)
 ``cli``         the ``settlechain ledger ...`` subcommands
 
@@ -33,7 +34,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "open_ledger": "ledger_anchor.client",
+    "open_ledger": "ledger_anchor.opening",
     "LedgerClient": "ledger_anchor.client",
     "EmbeddedLedger": "ledger_anchor.client",
     "AppendReceipt": "ledger_anchor.log",

@@ -109,7 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _open(args: argparse.Namespace, **kwargs: Any):
-    from ledger_anchor.client import open_ledger  # noqa: PLC0415 - lazy heavy import
+    from ledger_anchor.opening import open_ledger  # noqa: PLC0415 - lazy heavy import
 
     return open_ledger(args.config, db=getattr(args, "db", None), member_id=getattr(args, "member", None),
                        sm2_backend=getattr(args, "sm2_backend", None), **kwargs)
@@ -259,7 +259,9 @@ def _check(args: argparse.Namespace) -> int:
         if "commitment" in report.entry:
             # the ledger holds a salted commitment to the document (its amounts stay off the
             # ledger): the document must open it, and carry its authors' signatures
-            from ledger_anchor.commitment import document_bytes, open_document  # noqa: PLC0415
+            from ledger_anchor.commitment import (  # noqa: PLC0415
+                document_bytes, document_signatures, open_document,
+            )
             from ledger_anchor.entries import parse_signature_list  # noqa: PLC0415
             from ledger_anchor.errors import EntryError, MismatchError  # noqa: PLC0415
 
@@ -269,11 +271,7 @@ def _check(args: argparse.Namespace) -> int:
                 raise MismatchError(f"{args.entry}: differs from entry {report.index} of the "
                                     f"bundle: {exc}") from None
             try:
-                listed = document.get("signatures")
-                # a document may show each key's id beside its signature; the id is not signed
-                signatures = parse_signature_list(
-                    [{k: v for k, v in item.items() if k != "key_id"} if isinstance(item, dict)
-                     else item for item in listed] if isinstance(listed, list) else listed)
+                signatures = document_signatures(document)
             except Exception as exc:  # noqa: BLE001 - any malformed list is a mismatch
                 raise MismatchError(f"{args.entry}: malformed signatures: {exc}") from None
             authors = set(parse_signature_list(report.entry.get("signatures", [])))

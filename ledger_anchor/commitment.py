@@ -83,3 +83,16 @@ def open_document(document: Mapping[str, Any], entry: Mapping[str, Any]) -> None
         raise EntryError("ledger.commitment_salt is not hex") from None
     verify_commitment(str(entry.get("commitment", "")), str(entry.get("kind", "")), salt,
                       document_bytes(document))
+
+
+def document_signatures(document: Mapping[str, Any]) -> dict[str, bytes]:
+    """A committed document's signatures, ``{signer: 64-byte r||s}``.  Each item of its
+    ``signatures`` list may also show the signer's key id (``key_id``), for people; the id
+    is not signed and not checked here."""
+    from ledger_anchor.entries import parse_signature_list
+
+    listed = document.get("signatures")
+    if isinstance(listed, list):
+        listed = [{k: v for k, v in item.items() if k != "key_id"} if isinstance(item, Mapping)
+                  else item for item in listed]
+    return parse_signature_list(listed)

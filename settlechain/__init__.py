@@ -63,7 +63,8 @@ if TYPE_CHECKING:  # what the lazy names below are, for type checkers
         vote,
     )
     from governance.rules import RulePackage, rules_in_force
-    from ledger_anchor.client import LedgerClient, open_ledger
+    from ledger_anchor.client import LedgerClient
+    from ledger_anchor.opening import open_ledger
     from ledger_anchor.sm2 import PrivateKey, generate_keypair, load_private_key, save_private_key
     from ledger_anchor.verify import VerificationReport
     from settlechain.data import (
@@ -120,7 +121,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "StageTiming": ("settlechain.outputs", "StageTiming"),
     "ExportResult": ("engine.export", "ExportResult"),
     # the ledger
-    "open_ledger": ("ledger_anchor.client", "open_ledger"),
+    "open_ledger": ("ledger_anchor.opening", "open_ledger"),
     "LedgerClient": ("ledger_anchor.client", "LedgerClient"),
     "verify_ledger": ("settlechain.ledger", "verify_ledger"),
     "VerificationReport": ("ledger_anchor.verify", "VerificationReport"),

@@ -56,13 +56,15 @@ class GeneratedData:
 
 def generate_data(out: PathLike, *, records: int, seed: int,
                   file_format: Literal["csv", "parquet"] = "csv",
+                  progress: Callable[[int, int], None] | None = None,
                   **knobs: Any) -> GeneratedData:
     """Generate one settlement month between two operators and write it into ``out``.
 
     ``records``: true call events (each file has about as many rows); ``seed``: the same
     seed and knobs give identical files.  ``knobs``: any other field of
     :class:`data_gen.config.GenConfig` (``settlechain gen --help`` lists them with their
-    defaults), e.g. ``period="2026-11"`` or ``missing_share_b=0.05``.  Raises
+    defaults), e.g. ``period="2026-11"`` or ``missing_share_b=0.05``.
+    ``progress(events_done, events)``: after each block of events written.  Raises
     :class:`~data_gen.errors.DataGenError` naming a bad knob.
     """
     from data_gen.config import GenConfig
@@ -76,10 +78,10 @@ def generate_data(out: PathLike, *, records: int, seed: int,
                            f"{', '.join(sorted(known - {'records', 'seed'}))}")
     dataset = generate(GenConfig(records=records, seed=seed, **knobs), file_format)
     folder = Path(out)
-    write_dataset(dataset, folder)
+    written = write_dataset(dataset, folder, on_block=progress)
     return GeneratedData(folder=folder, a=folder / f"a.{file_format}",
                          b=folder / f"b.{file_format}", rules=folder / "rules.toml",
-                         truth=folder / "truth.parquet", manifest=dataset.manifest())
+                         truth=folder / "truth.parquet", manifest=written.manifest)
 
 
 def load_rules(rules: Rules | PathLike) -> Rules:

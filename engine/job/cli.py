@@ -255,6 +255,10 @@ class _StatusLine:
             self._last = ""
 
 
+def _yuan(fen: int | None) -> str:
+    return "withheld" if fen is None else f"¥{fen / 100:,.2f}"
+
+
 def _outcome_lines(summary: dict, out: Path) -> str:
     """What a party ends with on the terminal: its outcome, not only "done"."""
     if summary.get("party") == "H":
@@ -270,10 +274,14 @@ def _outcome_lines(summary: dict, out: Path) -> str:
              "invalid", "excluded")
     lines.append("  rows: " + ", ".join(f"{name.replace('_local', '')} {counts.get(name, 0):,}"
                                         for name in order))
-    lines.append(f"  agreed ¥{totals.get('agreed_charge', 0) / 100:,.2f}; disputed ¥"
-                 f"{totals.get('disputed_local_charge', 0) / 100:,.2f} (this side) vs ¥"
-                 f"{totals.get('disputed_remote_charge', 0) / 100:,.2f}; settlement: "
+    lines.append(f"  agreed {_yuan(totals.get('agreed_charge'))}; disputed "
+                 f"{_yuan(totals.get('disputed_local_charge'))} (this side) vs "
+                 f"{_yuan(totals.get('disputed_remote_charge'))}; settlement: "
                  f"{summary.get('review', {}).get('settlement', '?')}")
+    held = summary.get("held")
+    if held:
+        lines.append(f"  held for manual settlement: {held['pairs']} candidate pairs (the "
+                     "small-cell rule withholds their amounts)")
     if anchor.get("index") is not None:
         lines.append(f"  statement anchored as ledger entry {anchor['index']}")
     lines.append(f"  report: {out / 'report.html'}")

@@ -146,6 +146,16 @@ def run_demo(*, records: int, seed: int, file_format: str, disclosure: str | Non
 
     _print_outcome(out, dataset)
     _verify_ledger(config)
+    # after the statement: approvals, invoices, a bank statement, an overdue sweep, an
+    # adjustment (the billing package; docs/billing.md)
+    from billing.demo import DemoJob, run_billing_demo
+
+    _say("\nAfter the statement:")
+    run_billing_demo(out, config, rules_path,
+                     [DemoJob(f"demo-{dataset.config.period}-seed{seed}",
+                              {ROLES["A"]: out / "A" / "statement.json",
+                                                  ROLES["B"]: out / "B" / "statement.json"})],
+                     seed=seed, say=_say)
     _say(f"\nReports: {_shown(out / 'A' / 'report.html')} and "
          f"{_shown(out / 'B' / 'report.html')}")
     _say("The job is settled: running it again is refused.  To rebuild a party's lost outputs "
@@ -200,14 +210,18 @@ def _print_outcome(out: Path, dataset) -> None:
     statement = json.loads((out / "A" / "statement.json").read_text())
     _say(f"  pairs: {pairs['matched_exact']:,} exact, {pairs['matched_tolerance']:,} within "
          f"tolerance, {pairs['disputed']:,} disputed")
-    _say(f"  agreed amount ¥{totals['agreed_charge'] / 100:,.2f}; disputed ¥"
-         f"{totals['disputed_local_charge'] / 100:,.2f} (A) vs ¥"
-         f"{totals['disputed_remote_charge'] / 100:,.2f} (B); settlement: "
+    def yuan(fen):
+        return "withheld" if fen is None else f"¥{fen / 100:,.2f}"
+
+    _say(f"  agreed amount {yuan(totals['agreed_charge'])}; disputed "
+         f"{yuan(totals['disputed_local_charge'])} (A) vs "
+         f"{yuan(totals['disputed_remote_charge'])} (B); settlement: "
          f"{statement['settlement']}, signed by {', '.join(s['signer'] for s in statement['signatures'])}")
     reasons = summaries["A"].get("reasons", {})
     if reasons:
         _say("  disputes by reason: " + ", ".join(f"{code} {v['pairs']:,}"
-                                                  for code, v in reasons.items()))
+                                                  for code, v in reasons.items()
+                                                  if code != "other"))
     # The generator knows the true answer: compare every row's status with it.
     truth = pl.read_parquet(out / "data" / "truth.parquet")
     agree = total = 0

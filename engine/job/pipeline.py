@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.errors import InputError, JobError
 from engine.outputs import OutputError
-from engine.job.party import AbortWatch, PartyContext, connect_link, start_host
+from engine.job.context import AbortWatch, PartyContext, connect_link, start_host
 from engine.job.roles import HelperRun, OperatorRun, host_checks
 from engine.job.agree import agreement
 from engine.job.session import HostLink, SessionAborted

@@ -43,7 +43,7 @@ from engine.ingest.reading import InputFile, open_input
 from engine.job import session_pb2
 from engine.job.job_secrets import JobSecrets
 from engine.job.buckets import MAX_ATTEMPTS, BucketPasses, PsiPeer, forget_bucket, kept_digest
-from engine.job.party import fault_point
+from engine.job.context import fault_point
 from engine.job.session import SessionAborted
 from engine.matching.evaluation import pair_values, tolerance_params
 from engine.names import OPERATOR_ROLES
@@ -465,6 +465,7 @@ class OperatorRun(_Run):
         assert side is not None and self.secrets is not None
         with self.stage("report"):
             tally = side.finish(evaluation)
+            self.clock.count("report", side.input_rows)
             out = ctx.out_dir
             side.write_quarantine(out / QUARANTINE_FILE)
             digest = side.write_records(out / RECORDS_FILE)

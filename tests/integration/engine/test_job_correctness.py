@@ -12,8 +12,9 @@ import json
 import polars as pl
 import pytest
 
-from engine.ingest import ingest
-from engine.reference import reconcile_plain
+from engine.errors import JobError
+from engine.reference import reconcile_files
+from ledger_anchor import open_ledger
 from engine.rules import load_rules
 
 from tests.integration.engine.jobs import describe, generate, run_job
@@ -95,8 +96,9 @@ def test_private_job_equals_truth_and_reference(tmp_path, gen, policy):
 
     # 4. the plaintext reference gives the same statuses and summary numbers
     rules = load_rules(generated.rules)
-    frames = {role: ingest(generated.data[role], rules) for role in "AB"}
-    reference = reconcile_plain(frames["A"], frames["B"], rules, job_id="job-1")
+    reference = reconcile_files(generated.data["A"], generated.data["B"], rules,
+                                out=tmp_path / "reference", job_id="job-1", period="2026-10",
+                                operators=("CMCC", "CUCC"))
     for role in "AB":
         ref = reference.party(role)
         ref_rows = ref.records.sort("row")
@@ -111,20 +113,27 @@ def test_private_job_equals_truth_and_reference(tmp_path, gen, policy):
             assert stages[name]["items"] == ref_stages[name]["items"], (role, name)
         # each stage's own peak memory, none above the process's
         peaks = [stages[name]["peak_memory_mib"] for name in ("ingest", "psi_exact", "psi_key",
-                                                              "mpc", "report", "anchor")]
+                                                              "mpc", "report")]
         assert all(0 < peak <= stages["peak_memory_mib"] for peak in peaks), stages
 
     # 5. both sides signed the same statement; the ledger anchored it
     statements = {role: json.loads((out[role] / "statement.json").read_text()) for role in "AB"}
     assert statements["A"] == statements["B"]
     assert [s["signer"] for s in statements["A"]["signatures"]] == ["CMCC", "CUCC"]
-    assert summaries["A"]["anchor"]["index"] == summaries["B"]["anchor"]["index"]
+    anchors = {role: json.loads((out[role] / "anchor.json").read_text()) for role in "AB"}
+    assert anchors["A"]["index"] == anchors["B"]["index"] == statements["A"]["ledger"]["index"]
+    # the reference's statement is the job's, but for the pair ids' digests and signatures
+    ref_statement = reference.party("A").statement
+    for key in ("records", "pairs", "totals", "held", "classes", "settlement"):
+        assert ref_statement[key] == statements["A"][key], key
     assert (out["A"] / "report.html").stat().st_size > 10_000
 
 
 @pytest.mark.slow
-def test_periods_without_traffic_settle_to_zero(tmp_path):
-    """Both operators export a header and no rows: the job still runs, signs and anchors."""
+def test_periods_without_traffic_are_refused_not_signed(tmp_path):
+    """Both operators export a header and no rows: nothing to settle.  The job stops on
+    every party with that reason (engine.breaker), anchors nothing and leaves the job id
+    free; the reference reconciler refuses the same input with the same reason."""
     generated = generate(tmp_path / "data", records=10, seed=3)
     header = generated.data["A"].read_bytes().split(b"\n", 1)[0] + b"\n"
     empty = {}
@@ -132,10 +141,11 @@ def test_periods_without_traffic_settle_to_zero(tmp_path):
         empty[role] = tmp_path / f"{role.lower()}-empty.csv"
         empty[role].write_bytes(header)
     job, codes = run_job(tmp_path / "job", empty, generated.rules)
-    assert codes == {"A": 0, "B": 0, "H": 0}, describe(job)
-    for role in "AB":
-        summary = json.loads((job.parties[role].out / "summary.json").read_text())
-        assert set(summary["counts"].values()) == {0}
-        assert set(summary["totals"].values()) == {0}
-        assert pl.read_parquet(job.parties[role].out / "records.parquet").height == 0
-        assert summary["anchor"]["index"] >= 0
+    assert codes == {"A": 3, "B": 3, "H": 3}, describe(job)
+    for role, party in job.parties.items():
+        assert "nothing to settle" in party.console_text(), role
+    with open_ledger(job.config, readonly=True) as ledger:
+        assert not [e for e in ledger.entries(0, ledger.size()) if e.get("job_id") == "job-1"]
+    with pytest.raises(JobError, match="nothing to settle"):
+        reconcile_files(empty["A"], empty["B"], load_rules(generated.rules),
+                        out=tmp_path / "reference", job_id="job-1", period="2026-10")

@@ -74,7 +74,7 @@ def test_party_with_another_job_id_is_refused(tmp_path, data):
 @pytest.mark.slow
 def test_rules_not_adopted_are_refused(tmp_path, data):
     job = prepare(tmp_path, data, adopt=False)
-    assert_all_stopped(job, run(job), "are not adopted on the consortium ledger")
+    assert_all_stopped(job, run(job), "are not in force for period 2026-10")
 
 
 @pytest.mark.slow
@@ -120,7 +120,7 @@ def test_a_settled_job_is_not_run_again(tmp_path, data):
     import hashlib
     import json
 
-    from ledger_anchor.client import open_ledger
+    from ledger_anchor.opening import open_ledger
 
     job = prepare(tmp_path, data)
     assert run(job) == {"A": 0, "B": 0, "H": 0}, describe(job)

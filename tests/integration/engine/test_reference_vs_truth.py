@@ -40,7 +40,7 @@ def test_reference_statuses_equal_truth(tmp_path, knobs):
     fmt = "parquet" if "parquet" in knobs else "csv"
     out = tmp_path / "plain"
     run("reconcile-plain", "--a", str(data / f"a.{fmt}"), "--b", str(data / f"b.{fmt}"),
-        "--rules", str(data / "rules.toml"), "--out", str(out))
+        "--rules", str(data / "rules.toml"), "--out", str(out), "--period", "2026-10")
     truth = pl.read_parquet(data / "truth.parquet")
     for role in "AB":
         got = pl.read_parquet(out / role / "records.parquet")

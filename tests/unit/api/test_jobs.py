@@ -8,6 +8,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 import settlechain
@@ -67,9 +68,15 @@ def test_validate_applies_the_period(api_doc_run: DocRun) -> None:
     job = settlechain.read_operator_outputs(api_doc_run.folder / "job" / "A")  # same period
     assert whole.counts["out_of_period"] == 0
     assert inside.counts["out_of_period"] == job.summary.excluded_by_reason["out_of_period"] > 0
-    # a month before the data: every record is out of the period, nothing left to match
-    assert before.counts["ok"] == 0 and before.counts["considered"] == 0
-    assert before.counts["excluded"] == before.counts["out_of_period"] >= whole.counts["ok"]
+    # the months are disjoint: a row matched in one is out of the other's period
+    statuses = inside.rows.select("row", "status", "reason").join(
+        before.rows.select("row", pl.col("status").alias("before"),
+                           pl.col("reason").alias("before_reason")), on="row")
+    ok_inside = statuses.filter(pl.col("status") == "ok")
+    ok_before = statuses.filter(pl.col("before") == "ok")
+    assert ok_inside.height > 1000
+    assert (ok_inside.get_column("before_reason") == "out_of_period").all()
+    assert (ok_before.get_column("reason") == "out_of_period").all()
     with pytest.raises(settlechain.InputError, match="period"):
         settlechain.validate(data / "a.csv", data / "rules.toml", period="2026-13")
 

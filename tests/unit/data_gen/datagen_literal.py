@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,8 @@ def _validate(number: int, texts: dict[str, Any], undecodable: str | None, seen_
                     problem = ("wrong_type", name)
                 else:
                     value = int(value)
+            elif isinstance(value, bool) or not isinstance(value, int):
+                problem = ("wrong_type", name)     # money is never a float
             if problem is None and value < 0:
                 problem = ("negative_value", name)
         if problem:
@@ -185,8 +188,18 @@ def _epoch(match: re.Match[str]) -> int:
 # local processing
 
 
-def local_units(rows: list[Row], rules: Rules) -> list[Unit]:
-    """Duplicates, partial chains, exclusions, rating.  Returns the considered units."""
+def period_bounds(period: str, rules: Rules) -> tuple[int, int]:
+    """[first, end) of a period YYYY-MM in the rules' time zone, UTC epoch seconds."""
+    year, month = int(period[:4]), int(period[5:7])
+    tz = dt.timezone(dt.timedelta(seconds=rules.timezone_offset_s))
+    first = dt.datetime(year, month, 1, tzinfo=tz)
+    end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=tz)
+    return int(first.timestamp()), int(end.timestamp())
+
+
+def local_units(rows: list[Row], rules: Rules, period: tuple[int, int]) -> list[Unit]:
+    """Duplicates, partial chains, exclusions (the period first, then the rules'),
+    rating.  Returns the considered units."""
     first_copy: dict[tuple[Any, ...], int] = {}
     for row in rows:
         if row.status != "ok":
@@ -224,7 +237,11 @@ def local_units(rows: list[Row], rules: Rules) -> list[Unit]:
     units.sort(key=lambda u: u.rows[0].row)
 
     for unit in units:
+        if not period[0] <= unit.start < period[1]:
+            unit.excluded = "out_of_period"
         for ex in rules.exclusions:
+            if unit.excluded:
+                break
             value = {"duration_s": unit.duration, "volume_kb": unit.volume,
                      "charge": unit.charge}[ex.field]
             if value == ex.equals and (ex.service is None or ex.service == unit.service):
@@ -372,12 +389,15 @@ def _evaluate(ua: Unit, ub: Unit, rules: Rules) -> tuple[str, str | None]:
 
 
 def reconcile(folder: Path, fmt: str) -> pl.DataFrame:
-    """Rows of both sides with the literal outcome, in the truth's column names."""
+    """Rows of both sides with the literal outcome, in the truth's column names.  The job's
+    period is the scenario's (manifest.json)."""
     rules = load_rules(folder / "rules.toml")
+    period = period_bounds(json.loads((folder / "manifest.json").read_text())["knobs"]["period"],
+                           rules)
     rows_a = read_rows(folder / f"a.{fmt}")
     rows_b = read_rows(folder / f"b.{fmt}")
-    units_a = local_units(rows_a, rules)
-    units_b = local_units(rows_b, rules)
+    units_a = local_units(rows_a, rules, period)
+    units_b = local_units(rows_b, rules, period)
     outcome = match(units_a, units_b, rules)
     records = []
     for side, rows in (("A", rows_a), ("B", rows_b)):

@@ -15,6 +15,7 @@ HIGH: dict[str, Any] = {
     "duration_diff_share": 0.3, "duration_beyond_share": 0.1, "increment_quirk_share": 0.3,
     "stale_rate_hours": 200, "utc_offset_error_share": 0.1, "invalid_per_kind": 5,
     "repeat_pair_share": 0.5, "long_call_share": 0.2, "zero_duration_share": 0.1,
+    "out_of_period_share": 0.05,
 }
 #: Every perturbation off: both files tell the same story.
 NONE: dict[str, Any] = {
@@ -22,7 +23,7 @@ NONE: dict[str, Any] = {
     "skew_share": 0.0, "skew_beyond_share": 0.0, "duration_diff_share": 0.0,
     "duration_beyond_share": 0.0, "increment_quirk_share": 0.0, "stale_rate_hours": 0,
     "split_share": 0.0, "utc_offset_error_share": 0.0, "invalid_per_kind": 0,
-    "zero_duration_share": 0.0,
+    "zero_duration_share": 0.0, "out_of_period_share": 0.0,
 }
 #: Other rules and calendar: a smaller tolerance, a half-hour wrong offset, a leap-year
 #: February with the rate change on its last day, other operators, shorter partials.

@@ -38,6 +38,10 @@ def test_defaults_are_valid_and_documented() -> None:
     ({"partial_interval_s": 10}, "partial_interval_s"),
     ({"skew_beyond_max_s": 3}, "skew_beyond_max_s"),
     ({"invalid_per_kind": 1.5}, "invalid_per_kind"),
+    ({"records": 150_000_001}, "records"),
+    ({"out_of_period_share": 1.2}, "out_of_period_share"),
+    ({"yuan_charges": "a"}, "yuan_charges"),
+    ({"yuan_charges": ""}, "yuan_charges"),
 ])
 def test_bad_knob_names_itself(knobs: dict[str, Any], named: str) -> None:
     with pytest.raises(DataGenError, match=f"bad knob {named}: expected"):
@@ -51,3 +55,8 @@ def test_period_bounds_are_local_midnights() -> None:
     assert end - first == 31 * 86_400
     assert GenConfig(period="2026-10", rate_change_day=15).rate_change_epoch() == \
         first + 14 * 86_400
+
+
+def test_yuan_sides() -> None:
+    assert [GenConfig(yuan_charges=v).yuan_side(s) for v in ("none", "A", "B", "both")
+            for s in ("A", "B")] == [False, False, True, False, False, True, True, True]

@@ -110,3 +110,17 @@ def test_blocks_do_not_change_the_statistics_of_a_scenario() -> None:
     assert not (first == blocks.stream(1, "skew", 1).random(8)).all()
     assert not (first == blocks.stream(1, "split", 0).random(8)).all()
     assert (first == blocks.stream(1, "skew", 0).random(8)).all()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("records", [1, 7])
+def test_tiny_scenarios_are_well_formed(tmp_path: Path, fmt: str, records: int) -> None:
+    """A handful of events (some sides may have no row at all): valid files, every row
+    in the truth, the invalid kinds that found no row only logged."""
+    written = write_dataset(generate(GenConfig(records=records, seed=3), fmt), tmp_path)
+    truth = pl.read_parquet(tmp_path / "truth.parquet")
+    assert truth.schema == pl.Schema(TRUTH_SCHEMA)
+    for side in ("A", "B"):
+        rows = read_rows(tmp_path / f"{side.lower()}.{fmt}")
+        assert len(rows) == written.manifest["rows"][side]
+        assert truth.filter(pl.col("side") == side).height == len(rows)

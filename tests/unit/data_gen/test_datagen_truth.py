@@ -132,11 +132,12 @@ def test_truth_is_internally_consistent(scenario: Callable[..., Scenario], fmt: 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_truth_across_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
-    """Real scenarios above 2^20 events are built block by block (rows, invalid rows and
-    duplicates per block); small blocks make a small scenario go through that path."""
-    monkeypatch.setattr(blocks, "BLOCK", 700)
+    """Real scenarios span many chunks and blocks (repeat calls, isolation, invalid rows
+    and duplicate copies look across them); small chunks and blocks make a small
+    scenario go through all of it."""
+    monkeypatch.setattr(blocks, "CHUNK", 250)
     dataset = generate(GenConfig(records=3000, seed=9, **HIGH), fmt)
-    write_dataset(dataset, tmp_path)
+    write_dataset(dataset, tmp_path, block_events=500)
     literal = reconcile(tmp_path, fmt)
     truth = pl.read_parquet(tmp_path / "truth.parquet")
     joined = truth.join(literal, on=["side", "row"], how="full", suffix="_literal")
@@ -144,10 +145,19 @@ def test_truth_across_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fm
     differ = joined.filter(pl.any_horizontal(
         [pl.col(c).ne_missing(pl.col(f"{c}_literal")) for c in COMPARED + ["record_id"]]))
     assert differ.height == 0, differ.head(10)
-    # invalid rows and duplicates really were placed in several blocks
-    rows_a = dataset.views.a
-    assert len(set((np.flatnonzero(rows_a.copy_of >= 0) // 700).tolist())) > 2
-    assert sum(dataset.views.invalid_placed["A"].values()) == 5 * len(kinds_for(fmt))
+    # the cross-block paths really ran: copies written in a later block than their
+    # original, invalid rows in several blocks, repeats of (and renumbering against)
+    # events of earlier blocks
+    collected = dataset.collect(block_events=500)
+    rows_a = collected.rows["A"]
+    copies = rows_a["copy_of"] >= 0
+    assert np.count_nonzero(rows_a["chunk"][copies] // 2 > rows_a["event"][copies] // 500) > 2
+    invalid_events = rows_a["event"][rows_a["invalid"] >= 0]
+    assert len(set((invalid_events // 500).tolist())) > 2
+    assert sum(collected.invalid_placed["A"].values()) == 5 * len(kinds_for(fmt))
+    events = collected.events
+    assert np.count_nonzero(events.repeat & (events.source // 500 < events.index // 500)) > 10
+    assert collected.renumbered.size > 0
 
 
 def test_reused_record_ids_belong_to_earlier_valid_rows(scenario: Callable[..., Scenario]) -> None:

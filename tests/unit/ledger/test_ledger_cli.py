@@ -72,3 +72,29 @@ def test_keygen_writes_a_0600_key(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert len(capsys.readouterr().out.strip()) == 128
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert main(["ledger", "keygen", "--out", str(out)]) == 2
+
+
+def test_show_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    """`settlechain ledger show | head -1`: the reader leaves early; no traceback, exit 0."""
+    import subprocess
+    import sys
+
+    c = make_consortium(tmp_path / "c")
+    config = str(c.config_path)
+    assert main(["ledger", "init", "--config", config]) == 0
+    entry_file = tmp_path / "entry.json"
+    for i in range(60):  # ~240 KB of JSON: more than a pipe holds
+        entry_file.write_text(json.dumps({"kind": "payment", "invoice": f"inv-{i}", "amount": i,
+                                          "memo": "x" * 4000}))
+        assert main(["ledger", "append", "--config", config, "--entry", str(entry_file),
+                     "--sign", "A"]) == 0
+    shown = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from engine.cli import main; sys.exit(main())",
+         "ledger", "show", "--config", config, "--start", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert shown.stdout is not None
+    shown.stdout.readline()
+    shown.stdout.close()  # the reader goes away, as `head -1` does
+    _, err = shown.communicate(timeout=120)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+    assert shown.returncode == 0
