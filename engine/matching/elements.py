@@ -81,14 +81,18 @@ class PassElements:
 
 def pair_ids_hex(ids: np.ndarray) -> pl.Series:
     """``(k, 16)`` uint8 pair ids as a String series of 32 lowercase hex characters."""
+    import pyarrow as pa
+
     ids = np.ascontiguousarray(ids, dtype=np.uint8)
     if len(ids) == 0:
         return pl.Series("pair_id", [], dtype=pl.String)
-    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-    text = np.empty((len(ids), 2 * ELEMENT_ID_BYTES), dtype=np.uint8)
-    text[:, 0::2] = digits[ids >> 4]
-    text[:, 1::2] = digits[ids & 15]
-    return pl.Series("pair_id", text.view(f"S{2 * ELEMENT_ID_BYTES}").ravel()).cast(pl.String)
+    if ids.ndim != 2 or ids.shape[1] != ELEMENT_ID_BYTES:
+        raise ValueError(f"pair ids: expected shape (k, {ELEMENT_ID_BYTES}), found {ids.shape}")
+    # fixed-size binary straight from the buffer (numpy's S dtype would drop trailing zero
+    # bytes), hex-encoded by polars
+    binary = pa.FixedSizeBinaryArray.from_buffers(pa.binary(ELEMENT_ID_BYTES), len(ids),
+                                                  [None, pa.py_buffer(ids)])
+    return pl.from_arrow(binary).cast(pl.Binary).bin.encode("hex").alias("pair_id")
 
 
 # ---------------------------------------------------------------------------
