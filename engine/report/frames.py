@@ -484,17 +484,23 @@ class StatusFile:
         return Disclosed(rows_with_reasons=int(counts[0] or 0),
                          rows_with_differences=int(counts[1] or 0))
 
+    def _invalid(self) -> pl.LazyFrame:
+        """The invalid rows (a share of the file bounded by the circuit breaker), read
+        with the streaming engine; what the views do with them runs in memory."""
+        return self._collect(self._scan().filter(pl.col("status") == "invalid")
+                             .select("row", "record_id", "status", "reasons")).lazy()
+
     def invalid_rows(self, limit: int | None = None) -> pl.DataFrame:
-        invalid = _first_invalid(self._scan(), limit).collect()
+        invalid = _first_invalid(self._invalid(), limit).collect()
         quarantine = None
         if self._quarantine_path is not None and self._quarantine_path.exists():
-            quarantine = (pl.scan_parquet(self._quarantine_path)
-                          .filter(pl.col("row").is_in(invalid["row"].implode()))
-                          .select("row", "message").collect())
+            quarantine = self._collect(pl.scan_parquet(self._quarantine_path)
+                                       .filter(pl.col("row").is_in(invalid["row"].implode()))
+                                       .select("row", "message"))
         return _with_messages(invalid, quarantine)
 
     def invalid_by_reason(self, first_rows: int) -> pl.DataFrame:
-        return _invalid_by_reason(self._scan(), first_rows).collect()
+        return _invalid_by_reason(self._invalid(), first_rows).collect()
 
     def record_ids(self, rows: pl.Series) -> pl.DataFrame:
         return self._collect(self._scan().filter(pl.col("row").is_in(rows.implode()))
