@@ -160,15 +160,17 @@ class LocalJob:
     def wait(self, timeout_s: float, on_tick=None) -> dict[str, int]:
         """Wait for all three; kill what is left after ``timeout_s``; return exit codes."""
         deadline = time.monotonic() + timeout_s
-        while self.running() and time.monotonic() < deadline:
+        try:
+            while self.running() and time.monotonic() < deadline:
+                if on_tick is not None:
+                    on_tick(self)
+                time.sleep(0.1)
             if on_tick is not None:
                 on_tick(self)
-            time.sleep(0.1)
-        if on_tick is not None:
-            on_tick(self)
-        for party in self.parties.values():
-            if party.process is not None and party.process.poll() is None:
-                party.process.kill()
-                party.process.wait()
+        finally:  # also when the wait is interrupted (a test's timeout): no orphan parties
+            for party in self.parties.values():
+                if party.process is not None and party.process.poll() is None:
+                    party.process.kill()
+                    party.process.wait()
         return {role: p.process.returncode for role, p in self.parties.items()
                 if p.process is not None}
