@@ -114,6 +114,7 @@ def run_once(records: int, run_dir: Path, psi_protocol: str | None = None, link:
     return report
 
 
+@pytest.mark.timeout(3 * 3600)  # 10^8 takes longer than the suite's 600 s per test
 @pytest.mark.parametrize("size", list(SIZES))
 @pytest.mark.parametrize("link", LINKS)
 def test_end_to_end(benchmark, tmp_path, size, link):

@@ -84,6 +84,26 @@ def _rotl(x, b):  # pragma: no cover - compiled
     return (x << _U64(b)) | (x >> _U64(64 - b))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _sipround(v0, v1, v2, v3):  # pragma: no cover - compiled
+    """One SipRound (Aumasson and Bernstein, "SipHash: a fast short-input PRF", 2012, §2)."""
+    v0 += v1
+    v1 = _rotl(v1, 13)
+    v1 ^= v0
+    v0 = _rotl(v0, 32)
+    v2 += v3
+    v3 = _rotl(v3, 16)
+    v3 ^= v2
+    v0 += v3
+    v3 = _rotl(v3, 21)
+    v3 ^= v0
+    v2 += v1
+    v1 = _rotl(v1, 17)
+    v1 ^= v2
+    v2 = _rotl(v2, 32)
+    return v0, v1, v2, v3
+
+
 @njit(cache=True, nogil=True)
 def _siphash_row(k0, k1, words, row, n_words):  # pragma: no cover - compiled
     v0 = k0 ^ _U64(0x736F6D6570736575)
@@ -97,37 +117,11 @@ def _siphash_row(k0, k1, words, row, n_words):  # pragma: no cover - compiled
             m = _U64((8 * n_words) & 255) << _U64(56)
         v3 ^= m
         for _ in range(2):
-            v0 += v1
-            v1 = _rotl(v1, 13)
-            v1 ^= v0
-            v0 = _rotl(v0, 32)
-            v2 += v3
-            v3 = _rotl(v3, 16)
-            v3 ^= v2
-            v0 += v3
-            v3 = _rotl(v3, 21)
-            v3 ^= v0
-            v2 += v1
-            v1 = _rotl(v1, 17)
-            v1 ^= v2
-            v2 = _rotl(v2, 32)
+            v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
         v0 ^= m
     v2 ^= _U64(0xFF)
     for _ in range(4):
-        v0 += v1
-        v1 = _rotl(v1, 13)
-        v1 ^= v0
-        v0 = _rotl(v0, 32)
-        v2 += v3
-        v3 = _rotl(v3, 16)
-        v3 ^= v2
-        v0 += v3
-        v3 = _rotl(v3, 21)
-        v3 ^= v0
-        v2 += v1
-        v1 = _rotl(v1, 17)
-        v1 ^= v2
-        v2 = _rotl(v2, 32)
+        v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
     return v0 ^ v1 ^ v2 ^ v3
 
 

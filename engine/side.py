@@ -372,21 +372,23 @@ class OperatorSide:
         path.write_text(json.dumps({**self.manifest(), **extra}), encoding="utf-8")
 
 
-def report_frames(side: OperatorSide) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The canonical records and rows in the shape engine.report reads (numbers as text,
-    one unit numbering across buckets), built from the buckets on disk."""
-    records, rows = [], []
-    offset = 0
+def report_parts(side: OperatorSide):
+    """The report's view of each bucket, one after the other (engine.report.PartyFrames:
+    the bucket's canonical records and rows, and its rows' outcomes as written by
+    :meth:`OperatorSide.finish`), so that the report holds one bucket at a time."""
+    from engine.report import PartyFrames
+
     for b in range(side.n_buckets):
-        recs = pl.read_parquet(side.work.bucket_file(b, "records.parquet"))
-        records.append(recs.select(
-            (pl.col("unit") + offset).alias("unit"), "row", pl.lit(None, pl.String).alias("record_id"),
-            "service", pl.col("calling").cast(pl.String), pl.col("called").cast(pl.String),
-            "start", "duration_s", "volume_kb", "charge"))
-        rows.append(pl.read_parquet(side.work.bucket_file(b, "rows.parquet")).select(
-            "row", (pl.col("unit") + offset).alias("unit")))
-        offset += recs.height
-    return pl.concat(records), pl.concat(rows)
+        records = pl.read_parquet(side.work.bucket_file(b, "records.parquet")).select(
+            "unit", "row", pl.lit(None, pl.String).alias("record_id"), "service",
+            pl.col("calling").cast(pl.String), pl.col("called").cast(pl.String),
+            "start", "duration_s", "volume_kb", "charge", "rated_charge", "parts")
+        rows = pl.read_parquet(side.work.bucket_file(b, "rows.parquet")).select("row", "unit")
+        pieces = sorted(side.work.bucket_dir(b).glob("outcome.p*.parquet"))
+        outcomes = (pl.concat([pl.read_parquet(p) for p in pieces]) if pieces
+                    else pl.DataFrame(schema={"row": pl.Int64, "status": pl.String}))
+        statuses = outcomes.with_columns(pl.lit(None, pl.String).alias("record_id"))
+        yield PartyFrames(statuses, records, rows)
 
 
 def recompute_commitment(data: str | Path, rules: Rules, period: PeriodWindow | None,

@@ -21,7 +21,6 @@ field raises :class:`~engine.errors.InputError` naming the file and the field.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,23 +41,11 @@ if TYPE_CHECKING:
 # reading JSON documents, naming the file and the field
 
 
-def _read_document(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", file=str(path),
-                         expected="a party's output folder (settlechain party --out)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the file: {exc}", file=str(path)) from None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError("not JSON", file=str(path), row=exc.lineno, expected="a JSON object",
-                         found=exc.msg) from None
-    if not isinstance(value, dict):
-        raise InputError("not a JSON object", file=str(path), expected="an object",
-                         found=type(value).__name__)
-    return value
+def read_output_json(path: Path) -> dict[str, Any]:
+    from engine.export import read_output_json as read  # polars only when reading outputs
+
+    return read(path)
+
 
 
 class _Fields:
@@ -227,7 +214,7 @@ class Summary:
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Summary:
         path = Path(path)
-        document = _read_document(path)
+        document = read_output_json(path)
         f = _Fields(document, path)
         review = f.table("review")
         stages, peak = _stages(f)
@@ -268,7 +255,7 @@ class HelperSummary:
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> HelperSummary:
         path = Path(path)
-        document = _read_document(path)
+        document = read_output_json(path)
         f = _Fields(document, path)
         learned = f.table("learned")
         stages, peak = _stages(f)
@@ -314,7 +301,7 @@ class Statement:
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Statement:
         path = Path(path)
-        document = _read_document(path)
+        document = read_output_json(path)
         f = _Fields(document, path)
         commitments = f.table("commitments")
         operators = f.table("operators")
@@ -386,7 +373,7 @@ class Anchor:
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Anchor:
         path = Path(path)
-        document = _read_document(path)
+        document = read_output_json(path)
         f = _Fields(document, path)
         indices = f.value("commitment_indices", list, "a list of ledger indices")
         hashes = f.texts("leaf_hashes")
@@ -508,7 +495,7 @@ def read_outputs(folder: str | os.PathLike[str]) -> OperatorOutputs | HelperOutp
     from engine.outputs import ANCHOR_FILE, STATEMENT_FILE, SUMMARY_FILE
 
     folder = Path(folder)
-    party = _Fields(_read_document(folder / SUMMARY_FILE), folder / SUMMARY_FILE).text("party")
+    party = _Fields(read_output_json(folder / SUMMARY_FILE), folder / SUMMARY_FILE).text("party")
     if party == "H":
         return HelperOutputs(folder=folder, summary=HelperSummary.read(folder / SUMMARY_FILE),
                              anchor=_optional(folder / ANCHOR_FILE, Anchor.read))

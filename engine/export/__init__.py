@@ -84,7 +84,8 @@ def xlsx_available() -> bool:
 # reading a party's output folder
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_output_json(path: Path) -> dict[str, Any]:
+    """A JSON object of a party's output folder; InputError naming the file (and line)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -203,10 +204,10 @@ def load_party_outputs(party_dir: str | Path) -> tuple[dict[str, Any], pl.DataFr
     """summary.json, records.parquet, statement.json (None if absent) and the
     quarantine frame (None if absent) of a party's output folder."""
     party_dir = Path(party_dir)
-    summary = _read_json(party_dir / "summary.json")
+    summary = read_output_json(party_dir / "summary.json")
     statuses = _read_frame(party_dir / "records.parquet")
     statement_path = party_dir / "statement.json"
-    statement = _read_json(statement_path) if statement_path.exists() else None
+    statement = read_output_json(statement_path) if statement_path.exists() else None
     return summary, statuses, statement, _quarantine(party_dir)
 
 

@@ -253,16 +253,12 @@ class PartyContext:
 
     def write_report(self, summary: dict[str, Any], statement: dict[str, Any], side: Any) -> None:
         """report.html (engine.report) from the side's buckets and records.parquet."""
-        import polars as pl
+        from engine.report import StatusFile, write_bucketed_report
+        from engine.side import report_parts
 
-        from engine.report import write_report
-        from engine.side import report_frames
-
-        records, rows = report_frames(side)
-        statuses = pl.read_parquet(self.out_dir / "records.parquet")
-        quarantine = pl.read_parquet(self.out_dir / "quarantine.parquet")
-        write_report(self.out_dir, summary, statuses, records, rows, self.rules,
-                     statement=statement, quarantine=quarantine)
+        whole = StatusFile(self.out_dir / "records.parquet", self.out_dir / "quarantine.parquet")
+        write_bucketed_report(self.out_dir, summary, whole, report_parts(side), self.rules,
+                              statement=statement)
 
 
 def start_host(ctx: PartyContext, extra_services, agree, checks) -> tuple[grpc.Server, SessionHost]:

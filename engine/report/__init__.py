@@ -27,6 +27,11 @@ Usage::
                          statement=statement, quarantine=quarantine)
     path = write_report(out_dir, summary, statuses, records, rows, rules,
                         statement=statement, quarantine=quarantine)
+
+A job writes its report with :func:`write_bucketed_report`: the calls bucket by bucket
+(one :class:`PartyFrames` per bucket) and records.parquet through the streaming
+:class:`~engine.report.frames.StatusFile`, so that the report of 10^8 rows needs the
+memory of a bucket, not of the export.
 """
 
 from __future__ import annotations
@@ -40,8 +45,10 @@ from typing import Any
 import polars as pl
 
 from engine.durable import durable_write
-from engine.report.aggregate import MAX_LIST_ROWS, ReportData, aggregate
-from engine.report.frames import PartyFrames, ReportInputError
+from collections.abc import Iterable
+
+from engine.report.aggregate import MAX_LIST_ROWS, ReportData, WholeFile, aggregate, aggregate_parts
+from engine.report.frames import PartyFrames, ReportInputError, StatusFile
 from engine.report.page import render_page
 from engine.report.parties import read_parties
 from engine.rules import Rules
@@ -87,6 +94,26 @@ def write_report(out_dir: str | Path, summary: Mapping[str, Any], statuses: pl.D
     fsync'd and renamed).  Returns the path."""
     html = render_report(summary, statuses, records, rows, rules, statement=statement,
                          quarantine=quarantine, max_list_rows=max_list_rows)
+    return _write_html(out_dir, filename, html)
+
+
+def write_bucketed_report(out_dir: str | Path, summary: Mapping[str, Any], whole: WholeFile,
+                          parts: Iterable[PartyFrames], rules: Rules, *,
+                          statement: Mapping[str, Any] | None = None,
+                          max_list_rows: int = MAX_LIST_ROWS,
+                          filename: str = REPORT_FILE) -> Path:
+    """:func:`write_report` from the whole-file views of records.parquet (``whole``, e.g.
+    a :class:`StatusFile`) and the party's calls in parts (a job's buckets, read one after
+    the other): the same page, in the memory of a part."""
+    if not isinstance(summary, Mapping):
+        raise ReportInputError("summary is not an object", file="summary.json",
+                               expected="a dict", found=type(summary).__name__)
+    parties = read_parties(summary, statement, rules)
+    data = aggregate_parts(summary, whole, parts, rules, parties, max_list_rows=max_list_rows)
+    return _write_html(out_dir, filename, render_page(summary, data, rules))
+
+
+def _write_html(out_dir: str | Path, filename: str, html: str) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / filename
@@ -101,5 +128,5 @@ def write_report(out_dir: str | Path, summary: Mapping[str, Any], statuses: pl.D
     return target
 
 
-__all__ = ["MAX_LIST_ROWS", "REPORT_FILE", "ReportData", "ReportInputError", "render_report",
-           "write_report"]
+__all__ = ["MAX_LIST_ROWS", "REPORT_FILE", "ReportData", "ReportInputError", "StatusFile",
+           "render_report", "write_bucketed_report", "write_report"]

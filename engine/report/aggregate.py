@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -211,15 +211,21 @@ def _day_number(day: dt.date) -> int:
     return (day - _EPOCH).days
 
 
-def _days(calls: pl.DataFrame, rules: Rules,
-          period: tuple[dt.date, dt.date] | None) -> tuple[DayVolume, ...]:
-    per_day = (
+def _per_day(calls: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+    """Records and charge per local day and outcome (sums: parts add up)."""
+    return (
         calls
         .group_by(((pl.col("start") + rules.timezone_offset_s) // _SECONDS_PER_DAY).alias("day"),
                   "outcome")
         .agg(pl.len().alias("records"), pl.col("charge").sum().alias("charge"))
         .filter(pl.col("outcome").is_not_null())
     )
+
+
+def _days(per_day: pl.DataFrame, rules: Rules,
+          period: tuple[dt.date, dt.date] | None) -> tuple[DayVolume, ...]:
+    per_day = (per_day.group_by("day", "outcome")
+               .agg(pl.col("records").sum(), pl.col("charge").sum()))
     if period is not None:
         first, last = _day_number(period[0]), _day_number(period[1])
         if last - first + 1 > MAX_DAYS:
@@ -403,16 +409,74 @@ def _net_ends(parties: Parties, rules: Rules) -> tuple[str, str] | None:
     return None
 
 
+class WholeFile(Protocol):
+    """The views of a party's records.parquet as a whole (PartyFrames in memory, or
+    engine.report.frames.StatusFile streaming from disk)."""
+
+    @property
+    def status_rows(self) -> dict[str, int]: ...
+    def disputed_pair_ids(self) -> int | None: ...
+    def disclosed(self) -> Disclosed: ...
+    def invalid_rows(self, limit: int | None = None) -> pl.DataFrame: ...
+    def invalid_by_reason(self, first_rows: int) -> pl.DataFrame: ...
+    def record_ids(self, rows: pl.Series) -> pl.DataFrame: ...
+
+
+def _top(frames: list[pl.DataFrame], limit: int | None) -> pl.DataFrame:
+    """The worklists of several parts as one: largest charge first, then by row."""
+    merged = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
+    merged = merged.sort(["charge", "row"], descending=[True, False])
+    return merged if limit is None else merged.head(max(0, limit))
+
+
+def _with_record_ids(worklist: pl.DataFrame, whole: WholeFile) -> pl.DataFrame:
+    """Record ids from records.parquet where the canonical frames do not carry them."""
+    missing = worklist.filter(pl.col("record_id").is_null())["row"]
+    if missing.len() == 0:
+        return worklist
+    ids = whole.record_ids(missing).rename({"record_id": "_id"})
+    return (worklist.join(ids, on="row", how="left", maintain_order="left")
+            .with_columns(pl.coalesce("record_id", "_id").alias("record_id")).drop("_id"))
+
+
 def aggregate(summary: Mapping[str, Any], frames: PartyFrames, rules: Rules,
               parties: Parties, *, max_list_rows: int = MAX_LIST_ROWS) -> ReportData:
     """Everything the page shows, computed from the frames (and summary.json for what
     only the protocol knows: the counterparty's side and per-reason totals)."""
+    return aggregate_parts(summary, frames, [frames], rules, parties,
+                           max_list_rows=max_list_rows)
+
+
+def aggregate_parts(summary: Mapping[str, Any], whole: WholeFile, parts: Iterable[PartyFrames],
+                    rules: Rules, parties: Parties, *,
+                    max_list_rows: int = MAX_LIST_ROWS) -> ReportData:
+    """:func:`aggregate` over a party's calls given in parts (a job's buckets, one after
+    the other: memory bounded by a part and the worklists), with the whole-file views of
+    records.parquet from ``whole``.  Every sum is a sum of the parts' sums, and each
+    worklist the top of the parts' tops, so the page is the same as from one part."""
     if max_list_rows < 0:
         raise ValueError(f"max_list_rows: expected >= 0, found {max_list_rows}")
     policy, checks = disclosure_policy(summary, rules)
-    status_rows = frames.status_rows
-    calls = frames.calls
-    by_class = _by_class(calls, rules)
+    status_rows = whole.status_rows
+    # the disputes in full only where the per-direction sums of differences need them
+    differences = policy == "differences"
+    dispute_limit = None if differences else max_list_rows
+    class_parts, day_parts, dispute_parts, unmatched_parts = [], [], [], []
+    n_disputed = n_unmatched = 0
+    for frames in parts:
+        calls = frames.calls
+        class_parts.append(_by_class(calls, rules))
+        day_parts.append(_per_day(calls, rules))
+        dispute_parts.append(frames.worklist("disputed", dispute_limit))
+        unmatched_parts.append(frames.worklist("unmatched", max_list_rows))
+        n_disputed += frames.outcome_count("disputed")
+        n_unmatched += frames.outcome_count("unmatched")
+        del calls, frames
+    if not class_parts:
+        raise ReportInputError("no records", file="canonical records",
+                               expected="at least one part of the calls", found="none")
+    by_class = (pl.concat(class_parts).group_by(*_CLASS_KEYS)
+                .agg(pl.col("records").sum(), pl.col("charge").sum()))
     # sorted by service code: voice, sms, data, then call type and band by name
     rate_classes = tuple(
         ClassAmounts(key=(SERVICES[c.key[0]], c.key[1], c.key[2]), charge=c.charge,
@@ -421,17 +485,14 @@ def aggregate(summary: Mapping[str, Any], frames: PartyFrames, rules: Rules,
     operator_pairs = _group_amounts(by_class, ["payer", "payee"])
 
     period = period_days(summary.get("period"), rules.timezone_offset_s)
-    days = _days(calls, rules, period)
+    days = _days(pl.concat(day_parts), rules, period)
 
-    # the disputes in full only where the per-direction sums of differences need them
-    differences = policy == "differences"
-    disputes = label_calls(frames.worklist("disputed", None if differences
-                                           else max_list_rows), rules)
-    n_disputed = frames.outcome_count("disputed")
+    disputes = label_calls(_with_record_ids(_top(dispute_parts, dispute_limit), whole), rules)
     directions, net = _directions(by_class, disputes if differences else None,
                                   _net_ends(parties, rules))
-    unmatched = label_calls(frames.worklist("unmatched", max_list_rows), rules)
-    invalid = frames.invalid_rows(max_list_rows)
+    unmatched = label_calls(_with_record_ids(_top(unmatched_parts, max_list_rows), whole),
+                            rules)
+    invalid = whole.invalid_rows(max_list_rows)
 
     def worklist(spec: ListSpec, frame: pl.DataFrame, total: int) -> WorkList:
         return WorkList(spec=spec.visible(policy),
@@ -439,10 +500,10 @@ def aggregate(summary: Mapping[str, Any], frames: PartyFrames, rules: Rules,
 
     invalid_reasons = tuple(
         InvalidReason(reason=r, rows=n, first_rows=tuple(first))
-        for r, n, first in frames.invalid_by_reason(FIRST_INVALID_ROWS).iter_rows())
+        for r, n, first in whole.invalid_by_reason(FIRST_INVALID_ROWS).iter_rows())
 
-    checks += _checks(summary, status_rows, by_class, frames.disputed_pair_ids())
-    checks += _disclosure_checks(policy, frames.disclosed())
+    checks += _checks(summary, status_rows, by_class, whole.disputed_pair_ids())
+    checks += _disclosure_checks(policy, whole.disclosed())
     for check in checks:
         if not check.ok:
             log.warning("report: %s: expected %s, found %s", check.what, check.expected,
@@ -452,7 +513,7 @@ def aggregate(summary: Mapping[str, Any], frames: PartyFrames, rules: Rules,
         rate_classes=rate_classes, operator_pairs=operator_pairs, directions=directions,
         net=net, days=days, period_days=period,
         disputes=worklist(DISPUTES, disputes, n_disputed),
-        unmatched=worklist(UNMATCHED, unmatched, frames.outcome_count("unmatched")),
+        unmatched=worklist(UNMATCHED, unmatched, n_unmatched),
         invalid=worklist(INVALID, invalid, status_rows["invalid"]),
         invalid_reasons=invalid_reasons, checks=tuple(checks), parties=parties,
     )

@@ -67,6 +67,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -345,6 +346,10 @@ class PartyFrames:
                         "called", "start", "duration_s", "volume_kb", "charge", "rated_charge",
                         "reasons", *DIFF_COLUMNS))
 
+    def record_ids(self, rows: pl.Series) -> pl.DataFrame:
+        """``row``, ``record_id`` of the given input rows (records.parquet's ids)."""
+        return self._status_of_rows(rows, ["row", "record_id"])
+
     def input_mismatch(self) -> tuple[int, str, str, str] | None:
         """Whether the ingest frames are of the file records.parquet was made from: the
         first row where they disagree, as (row, column, records.parquet's value, the
@@ -386,31 +391,121 @@ class PartyFrames:
     def invalid_rows(self, limit: int | None = None) -> pl.DataFrame:
         """The invalid input rows by row number, at most ``limit`` of them (module
         docstring)."""
-        invalid = (self._statuses.filter(pl.col("status") == "invalid")
-                   .select("row", "record_id", pl.col("reasons").alias("reason"))
-                   .sort("row"))
-        if limit is not None:
-            invalid = invalid.head(max(0, limit))
-        parts = pl.col("reason").str.split_exact(":", 1)
-        invalid = invalid.with_columns(
-            parts.struct.field("field_0").alias("code"),
-            parts.struct.field("field_1").alias("column"))
-        if self._quarantine is None:
-            return invalid.with_columns(pl.lit(None, dtype=pl.String).alias("message"))
-        messages = self._quarantine.unique("row", keep="first", maintain_order=True)
-        return invalid.join(messages, on="row", how="left", maintain_order="left")
+        invalid = _first_invalid(self._statuses.lazy(), limit).collect()
+        return _with_messages(invalid, self._quarantine)
 
     def invalid_by_reason(self, first_rows: int) -> pl.DataFrame:
         """Invalid rows per reason, most frequent first (then by reason): ``reason``,
         ``rows`` (the count) and ``first_rows`` (the lowest ``first_rows`` row numbers,
         a list)."""
-        return (self._statuses.filter(pl.col("status") == "invalid")
-                .select("row", pl.col("reasons").fill_null("").alias("reason"))
-                .group_by("reason")
-                .agg(pl.len().alias("rows"), pl.col("row").sort().head(first_rows)
-                     .alias("first_rows"))
-                .sort(["rows", "reason"], descending=[True, False]))
+        return _invalid_by_reason(self._statuses.lazy(), first_rows).collect()
+
+
+def _first_invalid(statuses: pl.LazyFrame, limit: int | None) -> pl.LazyFrame:
+    invalid = (statuses.filter(pl.col("status") == "invalid")
+               .select("row", "record_id", pl.col("reasons").alias("reason"))
+               .sort("row"))
+    return invalid if limit is None else invalid.head(max(0, limit))
+
+
+def _with_messages(invalid: pl.DataFrame, quarantine: pl.DataFrame | None) -> pl.DataFrame:
+    """The invalid list's code and column (from the reason) and quarantine message."""
+    parts = pl.col("reason").str.split_exact(":", 1)
+    invalid = invalid.with_columns(
+        parts.struct.field("field_0").alias("code"),
+        parts.struct.field("field_1").alias("column"))
+    if quarantine is None:
+        return invalid.with_columns(pl.lit(None, dtype=pl.String).alias("message"))
+    messages = quarantine.unique("row", keep="first", maintain_order=True)
+    return invalid.join(messages, on="row", how="left", maintain_order="left")
+
+
+def _invalid_by_reason(statuses: pl.LazyFrame, first_rows: int) -> pl.LazyFrame:
+    return (statuses.filter(pl.col("status") == "invalid")
+            .select("row", pl.col("reasons").fill_null("").alias("reason"))
+            .group_by("reason")
+            .agg(pl.len().alias("rows"), pl.col("row").sort().head(first_rows)
+                 .alias("first_rows"))
+            .sort(["rows", "reason"], descending=[True, False]))
+
+
+class StatusFile:
+    """The whole-file views of a party's records.parquet (and quarantine.parquet), read
+    lazily with polars' streaming engine: memory bounded by what a view returns (its
+    invalid rows, its disputed rows), never the whole file.  With :class:`PartyFrames`
+    over each bucket for the views of the calls, the report of a job of any size
+    (``engine.report.write_bucketed_report``)."""
+
+    def __init__(self, records_path: str | Path, quarantine_path: str | Path | None = None):
+        self._path = Path(records_path)
+        self._quarantine_path = None if quarantine_path is None else Path(quarantine_path)
+        try:
+            schema = pl.read_parquet_schema(self._path)
+        except (OSError, pl.exceptions.ComputeError) as exc:
+            raise ReportInputError(f"cannot read the file: {exc}", file=str(self._path)) from None
+        empty = pl.DataFrame(schema=schema)
+        _conform(empty, "records.parquet", _STATUS_COLUMNS, _STATUS_OPTIONAL)  # names, dtypes
+        self._columns = [c for c in (*_STATUS_COLUMNS, *_STATUS_OPTIONAL) if c in schema]
+
+    def _scan(self) -> pl.LazyFrame:
+        frame = pl.scan_parquet(self._path).select(self._columns)
+        missing = [pl.lit(None, dtype=t).alias(c) for c, t in _STATUS_OPTIONAL.items()
+                   if c not in self._columns]
+        return frame.with_columns(missing) if missing else frame
+
+    def _collect(self, query: pl.LazyFrame) -> pl.DataFrame:
+        return query.collect(engine="streaming")
+
+    @property
+    def status_rows(self) -> dict[str, int]:
+        counts = {s: 0 for s in STATUSES}
+        found = self._collect(self._scan().group_by("status").agg(
+            pl.len().alias("n"), pl.col("row").min().alias("first")))
+        for status, n, first in found.iter_rows():
+            if status not in counts:
+                raise ReportInputError("unknown status", file="records.parquet", row=first,
+                                       column="status", expected=" | ".join(STATUSES),
+                                       found=repr(status))
+            counts[status] = n
+        return counts
+
+    def disputed_pair_ids(self) -> int | None:
+        disputed = self._collect(self._scan().filter(pl.col("status") == "disputed")
+                                 .select("pair_id"))
+        if disputed["pair_id"].null_count():
+            return None
+        return disputed["pair_id"].n_unique()
+
+    def disclosed(self) -> Disclosed:
+        any_diff = pl.any_horizontal(pl.col(c).is_not_null() for c in DIFF_COLUMNS)
+        with_reasons = ((pl.col("status") == "disputed") & pl.col("reasons").is_not_null())
+        counts = self._collect(self._scan().select(
+            with_reasons.sum().alias("reasons"), any_diff.sum().alias("diffs"))).row(0)
+        return Disclosed(rows_with_reasons=int(counts[0] or 0),
+                         rows_with_differences=int(counts[1] or 0))
+
+    def _invalid(self) -> pl.LazyFrame:
+        """The invalid rows (a share of the file bounded by the circuit breaker), read
+        with the streaming engine; what the views do with them runs in memory."""
+        return self._collect(self._scan().filter(pl.col("status") == "invalid")
+                             .select("row", "record_id", "status", "reasons")).lazy()
+
+    def invalid_rows(self, limit: int | None = None) -> pl.DataFrame:
+        invalid = _first_invalid(self._invalid(), limit).collect()
+        quarantine = None
+        if self._quarantine_path is not None and self._quarantine_path.exists():
+            quarantine = self._collect(pl.scan_parquet(self._quarantine_path)
+                                       .filter(pl.col("row").is_in(invalid["row"].implode()))
+                                       .select("row", "message"))
+        return _with_messages(invalid, quarantine)
+
+    def invalid_by_reason(self, first_rows: int) -> pl.DataFrame:
+        return _invalid_by_reason(self._invalid(), first_rows).collect()
+
+    def record_ids(self, rows: pl.Series) -> pl.DataFrame:
+        return self._collect(self._scan().filter(pl.col("row").is_in(rows.implode()))
+                             .select("row", "record_id"))
 
 
 __all__ = ["DIFF_COLUMNS", "OUTCOMES", "STATUSES", "WORKLIST_OUTCOMES", "Disclosed",
-           "PartyFrames", "ReportInputError"]
+           "PartyFrames", "ReportInputError", "StatusFile"]

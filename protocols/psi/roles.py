@@ -154,6 +154,24 @@ class _Role:
     def abort_message(self, reason: str) -> PsiMessage:
         return self._msg(abort=Abort(reason=reason[:1000]))
 
+    #: state -> {message kind accepted in that state: the method that handles it}; a message
+    #: in any other state, or of another kind, ends the run (``_accept`` raises)
+    STEPS: dict[str, dict[str, str]] = {}
+
+    def handle(self, message: PsiMessage) -> Iterator[PsiMessage]:
+        step = self.STEPS.get(self._state, {})
+        kind = self._accept(message, *step)
+        return getattr(self, step[kind])(getattr(message, kind))
+
+    def _check_hello(self, hello: ClientHello | ServerHello, what: str) -> None:
+        """The hello's version, session and protocol are this run's."""
+        if hello.version != PROTOCOL_VERSION or hello.session_id != self.session_id:
+            raise PsiProtocolError(
+                f"{what}: expected version {PROTOCOL_VERSION} and session "
+                f"{self.session_id.hex()}, found version {hello.version} and session "
+                f"{bytes(hello.session_id).hex()}")
+        self._check_protocol(hello.protocol, what)
+
     def _accept(self, message: PsiMessage, *kinds: str) -> str:
         kind = message.WhichOneof("body")
         if kind == "abort":
@@ -224,26 +242,12 @@ class ClientRole(_Role):
         self._timed("base_ot", t)
         yield self._msg(client_hello=self._hello)
 
-    def handle(self, message: PsiMessage) -> Iterator[PsiMessage]:
-        if self._state == "await_server_hello":
-            self._accept(message, "server_hello")
-            return self._on_server_hello(message.server_hello)
-        if self._state == "await_values":
-            self._accept(message, "oprf_values")
-            return self._on_values(message.oprf_values)
-        if self._state == "await_finish":
-            self._accept(message, "finish")
-            return self._on_finish(message.finish)
-        self._accept(message)  # raises: nothing is expected now
-        return iter(())
+    STEPS = {"await_server_hello": {"server_hello": "_on_server_hello"},
+             "await_values": {"oprf_values": "_on_values"},
+             "await_finish": {"finish": "_on_finish"}}
 
     def _on_server_hello(self, hello: ServerHello) -> Iterator[PsiMessage]:
-        if hello.version != PROTOCOL_VERSION or hello.session_id != self.session_id:
-            raise PsiProtocolError(
-                f"server hello: expected version {PROTOCOL_VERSION} and session "
-                f"{self.session_id.hex()}, found version {hello.version} and session "
-                f"{bytes(hello.session_id).hex()}")
-        self._check_protocol(hello.protocol, "server hello")
+        self._check_hello(hello, "server hello")
         if len(hello.seed) != SEED_BYTES:
             raise PsiProtocolError(f"server hello: expected a {SEED_BYTES}-byte seed, found {len(hello.seed)}")
         self.config.check_sizes(len(self.elements), hello.set_size)
@@ -322,28 +326,12 @@ class ServerRole(_Role):
     def start(self) -> Iterator[PsiMessage]:
         return iter(())
 
-    def handle(self, message: PsiMessage) -> Iterator[PsiMessage]:
-        if self._state == "await_client_hello":
-            self._accept(message, "client_hello")
-            return self._on_client_hello(message.client_hello)
-        if self._state == "await_corrections":
-            self._accept(message, "correction")
-            return self._on_correction(message.correction)
-        if self._state == "await_matches":
-            kind = self._accept(message, "matches", "finish")
-            if kind == "matches":
-                return self._on_matches(message.matches)
-            return self._on_finish(message.finish)
-        self._accept(message)
-        return iter(())
+    STEPS = {"await_client_hello": {"client_hello": "_on_client_hello"},
+             "await_corrections": {"correction": "_on_correction"},
+             "await_matches": {"matches": "_on_matches", "finish": "_on_finish"}}
 
     def _on_client_hello(self, hello: ClientHello) -> Iterator[PsiMessage]:
-        if hello.version != PROTOCOL_VERSION or hello.session_id != self.session_id:
-            raise PsiProtocolError(
-                f"client hello: expected version {PROTOCOL_VERSION} and session "
-                f"{self.session_id.hex()}, found version {hello.version} and session "
-                f"{bytes(hello.session_id).hex()}")
-        self._check_protocol(hello.protocol, "client hello")
+        self._check_hello(hello, "client hello")
         if (hello.code_width != kkrt.CODE_WIDTH or hello.statistical_security != kkrt.STATISTICAL_SECURITY
                 or len(hello.seed) != SEED_BYTES or len(hello.ot_sender_point) != POINT_BYTES):
             raise PsiProtocolError(
@@ -481,29 +469,13 @@ class Rr22ClientRole(ClientRole):
         self._timed("base_ot", t)
         yield self._msg(client_hello=self._hello)
 
-    def handle(self, message: PsiMessage) -> Iterator[PsiMessage]:
-        if self._state == "await_server_hello":
-            self._accept(message, "server_hello")
-            return self._on_server_hello(message.server_hello)
-        if self._state == "await_vole_reply":
-            self._accept(message, "vole_reply")
-            return self._on_vole_reply(message.vole_reply)
-        if self._state == "await_values":
-            self._accept(message, "oprf_values")
-            return self._on_values(message.oprf_values)
-        if self._state == "await_finish":
-            self._accept(message, "finish")
-            return self._on_finish(message.finish)
-        self._accept(message)
-        return iter(())
+    STEPS = {"await_server_hello": {"server_hello": "_on_server_hello"},
+             "await_vole_reply": {"vole_reply": "_on_vole_reply"},
+             "await_values": {"oprf_values": "_on_values"},
+             "await_finish": {"finish": "_on_finish"}}
 
     def _on_server_hello(self, hello: ServerHello) -> Iterator[PsiMessage]:
-        if hello.version != PROTOCOL_VERSION or hello.session_id != self.session_id:
-            raise PsiProtocolError(
-                f"server hello: expected version {PROTOCOL_VERSION} and session "
-                f"{self.session_id.hex()}, found version {hello.version} and session "
-                f"{bytes(hello.session_id).hex()}")
-        self._check_protocol(hello.protocol, "server hello")
+        self._check_hello(hello, "server hello")
         if len(hello.seed) != SEED_BYTES:
             raise PsiProtocolError(f"server hello: expected a {SEED_BYTES}-byte seed, found {len(hello.seed)}")
         self.config.check_sizes(len(self.elements), hello.set_size)
@@ -572,31 +544,13 @@ class Rr22ServerRole(ServerRole):
 
     protocol = RR22
 
-    def handle(self, message: PsiMessage) -> Iterator[PsiMessage]:
-        if self._state == "await_client_hello":
-            self._accept(message, "client_hello")
-            return self._on_client_hello(message.client_hello)
-        if self._state == "await_vole_setup":
-            self._accept(message, "vole_setup")
-            return self._on_vole_setup(message.vole_setup)
-        if self._state == "await_okvs_correction":
-            self._accept(message, "okvs_correction")
-            return self._on_okvs_correction(message.okvs_correction)
-        if self._state == "await_matches":
-            kind = self._accept(message, "matches", "finish")
-            if kind == "matches":
-                return self._on_matches(message.matches)
-            return self._on_finish(message.finish)
-        self._accept(message)
-        return iter(())
+    STEPS = {"await_client_hello": {"client_hello": "_on_client_hello"},
+             "await_vole_setup": {"vole_setup": "_on_vole_setup"},
+             "await_okvs_correction": {"okvs_correction": "_on_okvs_correction"},
+             "await_matches": {"matches": "_on_matches", "finish": "_on_finish"}}
 
     def _on_client_hello(self, hello: ClientHello) -> Iterator[PsiMessage]:
-        if hello.version != PROTOCOL_VERSION or hello.session_id != self.session_id:
-            raise PsiProtocolError(
-                f"client hello: expected version {PROTOCOL_VERSION} and session "
-                f"{self.session_id.hex()}, found version {hello.version} and session "
-                f"{bytes(hello.session_id).hex()}")
-        self._check_protocol(hello.protocol, "client hello")
+        self._check_hello(hello, "client hello")
         if (hello.code_width != rr22.vole.BASE_OTS or hello.statistical_security != rr22.STATISTICAL_SECURITY
                 or len(hello.seed) != SEED_BYTES or len(hello.ot_sender_point) != POINT_BYTES):
             raise PsiProtocolError(
