@@ -1,7 +1,7 @@
 """The parts of the consortium file (docs/interfaces.md) that the ledger needs.
 
 Reads ``[consortium]`` (name, ca_cert), ``[ledger]`` and each ``[[members]]`` id, name,
-sm2_public_key, tls_cert, roles and endpoints; ignores every other key.  Relative
+sm2_public_key, tls_cert, roles, endpoints and listen addresses; ignores every other key.  Relative
 paths are relative to the file.  Private material lives beside the file, never in it:
 ``members/<id>/sm2.key``, ``members/<id>/tls.key``, ``ledger/log.key``.
 
@@ -40,6 +40,10 @@ class Member:
     grpc_endpoint: str = ""  # where this member's party listens ("host:port"), "" if none
     mpc_endpoint: str = ""
     tls_cert_sha256: str = ""  # pinned fingerprint ([[members]].tls_cert_sha256), else of tls_cert
+    # where this member's own servers bind when that differs from the endpoint the others dial
+    # (NAT, a load balancer, a relay): "" = the endpoint itself
+    grpc_listen: str = ""
+    mpc_listen: str = ""
 
     def tls_fingerprint(self) -> str:
         """Hex SHA-256 of the DER TLS certificate: the pinned one, else the file's, else ""."""
@@ -119,14 +123,17 @@ def policy_threshold(policy: Any, members: int) -> int:
     raise ConfigError(f"proposal_policy: expected \"all\", \"majority\" or an integer 1..{members}, found {policy!r}")
 
 
-def _get(table: dict[str, Any], key: str, kind: type, file: str, *, default: Any = None, required: bool = True) -> Any:
+def _get(table: dict[str, Any], key: str, kind: type, file: str, *, default: Any = None, required: bool = True,
+         within: str = "") -> Any:
+    """``table[key]`` of type ``kind``; errors name the key as ``within.key`` (e.g. ``members[1].id``)."""
+    name = f"{within}.{key}" if within else key
     if key not in table:
         if required:
-            raise ConfigError("missing required key", file=file, key=key)
+            raise ConfigError("missing required key", file=file, key=name)
         return default
     value = table[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"expected {kind.__name__}, found {type(value).__name__} {value!r}", file=file, key=key)
+        raise ConfigError(f"expected {kind.__name__}, found {type(value).__name__} {value!r}", file=file, key=name)
     return value
 
 
@@ -168,35 +175,39 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = No
         where = f"members[{position}]"
         if not isinstance(table, dict):
             raise ConfigError("expected a table", file=file, key=where)
-        member_id = _get(table, "id", str, file)
+        member_id = _get(table, "id", str, file, within=where)
         if not _MEMBER_ID.fullmatch(member_id):
             raise ConfigError(f"expected letters, digits, '_', '.', '-' (max 64), found {member_id!r}",
                               file=file, key=f"{where}.id")
         if any(m.id == member_id for m in members):
             raise ConfigError(f"member id {member_id!r} appears twice", file=file, key=f"{where}.id")
-        key = _public_key(_get(table, "sm2_public_key", str, file), file, f"{where}.sm2_public_key")
+        key = _public_key(_get(table, "sm2_public_key", str, file, within=where), file, f"{where}.sm2_public_key")
         if key in seen_keys:
             raise ConfigError("two members share one SM2 public key", file=file, key=f"{where}.sm2_public_key")
         seen_keys.add(key)
-        tls_text = _get(table, "tls_cert", str, file, default="", required=False)
-        roles = _get(table, "roles", list, file, default=["member"], required=False)
+        tls_text = _get(table, "tls_cert", str, file, default="", required=False, within=where)
+        roles = _get(table, "roles", list, file, default=["member"], required=False, within=where)
         if not roles or len(set(roles)) != len(roles) or not all(
                 isinstance(role, str) and ROLE.fullmatch(role) for role in roles):
             raise ConfigError(f"expected a list of distinct lowercase role names, found {roles!r}",
                               file=file, key=f"{where}.roles")
         endpoints = []
-        for name in ("grpc_endpoint", "mpc_endpoint"):
-            value = _get(table, name, str, file, default="", required=False)
+        for name in ("grpc_endpoint", "mpc_endpoint", "grpc_listen", "mpc_listen"):
+            value = _get(table, name, str, file, default="", required=False, within=where)
             if value and not _ENDPOINT.fullmatch(value):
                 raise ConfigError(f"expected host:port, found {value!r}", file=file, key=f"{where}.{name}")
             endpoints.append(value)
-        fingerprint = _get(table, "tls_cert_sha256", str, file, default="", required=False)
+        for name, endpoint, listen in (("grpc", endpoints[0], endpoints[2]), ("mpc", endpoints[1], endpoints[3])):
+            if listen and not endpoint:
+                raise ConfigError(f"{name}_listen {listen!r} given without {name}_endpoint (the address the "
+                                  "others dial)", file=file, key=f"{where}.{name}_listen")
+        fingerprint = _get(table, "tls_cert_sha256", str, file, default="", required=False, within=where)
         if fingerprint and not _HEX64.fullmatch(fingerprint):
             raise ConfigError(f"expected 64 lowercase hex digits, found {fingerprint!r}",
                               file=file, key=f"{where}.tls_cert_sha256")
-        members.append(Member(member_id, _get(table, "name", str, file, default=member_id, required=False),
-                              key, base_dir / tls_text if tls_text else None, tuple(roles), *endpoints,
-                              fingerprint))
+        members.append(Member(member_id, _get(table, "name", str, file, default=member_id, required=False, within=where),
+                              key, base_dir / tls_text if tls_text else None, tuple(roles), *endpoints[:2],
+                              fingerprint, *endpoints[2:]))
     if not members:
         raise ConfigError("expected at least one [[members]] table", file=file, key="members")
     origin = _get(ledger, "origin", str, file)

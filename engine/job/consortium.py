@@ -4,7 +4,15 @@ There is one reader of the file: :func:`ledger_anchor.config.load_config` (ids, 
 keys checked to be curve points, TLS certificates, roles, endpoints, the ledger).  This
 module is a thin layer over it that adds what a party needs and the ledger does not
 require: every member's TLS certificate and both endpoints, the CA certificate, and
-where each member's private files live (``members/<id>/`` beside the file).  A
+where each member's private files live (``members/<id>/`` beside the file).
+
+Endpoints and listen addresses.  ``grpc_endpoint`` / ``mpc_endpoint`` are the addresses
+the *other* parties dial to reach a member; optional ``grpc_listen`` / ``mpc_listen`` are
+where the member's own servers bind, when that differs (behind NAT or a load balancer,
+or a relay; default: the endpoint).  A party binds its own listen addresses and dials the
+others' endpoints.  Neither is part of the membership manifest on the ledger, so each
+member's copy of this file may give the endpoints as *it* reaches the others (a private
+interconnect to one peer, the internet to another).  A
 :class:`~ledger_anchor.errors.ConfigError` becomes an :class:`InputError` naming the
 file and the key.  Who is a member *now* is decided on the ledger
 (:mod:`ledger_anchor.membership`); this file is the local bootstrap.
@@ -31,6 +39,17 @@ class Member:
     mpc_endpoint: str
     key_dir: Path  # where this member's private files live by convention (``members/<id>/``)
     roles: tuple[str, ...] = ("member",)
+    # Where this member's own servers bind: ``grpc_listen`` / ``mpc_listen`` in the file, else
+    # the endpoints.  The others always dial the endpoints; the two differ behind NAT, a load
+    # balancer or a relay (bench/bench_e2e.py's simulated WAN links).
+    grpc_listen: str = ""
+    mpc_listen: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.grpc_listen:
+            object.__setattr__(self, "grpc_listen", self.grpc_endpoint)
+        if not self.mpc_listen:
+            object.__setattr__(self, "mpc_listen", self.mpc_endpoint)
 
     @property
     def tls_key(self) -> Path:
@@ -103,6 +122,7 @@ def load_consortium(path: str | Path) -> Consortium:
         members.append(Member(id=member.id, name=member.name, sm2_public_key=member.sm2_public_key,
                               tls_cert=member.tls_cert, grpc_endpoint=member.grpc_endpoint,
                               mpc_endpoint=member.mpc_endpoint, key_dir=config.member_key_path(member.id).parent,
-                              roles=member.roles))
+                              roles=member.roles, grpc_listen=member.grpc_listen,
+                              mpc_listen=member.mpc_listen))
     return Consortium(path=path, name=config.name, ca_cert=config.ca_cert, members=tuple(members),
                       ledger_db=config.ledger.db, ledger_endpoint=config.ledger.endpoint, config=config)

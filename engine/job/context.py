@@ -272,7 +272,7 @@ def start_host(ctx: PartyContext, extra_services, agree, checks) -> tuple[grpc.S
         JobSessionServicer(host, job.timeouts.connect_s, job.timeouts.stage_s), server)
     for add in extra_services:
         add(server)
-    endpoint = ctx.member.grpc_endpoint
+    endpoint = ctx.member.grpc_listen  # B and H dial grpc_endpoint; the two differ behind NAT or a relay
     host_part, _, port = endpoint.rpartition(":")
     try:
         bound = server.add_secure_port(f"{host_part}:{port}", ctx.tls.server_credentials())

@@ -120,9 +120,14 @@ class LocalJob:
                 roles: dict[str, str] = ROLES, timeouts: Timeouts | None = None,
                 adopt: bool = True, records_per_bucket: int | None = None,
                 party_args: dict[str, list[str]] | None = None,
-                psi_protocol: str | None = None) -> LocalJob:
+                psi_protocol: str | None = None,
+                views: dict[str, Path] | None = None) -> LocalJob:
         """Write the consortium (unless given), adopt the rules and write the job file.
-        ``party_args``: extra ``settlechain party`` options per role (e.g. bucket workers)."""
+        ``party_args``: extra ``settlechain party`` options per role (e.g. bucket workers).
+        ``views``: a role's own copy of the consortium file, in the same folder as ``config``
+        (same keys and ledger), that differs in endpoints and listen addresses only (default:
+        ``config``): each operator keeps its own copy, with the others' endpoints as it reaches
+        them."""
         folder.mkdir(parents=True, exist_ok=True)
         rules = load_rules(rules_path)
         if config is None:
@@ -137,7 +142,8 @@ class LocalJob:
                                  connect_s=120, stage_s=600, peer_silence_s=10))
         local = cls(folder=folder, config=config, job_path=job_path)
         for role, member in roles.items():
-            command = party_command(config, job_path, member, data.get(role), folder / role)
+            command = party_command((views or {}).get(role, config), job_path, member, data.get(role),
+                                    folder / role)
             local.parties[role] = PartyProcess(
                 role, command + list((party_args or {}).get(role, [])), folder / role)
         return local

@@ -49,7 +49,7 @@ def check_ports(endpoints: dict[str, str]) -> None:
             except OSError as exc:
                 raise InputError(f"cannot listen on {endpoint} for {what}: {exc.strerror} "
                                  "(another process uses the port? the consortium file names "
-                                 "this member's ports)", column=what) from None
+                                 "this member's ports: grpc_listen / mpc_listen, else the endpoints)", column=what) from None
 
 
 def settled_here(out_dir: Path, job_id: str) -> int | None:
@@ -100,9 +100,9 @@ def run_party(config_path: str | Path, job_path: str | Path, member_id: str,
                          "is part of the rules and of their hash)", file=str(job.path),
                          column="job.disclosure", expected=repr(rules.disclosure),
                          found=repr(job.disclosure))
-    endpoints = {"MPC": member.mpc_endpoint}
+    endpoints = {"MPC": member.mpc_listen}
     if role == "A":
-        endpoints = {"the job session and PSI": member.grpc_endpoint, **endpoints}
+        endpoints = {"the job session and PSI": member.grpc_listen, **endpoints}
     check_ports(endpoints)
     out.mkdir(parents=True, exist_ok=True)
     clock = StageClock(status_path=out / STATUS_FILE, listener=on_status)

@@ -161,8 +161,12 @@ class _Run:
         members = [self.ctx.consortium.member(self.job.member_of(r)) for r in ("A", "B", "H")]
         tls = MpcTls(ca_cert=self.ctx.consortium.ca_cert, cert=self.ctx.member.tls_cert,
                      key=self.ctx.member.tls_key, peer_names=tuple(m.id for m in members))
-        return MpcParties(addresses=tuple(m.mpc_endpoint for m in members),
-                          index=("A", "B", "H").index(self.role), tls=tls)
+        index = ("A", "B", "H").index(self.role)
+        # MPyC's party i listens on entry i and dials the entries of the others: its own
+        # listen address, the others' advertised endpoints (the two differ behind NAT or a relay)
+        return MpcParties(addresses=tuple(m.mpc_listen if i == index else m.mpc_endpoint
+                                          for i, m in enumerate(members)),
+                          index=index, tls=tls)
 
     def mpc_timeout(self) -> float:
         return self.job.timeouts.peer_silence_s + 20

@@ -70,7 +70,7 @@ class WorkerGroup:
 
 
 def worker_setups(ctx: Any, scale: ScaleConfig) -> list[WorkerSetup]:
-    host = scale.listen_host or ctx.member.grpc_endpoint.rpartition(":")[0]
+    host = scale.listen_host or ctx.member.grpc_listen.rpartition(":")[0]
     logs = ctx.work_dir / "workers"
     logs.mkdir(parents=True, exist_ok=True)
     timeouts = ctx.job.timeouts

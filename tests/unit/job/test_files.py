@@ -75,3 +75,41 @@ def test_consortium_errors_name_the_key(tmp_path):
     with pytest.raises(InputError, match="missing required key") as caught:
         load_consortium(path)
     assert caught.value.column == "consortium.ca_cert"
+
+
+def test_listen_addresses_default_to_the_endpoints_and_are_checked(tmp_path):
+    """grpc_listen / mpc_listen: where the member's own servers bind (behind NAT, a load
+    balancer or a relay); optional, checked like the endpoints, and never without the
+    endpoint the others dial."""
+    from ledger_anchor import sm2
+
+    key = sm2.generate_keypair()[1].hex()
+    log_key = sm2.generate_keypair()[1].hex()
+    path = tmp_path / "c.toml"
+    head = ('[consortium]\nname = "x"\nca_cert = "ca.crt"\n'
+            f'[ledger]\norigin = "test/x"\nlog_public_key = "{log_key}"\n'
+            f'[[members]]\nid = "A"\nsm2_public_key = "{key}"\ntls_cert = "a.crt"\n')
+    endpoints = 'grpc_endpoint = "203.0.113.7:443"\nmpc_endpoint = "203.0.113.7:8443"\n'
+    path.write_text(head + endpoints)
+    member = load_consortium(path).member("A")
+    assert (member.grpc_listen, member.mpc_listen) == ("203.0.113.7:443", "203.0.113.7:8443")
+    path.write_text(head + endpoints + 'grpc_listen = "0.0.0.0:17001"\nmpc_listen = "[::1]:17002"\n')
+    member = load_consortium(path).member("A")
+    assert (member.grpc_endpoint, member.grpc_listen) == ("203.0.113.7:443", "0.0.0.0:17001")
+    assert (member.mpc_endpoint, member.mpc_listen) == ("203.0.113.7:8443", "[::1]:17002")
+    for extra, message, column in [
+        ('grpc_listen = "17001"\n', "expected host:port", "members[0].grpc_listen"),
+        ('mpc_listen = "host:port"\n', "expected host:port", "members[0].mpc_listen"),
+        ('mpc_listen = "a b:1"\n', "expected host:port", "members[0].mpc_listen"),
+        ("grpc_listen = 17001\n", "expected str", "members[0].grpc_listen"),
+    ]:
+        path.write_text(head + endpoints + extra)
+        with pytest.raises(InputError, match=message) as caught:
+            load_consortium(path)
+        assert caught.value.column == column and str(path) in caught.value.diagnostics()
+    for service in ("grpc", "mpc"):
+        other = "mpc" if service == "grpc" else "grpc"
+        path.write_text(head + f'{other}_endpoint = "127.0.0.1:1"\n{service}_listen = "127.0.0.1:2"\n')
+        with pytest.raises(InputError, match=f"without {service}_endpoint") as caught:
+            load_consortium(path)
+        assert caught.value.column == f"members[0].{service}_listen"
