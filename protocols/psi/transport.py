@@ -311,8 +311,14 @@ class PsiSession:
                     f"PSI session {self.session_id.hex()} did not finish within {self.timeout_s:.1f} s"))
         if self._error is not None:
             raise self._error
-        assert self._result is not None
-        return self._result
+        with self._servicer._lock:
+            result, self._result = self._result, None
+        if result is None:
+            raise SessionError(f"the result of PSI session {self.session_id.hex()} was already "
+                               "taken (it is handed over once)")
+        # the servicer keeps the session (its id runs once), not its result: a job of many
+        # buckets would otherwise hold every pass's indices and pair ids to the end
+        return result
 
 
 class PsiServicer(_GeneratedServicer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent import futures
@@ -204,3 +205,39 @@ def test_server_abort_during_corrections_reaches_the_client_at_once(monkeypatch)
             session.result()
     finally:
         server.stop(0)
+
+
+def test_the_servicer_hands_a_result_over_once_and_keeps_none(tmp_path):
+    """A job offers thousands of sessions (buckets x passes) on one servicer: it must not
+    keep their results (at 10^8 rows they held GiBs on A until the end of the job)."""
+    import gc
+    import weakref
+    from concurrent import futures
+
+    from protocols.psi.errors import SessionError
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    servicer = PsiServicer()
+    servicer.add_to_server(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        a = ElementSet.from_fixed(np.arange(64, dtype=np.uint64).view(np.uint8).reshape(64, 8))
+        b = ElementSet.from_fixed(np.arange(32, 96, dtype=np.uint64).view(np.uint8).reshape(64, 8))
+        session_id = os.urandom(16)
+        session = servicer.offer(session_id, a, 30.0, peer=None)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            theirs = run_psi_client(channel, session_id, b, 30.0)
+        result = session.result()
+        assert len(result.local_indices) == len(theirs.local_indices) == 32
+        kept = weakref.ref(result.local_indices)
+        del result
+        gc.collect()
+        assert kept() is None, "the servicer still holds the session's result"
+        with pytest.raises(SessionError, match="already taken"):
+            session.result()
+        # and the id still runs once
+        with pytest.raises(SessionError, match="already offered"):
+            servicer.offer(session_id, a, 30.0, peer=None)
+    finally:
+        server.stop(None)
