@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from engine.errors import JobError
-from engine.job.demo import _prepare_out, _say, _shown, _verify_ledger, warm_up_psi
+from engine.job.demo import _prepare_out, _say, _shown, _verify_ledger, warm_up_kernels
 from engine.job.local import adopt_rules, create_consortium
 from engine.job.period_run import PAIR_SEPARATOR, run_period, summary_lines
 from engine.rules import load_rules
@@ -69,7 +69,7 @@ def run_consortium_demo(*, records: int, seed: int, file_format: str, out: Path,
     _say(f"  2. consortium of {', '.join(OPERATORS)}; each pair's rules adopted by vote "
          f"({size} ledger entries) in {time.perf_counter() - t0:.1f} s")
 
-    warm_up_psi()
+    warm_up_kernels()
     t0 = time.perf_counter()
     _say(f"  3. settlechain period run --config {_shown(config)} --period {period} "
          f"--data-dir {_shown(data_dir)} --out {_shown(out / 'period')}")
