@@ -63,8 +63,9 @@ def _shown(path: Path) -> str:
 _KERNEL_GROUPS = {
     "rr22": (("protocols.psi.okvs",),
              ("protocols.psi.kernels", "protocols.psi.vole", "engine.partition",
-              "engine.ingest.csvsplit")),
-    "kkrt16": (("protocols.psi.kernels",), ("engine.partition", "engine.ingest.csvsplit")),
+              "engine.ingest.csvsplit", "protocols.mpc.field")),
+    "kkrt16": (("protocols.psi.kernels",),
+               ("engine.partition", "engine.ingest.csvsplit", "protocols.mpc.field")),
 }
 
 

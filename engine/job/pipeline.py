@@ -26,9 +26,12 @@ log = logging.getLogger(__name__)
 
 
 def _warm_up(psi_protocol: str) -> None:
+    from protocols.mpc.field import warm_up as warm_up_field
+
     warm_up_csv()
     warm_up_partition()
     warm_up_psi(psi_protocol)
+    warm_up_field()
 
 
 def _ledger_state(ctx: PartyContext) -> tuple[str | None, int | None]:

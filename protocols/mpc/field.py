@@ -575,3 +575,13 @@ def przs_share(pid: int, streams: dict[tuple[int, int], np.ndarray]) -> np.ndarr
     """This party's share of a pseudorandom degree-2 sharing of 0: sum_S r_S x f_S(x)."""
     parts = [scale(values, (pid + 1) * _f_subset(pid, subset)) for subset, values in sorted(streams.items())]
     return add(parts[0], parts[1])
+
+
+def warm_up() -> None:
+    """Load (or compile, on a fresh install) every kernel of this module once, so that the
+    first secure computation of a job does not wait for numba."""
+    a, b = from_ints([1, 2, 3]), from_ints([4, 5, 6])
+    add(a, b), sub(a, b), neg(a), mul(a, b), scale(a, 3), muladd(a, a, b)
+    affine(a, b, 2), affine_pair(a, b, 2, 3), total(a)
+    inner_rows(a.reshape(3, 1, 2), b.reshape(3, 1, 2))
+    lagrange_basis(a, 1), shifted_roots_products(a, 1)
