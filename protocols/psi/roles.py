@@ -233,11 +233,7 @@ class ClientRole(_Role):
     def start(self) -> Iterator[PsiMessage]:
         t = time.perf_counter()
         self._ot = BaseOtSender(random_scalar_from(self._rng))
-        self._hello = ClientHello(
-            version=PROTOCOL_VERSION, session_id=self.session_id, set_size=len(self.elements),
-            seed=self._rng(SEED_BYTES), ot_sender_point=self._ot.point,
-            code_width=kkrt.CODE_WIDTH, statistical_security=kkrt.STATISTICAL_SECURITY,
-            protocol=self.protocol)
+        self._hello = self._client_hello(kkrt.CODE_WIDTH, kkrt.STATISTICAL_SECURITY)
         self._state = "await_server_hello"
         self._timed("base_ot", t)
         yield self._msg(client_hello=self._hello)
@@ -246,12 +242,22 @@ class ClientRole(_Role):
              "await_values": {"oprf_values": "_on_values"},
              "await_finish": {"finish": "_on_finish"}}
 
-    def _on_server_hello(self, hello: ServerHello) -> Iterator[PsiMessage]:
+    def _client_hello(self, code_width: int, statistical_security: int) -> ClientHello:
+        return ClientHello(
+            version=PROTOCOL_VERSION, session_id=self.session_id, set_size=len(self.elements),
+            seed=self._rng(SEED_BYTES), ot_sender_point=self._ot.point, code_width=code_width,
+            statistical_security=statistical_security, protocol=self.protocol)
+
+    def _accept_server_hello(self, hello: ServerHello) -> None:
+        """The checks both protocols make of the server hello; the server's set size."""
         self._check_hello(hello, "server hello")
         if len(hello.seed) != SEED_BYTES:
             raise PsiProtocolError(f"server hello: expected a {SEED_BYTES}-byte seed, found {len(hello.seed)}")
         self.config.check_sizes(len(self.elements), hello.set_size)
         self._peer_size = int(hello.set_size)
+
+    def _on_server_hello(self, hello: ServerHello) -> Iterator[PsiMessage]:
+        self._accept_server_hello(hello)
         keys = kkrt.session_keys(_transcript(self._hello, hello))
         self._context = keys.context
         self._state = "sending_corrections"
@@ -460,11 +466,7 @@ class Rr22ClientRole(ClientRole):
     def start(self) -> Iterator[PsiMessage]:
         t = time.perf_counter()
         self._ot = BaseOtSender(random_scalar_from(self._rng))
-        self._hello = ClientHello(
-            version=PROTOCOL_VERSION, session_id=self.session_id, set_size=len(self.elements),
-            seed=self._rng(SEED_BYTES), ot_sender_point=self._ot.point,
-            code_width=rr22.vole.BASE_OTS, statistical_security=rr22.STATISTICAL_SECURITY,
-            protocol=self.protocol)
+        self._hello = self._client_hello(rr22.vole.BASE_OTS, rr22.STATISTICAL_SECURITY)
         self._state = "await_server_hello"
         self._timed("base_ot", t)
         yield self._msg(client_hello=self._hello)
@@ -475,11 +477,7 @@ class Rr22ClientRole(ClientRole):
              "await_finish": {"finish": "_on_finish"}}
 
     def _on_server_hello(self, hello: ServerHello) -> Iterator[PsiMessage]:
-        self._check_hello(hello, "server hello")
-        if len(hello.seed) != SEED_BYTES:
-            raise PsiProtocolError(f"server hello: expected a {SEED_BYTES}-byte seed, found {len(hello.seed)}")
-        self.config.check_sizes(len(self.elements), hello.set_size)
-        self._peer_size = int(hello.set_size)
+        self._accept_server_hello(hello)
         self._params = rr22.Rr22Params.for_sizes(len(self.elements), self._peer_size)
         keys = rr22.session_keys(kkrt.session_keys(_transcript(self._hello, hello)).context)
         self._context = keys.context
