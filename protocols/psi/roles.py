@@ -336,6 +336,20 @@ class ServerRole(_Role):
              "await_corrections": {"correction": "_on_correction"},
              "await_matches": {"matches": "_on_matches", "finish": "_on_finish"}}
 
+    def _base_ot_reply(self, hello: ClientHello,
+                       count: int) -> tuple[np.ndarray, BaseOtReceiver, ServerHello]:
+        """``count`` base OTs as receiver: the random choice bits, the receiver, and the
+        server hello carrying its points; both protocols open this way."""
+        t = time.perf_counter()
+        choice_bits = np.unpackbits(np.frombuffer(self._rng(count // 8), np.uint8), bitorder="little")
+        scalars = [random_scalar_from(self._rng) for _ in range(count)]
+        ot = BaseOtReceiver(choice_bits, scalars, bytes(hello.ot_sender_point))
+        reply = ServerHello(version=PROTOCOL_VERSION, session_id=self.session_id,
+                            set_size=len(self.elements), seed=self._rng(SEED_BYTES),
+                            ot_receiver_points=ot.points, protocol=self.protocol)
+        self._timed("base_ot", t)
+        return choice_bits, ot, reply
+
     def _on_client_hello(self, hello: ClientHello) -> Iterator[PsiMessage]:
         self._check_hello(hello, "client hello")
         if (hello.code_width != kkrt.CODE_WIDTH or hello.statistical_security != kkrt.STATISTICAL_SECURITY
@@ -351,15 +365,7 @@ class ServerRole(_Role):
         return self._reply_hello(hello)
 
     def _reply_hello(self, hello: ClientHello) -> Iterator[PsiMessage]:
-        t = time.perf_counter()
-        choice_bits = np.unpackbits(np.frombuffer(self._rng(kkrt.CODE_WIDTH // 8), np.uint8),
-                                    bitorder="little")
-        scalars = [random_scalar_from(self._rng) for _ in range(kkrt.CODE_WIDTH)]
-        ot = BaseOtReceiver(choice_bits, scalars, bytes(hello.ot_sender_point))
-        reply = ServerHello(version=PROTOCOL_VERSION, session_id=self.session_id,
-                            set_size=len(self.elements), seed=self._rng(SEED_BYTES),
-                            ot_receiver_points=ot.points, protocol=self.protocol)
-        self._timed("base_ot", t)
+        choice_bits, ot, reply = self._base_ot_reply(hello, kkrt.CODE_WIDTH)
         self._state = "await_corrections"
         yield self._msg(server_hello=reply)
         # Work done while the client computes its corrections.
@@ -562,15 +568,7 @@ class Rr22ServerRole(ServerRole):
         return self._reply_hello(hello)
 
     def _reply_hello(self, hello: ClientHello) -> Iterator[PsiMessage]:
-        t = time.perf_counter()
-        count = rr22.vole.BASE_OTS
-        choice_bits = np.unpackbits(np.frombuffer(self._rng(count // 8), np.uint8), bitorder="little")
-        scalars = [random_scalar_from(self._rng) for _ in range(count)]
-        ot = BaseOtReceiver(choice_bits, scalars, bytes(hello.ot_sender_point))
-        reply = ServerHello(version=PROTOCOL_VERSION, session_id=self.session_id,
-                            set_size=len(self.elements), seed=self._rng(SEED_BYTES),
-                            ot_receiver_points=ot.points, protocol=self.protocol)
-        self._timed("base_ot", t)
+        choice_bits, ot, reply = self._base_ot_reply(hello, rr22.vole.BASE_OTS)
         self._state = "await_vole_setup"
         yield self._msg(server_hello=reply)
         # work done while the client computes its VOLE setup
